@@ -1,0 +1,61 @@
+r"""The embedded default: a small dual encoder on the synthetic dataset, on CPU, in minutes.
+
+    python main.py --config configs/tiny.py --workdir /tmp/vl_jax_tiny
+
+The dataset is generated into `config.data.dir` on first use. Point it at any converted dataset
+with `--config.data.dir=PATH`; any field can be overridden the same way.
+"""
+
+import os
+
+import ml_collections
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "synthetic_v1")
+
+
+def data_config(**overrides) -> ml_collections.ConfigDict:
+  """The `config.data` block; configs of other sizes share it."""
+  data = ml_collections.ConfigDict(dict(
+      name="synthetic",  # anything else: `dir` must already hold a converted dataset
+      dir=DEFAULT_DATA_DIR,
+      train_split="train",
+      num_frames=4,
+      image_size=24,
+      max_text_len=32,
+      crop_scale=(0.6, 1.0),
+      crop_ratio=(3 / 4, 4 / 3),
+      # Flips mirror "left"/"right" in the caption, so they never contradict it.
+      hflip="caption_aware",
+      num_threads=2,  # grain read threads per process
+      prefetch=8,  # batches buffered ahead
+      worker_count=0,  # grain worker processes (0: threads only)
+      synthetic=dict(num_train=6000, num_val=256, seed=0, num_frames=8, size=40,
+                     captions_per_clip=3),
+  ))
+  data.update(overrides)
+  return data
+
+
+def get_config(arg=None):
+  del arg  # one size only
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.data = data_config()
+  config.model = dict(
+      video=dict(patch_size=4, width=64, depth=2, num_heads=4, mlp_dim=256,
+                 zero_init_temporal=True),
+      text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
+      embed_dim=128,
+      temperature=dict(init=0.07, learn=True),
+  )
+  config.objectives = dict(contrastive=dict(weight=1.0))
+  config.batch_size = 64
+  config.total_steps = 1500
+  config.optimizer = dict(lr=1e-3, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,
+                          b1=0.9, b2=0.98, grad_clip_norm=1.0)
+  config.mesh = dict(data=-1)  # devices on the data axis; -1: all
+  config.log_every_steps = 50
+  config.checkpoint = dict(every_steps=500, keep=3, use_async=True)
+  config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=500,
+                                     batch_size=64))
+  return config.lock()

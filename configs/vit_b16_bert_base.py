@@ -1,0 +1,34 @@
+r"""Frozen-in-Time sizes: ViT-B/16 video tower (divided space-time attention) and BERT-base text tower,
+4 frames at 224^2, 256-d shared space, temperature 0.05, AdamW at 3e-5 (the recipe MILES builds on).
+
+    python main.py --config configs/vit_b16_bert_base.py --workdir DIR --config.data.dir=CONVERTED
+
+`config.data.dir` must hold a converted dataset (e.g. WebVid, see docs/DATA.md).
+"""
+
+from ml_collections import config_dict
+
+from configs import tiny
+
+
+def get_config(arg=None):
+  del arg
+  config = tiny.get_config().unlock()
+  config.data = tiny.data_config(
+      name="converted", dir=config_dict.placeholder(str), num_frames=4, image_size=224,
+      max_text_len=32, crop_scale=(0.5, 1.0), hflip="off", num_threads=16, prefetch=4)
+  del config.data["synthetic"]
+  config.model.video = dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072,
+                            zero_init_temporal=True)
+  config.model.text = dict(width=768, depth=12, num_heads=12, mlp_dim=3072)
+  config.model.embed_dim = 256
+  config.model.temperature = dict(init=0.05, learn=False)
+  config.batch_size = 96
+  config.total_steps = 100_000
+  config.optimizer = dict(lr=3e-5, warmup_steps=1000, end_lr_ratio=0.0, weight_decay=0.01,
+                          b1=0.9, b2=0.999, grad_clip_norm=1.0)
+  config.log_every_steps = 100
+  config.checkpoint = dict(every_steps=2000, keep=3, use_async=True)
+  config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=5000,
+                                     batch_size=96))
+  return config.lock()

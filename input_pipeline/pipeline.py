@@ -1,0 +1,175 @@
+"""grain input pipeline: frame shards -> per-process batches of uint8 clips and token ids.
+
+Each process reads only its slice of the data (`ShardOptions(process_index, process_count)`) and
+builds `global_batch / process_count` examples per batch. Batches hold:
+
+    frames    uint8 [B, T, H, W, 3]   normalised on device by the model (4x less host->device traffic)
+    tokens    int32 [B, L]            [CLS] caption [SEP] PAD..., PAD = 0
+    clip_id   str   [B]               host-only fields, never sent to the device: the clip's id,
+    index     int32 [B]                 its record index in the split,
+    caption   str   [B]                 and the caption that `tokens` encodes
+
+Training samples one frame at a random position inside each of T equal segments (TSN-style), one
+random caption, a random resized crop (same box for every frame of a clip) and, if enabled, a
+caption-aware horizontal flip: a flipped clip has its direction words mirrored ("left" <-> "right"),
+so a flip never contradicts its caption. Evaluation takes the centre frame of each segment, the
+clip's first caption and a centre crop.
+"""
+
+import io
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+from PIL import Image
+
+from input_pipeline import shards
+from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.synthetic import MIRROR_WORDS
+
+HOST_ONLY_FIELDS = ("clip_id", "index", "caption")
+
+
+def segment_indices(num_available: int, num_frames: int, rng: np.random.Generator | None):
+  """T frame indices, one per equal segment: random inside it (rng given) or its centre."""
+  edges = np.linspace(0, num_available, num_frames + 1)
+  if rng is None:
+    pos = (edges[:-1] + edges[1:]) / 2
+  else:
+    pos = rng.uniform(edges[:-1], edges[1:])
+  return np.minimum(pos.astype(np.int64), num_available - 1)
+
+
+def mirror_caption(caption: str) -> str:
+  return " ".join(MIRROR_WORDS.get(w, w) for w in caption.split(" "))
+
+
+def crop_box(width: int, height: int, scale, ratio, rng: np.random.Generator):
+  """Random-resized-crop box (Inception style); the full frame if no sampled box fits."""
+  area = width * height
+  for _ in range(10):
+    target = area * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    w = int(round(np.sqrt(target * aspect)))
+    h = int(round(np.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      x0 = int(rng.integers(0, width - w + 1))
+      y0 = int(rng.integers(0, height - h + 1))
+      return (x0, y0, x0 + w, y0 + h)
+  return (0, 0, width, height)
+
+
+def centre_box(width: int, height: int):
+  side = min(width, height)
+  x0, y0 = (width - side) // 2, (height - side) // 2
+  return (x0, y0, x0 + side, y0 + side)
+
+
+def _open(jpeg: bytes, size: int) -> Image.Image:
+  img = Image.open(io.BytesIO(jpeg))
+  img.draft("RGB", (size, size))  # libjpeg decodes large frames at a reduced scale: much faster
+  return img.convert("RGB")
+
+
+class ClipTransform(grain.transforms.RandomMap):
+  """Parses a record and makes one example; random choices only when `train` is set."""
+
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, num_frames: int, image_size: int,
+               max_text_len: int, train: bool, crop_scale=(0.6, 1.0),
+               crop_ratio=(3 / 4, 4 / 3), hflip: str = "off"):
+    if hflip not in ("off", "caption_aware"):
+      raise ValueError(f"config.data.hflip: {hflip!r}, expected 'off' or 'caption_aware'")
+    self.tokenizer, self.num_frames, self.size = tokenizer, num_frames, image_size
+    self.max_text_len, self.train = max_text_len, train
+    self.crop_scale, self.crop_ratio, self.hflip = tuple(crop_scale), tuple(crop_ratio), hflip
+
+  def random_map(self, element, rng: np.random.Generator) -> dict[str, Any]:
+    index, data = element
+    record = shards.decode_record(data)
+    jpegs = record["frames"]
+    rng = rng if self.train else None
+    idx = segment_indices(len(jpegs), self.num_frames, rng)
+    images = [_open(jpegs[j], self.size) for j in idx]
+    w, h = images[0].size
+    if rng is None:
+      box, flip, caption = centre_box(w, h), False, record["captions"][0]
+    else:
+      box = crop_box(w, h, self.crop_scale, self.crop_ratio, rng)
+      flip = self.hflip == "caption_aware" and rng.random() < 0.5
+      caption = record["captions"][rng.integers(len(record["captions"]))]
+    frames = np.empty((self.num_frames, self.size, self.size, 3), np.uint8)
+    for i, img in enumerate(images):
+      img = img.resize((self.size, self.size), Image.BILINEAR, box=box)
+      frames[i] = np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img)
+    if flip:
+      caption = mirror_caption(caption)
+    return {"frames": frames, "tokens": self.tokenizer.encode([caption], self.max_text_len)[0],
+            "clip_id": np.asarray(record["clip_id"]), "index": np.int32(index),
+            "caption": np.asarray(caption)}
+
+
+def local_batch_size(global_batch_size: int) -> int:
+  if global_batch_size % jax.process_count():
+    raise ValueError(f"batch size {global_batch_size} is not divisible by the "
+                     f"{jax.process_count()} processes")
+  return global_batch_size // jax.process_count()
+
+
+def make_clip_transform(data_cfg, tokenizer, train: bool) -> ClipTransform:
+  return ClipTransform(tokenizer, data_cfg.num_frames, data_cfg.image_size, data_cfg.max_text_len,
+                       train=train, crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
+                       hflip=data_cfg.hflip)
+
+
+def num_records(data_dir: str, split: str) -> int:
+  return len(_records(data_dir, split))
+
+
+def _records(data_dir: str, split: str) -> grain.MapDataset:
+  """(record index, serialised record) pairs of `split`."""
+  source = grain.sources.ArrayRecordDataSource(list(shards.split_files(data_dir, split)))
+  return grain.MapDataset.source(source).map_with_index(lambda i, data: (i, data))
+
+
+def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> grain.IterDataset:
+  """Infinite, shuffled batches of this process's disjoint slice; the iterator is checkpointable.
+
+  Every random choice (shuffle order per epoch, frames, crop, flip, caption) is a pure function of
+  `seed` and the element's position, so a restored iterator sees exactly what an uninterrupted one
+  would have seen.
+  """
+  ds = _records(data_cfg.dir, data_cfg.train_split)
+  ds = ds[jax.process_index()::jax.process_count()]
+  ds = ds.seed(seed).shuffle().repeat(None)
+  ds = ds.random_map(make_clip_transform(data_cfg, tokenizer, train=True))
+  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
+                                            prefetch_buffer_size=data_cfg.prefetch))
+  if data_cfg.worker_count:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.worker_count))
+  return it
+
+
+def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int) -> grain.IterDataset:
+  """One ordered pass over this process's slice of `split`; the last batch may be short."""
+  ds = _records(data_cfg.dir, split)[jax.process_index()::jax.process_count()]
+  transform = make_clip_transform(data_cfg, tokenizer, train=False)
+  ds = ds.map(lambda x: transform.random_map(x, None))
+  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
+                                              prefetch_buffer_size=data_cfg.prefetch))
+
+
+def eval_examples(data_cfg, tokenizer, split: str, indices) -> list[dict[str, Any]]:
+  """The evaluation view of specific records (for pictures), read directly by index."""
+  records = _records(data_cfg.dir, split)
+  transform = make_clip_transform(data_cfg, tokenizer, train=False)
+  return [transform.random_map(records[int(i)], None) for i in indices]
+
+
+def split_host_fields(batch: dict[str, np.ndarray]):
+  """(device fields, host-only fields) of a batch."""
+  device = {k: v for k, v in batch.items() if k not in HOST_ONLY_FIELDS}
+  host = {k: v for k, v in batch.items() if k in HOST_ONLY_FIELDS}
+  return device, host

@@ -1,0 +1,102 @@
+"""The frame-shard format shared by the synthetic dataset and converted real videos.
+
+A dataset directory holds:
+
+    DIR/dataset_info.json          name, format version, frame size, per-split file lists and counts
+    DIR/tokenizer.model            sentencepiece model trained on the training captions
+    DIR/<split>/<split>-00000-of-0000K.array_record
+
+Each ArrayRecord record is one clip, serialised with msgpack (a data-only format: reading a shard
+never executes code) as a map with these fields:
+
+    clip_id   str             unique within the dataset
+    captions  list[str]       one or more captions of the clip
+    frames    list[bytes]     JPEG-encoded RGB frames in temporal order
+    fps       float           rate at which the stored frames were sampled from the source
+    meta      map             free-form, JSON-compatible (the synthetic dataset stores its scene)
+"""
+
+import json
+import os
+from typing import Any, Iterable, Sequence
+
+import msgpack
+from array_record.python.array_record_module import ArrayRecordWriter
+
+FORMAT_VERSION = 1
+INFO_FILE = "dataset_info.json"
+TOKENIZER_FILE = "tokenizer.model"
+RECORD_FIELDS = ("clip_id", "captions", "frames", "fps", "meta")
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+  missing = [f for f in RECORD_FIELDS if f not in record]
+  if missing:
+    raise ValueError(f"clip record {record.get('clip_id', '?')!r} lacks fields {missing}")
+  return msgpack.packb({f: record[f] for f in RECORD_FIELDS}, use_bin_type=True)
+
+
+def decode_record(data: bytes) -> dict[str, Any]:
+  return msgpack.unpackb(data, raw=False)
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+  return f"{split}-{index:05d}-of-{count:05d}.array_record"
+
+
+def write_split(out_dir: str, split: str, records: Iterable[dict[str, Any]],
+                num_shards: int, num_records: int) -> list[str]:
+  """Writes records to `num_shards` shards in contiguous blocks (shard order = record order)."""
+  split_dir = os.path.join(out_dir, split)
+  os.makedirs(split_dir, exist_ok=True)
+  per_shard = -(-num_records // num_shards)
+  names = [shard_name(split, i, num_shards) for i in range(num_shards)]
+  writers = [None] * num_shards
+  count = 0
+  try:
+    for i, record in enumerate(records):
+      s = i // per_shard
+      if writers[s] is None:
+        # group_size:1 keeps every record individually addressable for random access.
+        writers[s] = ArrayRecordWriter(os.path.join(split_dir, names[s]), "group_size:1")
+      writers[s].write(encode_record(record))
+      count += 1
+  finally:
+    for w in writers:
+      if w is not None:
+        w.close()
+  if count != num_records:
+    raise ValueError(f"split {split!r}: expected {num_records} records, got {count}")
+  return [os.path.join(split, n) for n in names]
+
+
+def read_info(data_dir: str) -> dict[str, Any]:
+  path = os.path.join(data_dir, INFO_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: no {INFO_FILE}; is {data_dir!r} a vl-jax dataset directory?")
+  with open(path) as f:
+    info = json.load(f)
+  if info.get("format_version") != FORMAT_VERSION:
+    raise ValueError(f"{path}: format_version {info.get('format_version')!r}, "
+                     f"this code reads {FORMAT_VERSION}")
+  return info
+
+
+def write_info(data_dir: str, info: dict[str, Any]) -> None:
+  info = dict(info, format_version=FORMAT_VERSION)
+  tmp = os.path.join(data_dir, INFO_FILE + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(info, f, indent=2, sort_keys=True)
+  os.replace(tmp, os.path.join(data_dir, INFO_FILE))
+
+
+def split_files(data_dir: str, split: str) -> Sequence[str]:
+  info = read_info(data_dir)
+  if split not in info["splits"]:
+    raise KeyError(f"{os.path.join(data_dir, INFO_FILE)}: no split {split!r} "
+                   f"(has {sorted(info['splits'])})")
+  files = [os.path.join(data_dir, f) for f in info["splits"][split]["files"]]
+  for f in files:
+    if not os.path.isfile(f):
+      raise FileNotFoundError(f"{f}: shard listed in {INFO_FILE} is missing")
+  return files

@@ -1,0 +1,168 @@
+"""Procedural video-text dataset: coloured shapes that move, written in the frame-shard format.
+
+Each clip shows one or two shapes (circle, square, triangle) in one of several colours on a
+coloured background, each with a motion: moves left/right/up/down, grows, shrinks or stays still.
+Captions come from templates with paraphrases (several per clip).
+
+Direction is decidable only from the order of the frames: a shape's trajectory is centred on a
+uniformly drawn point, so any single frame of a left-moving shape is distributed exactly like one of
+a right-moving shape (and likewise up/down and grows/shrinks).
+
+    python -m input_pipeline.synthetic --out DIR --num_train N --num_val M --seed S
+"""
+
+import argparse
+import io
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from input_pipeline import shards
+from input_pipeline import tokenizer as tokenizer_lib
+
+# A small palette on purpose: a batch then holds many clips that look alike and differ only in
+# their motion, so a contrastive model must learn motion (with 6 colours and 3 backgrounds it
+# ranked by appearance alone and stayed at chance on direction).
+COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (60, 100, 250),
+           "yellow": (240, 220, 40)}
+BACKGROUNDS = {"black": (10, 10, 10), "gray": (120, 120, 120)}
+SHAPES = ("circle", "square", "triangle")
+# motion -> (dx, dy, size change) over the whole clip, in units of the travel distance.
+MOTIONS = {
+    "left": (-1, 0, 0), "right": (1, 0, 0), "up": (0, -1, 0), "down": (0, 1, 0),
+    "grows": (0, 0, 1), "shrinks": (0, 0, -1), "still": (0, 0, 0),
+}
+MOTION_PHRASES = {
+    "left": ("moves left", "moves to the left", "slides left", "travels leftward"),
+    "right": ("moves right", "moves to the right", "slides right", "travels rightward"),
+    "up": ("moves up", "moves upward", "rises", "goes up"),
+    "down": ("moves down", "moves downward", "falls", "goes down"),
+    "grows": ("grows", "gets bigger", "expands", "becomes larger"),
+    "shrinks": ("shrinks", "gets smaller", "contracts", "becomes smaller"),
+    "still": ("stays still", "does not move", "stays in place", "remains still"),
+}
+SUBJECT_TEMPLATES = ("a {colour} {shape}", "the {colour} {shape}", "one {colour} {shape}")
+SCENE_TEMPLATES = ("{actions} on a {bg} background", "on a {bg} background, {actions}",
+                   "{actions} over a {bg} background")
+# Words whose meaning a horizontal flip reverses; the pipeline swaps them when it flips a clip.
+MIRROR_WORDS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward"}
+
+TRAIN_SEED_OFFSET, VAL_SEED_OFFSET = 0, 1_000_003
+TRAVEL = 0.4  # distance a moving shape covers over the clip, as a fraction of the frame size
+
+
+def sample_scene(rng: np.random.Generator, two_shape_prob: float = 0.3) -> dict:
+  n = 2 if rng.random() < two_shape_prob else 1
+  colours = rng.choice(list(COLOURS), size=n, replace=False)
+  objects = [{"colour": str(c), "shape": str(rng.choice(SHAPES)),
+              "motion": str(rng.choice(list(MOTIONS)))} for c in colours]
+  return {"background": str(rng.choice(list(BACKGROUNDS))), "objects": objects}
+
+
+def render(scene: dict, rng: np.random.Generator, num_frames: int, size: int) -> list[np.ndarray]:
+  """Draws the scene's frames; trajectories are centred on a uniform point (see module doc)."""
+  travel = TRAVEL * size
+  tracks = []
+  for obj in scene["objects"]:
+    radius = rng.uniform(0.09, 0.13) * size
+    dx, dy, ds = MOTIONS[obj["motion"]]
+    margin = (1.6 if ds else 1.0) * radius  # largest extent: growing shapes reach 1.6x
+    lo_x, hi_x = margin + abs(dx) * travel / 2, size - margin - abs(dx) * travel / 2
+    lo_y, hi_y = margin + abs(dy) * travel / 2, size - margin - abs(dy) * travel / 2
+    centre = (rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y))
+    tracks.append((obj, radius, centre, (dx, dy, ds)))
+  frames = []
+  for t in range(num_frames):
+    phase = t / max(num_frames - 1, 1) - 0.5  # -0.5 .. 0.5
+    img = Image.new("RGB", (size, size), BACKGROUNDS[scene["background"]])
+    draw = ImageDraw.Draw(img)
+    for obj, radius, (cx, cy), (dx, dy, ds) in tracks:
+      x, y = cx + dx * travel * phase, cy + dy * travel * phase
+      r = radius * (1.0 + 1.2 * ds * phase)  # 0.4x .. 1.6x over the clip
+      colour = COLOURS[obj["colour"]]
+      if obj["shape"] == "circle":
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+      elif obj["shape"] == "square":
+        draw.rectangle((x - r, y - r, x + r, y + r), fill=colour)
+      else:
+        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=colour)
+    frames.append(np.asarray(img))
+  return frames
+
+
+def captions_for(scene: dict, rng: np.random.Generator, count: int) -> list[str]:
+  out = []
+  for _ in range(count):
+    actions = " and ".join(
+        rng.choice(SUBJECT_TEMPLATES).format(**obj) + " " + rng.choice(MOTION_PHRASES[obj["motion"]])
+        for obj in scene["objects"])
+    out.append(rng.choice(SCENE_TEMPLATES).format(actions=actions, bg=scene["background"]))
+  return out
+
+
+def jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+  return buf.getvalue()
+
+
+def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_per_clip: int):
+  rng = np.random.default_rng(seed)
+  for i in range(num):
+    scene = sample_scene(rng)
+    frames = render(scene, rng, num_frames, size)
+    yield {"clip_id": f"{split}-{i:06d}", "captions": captions_for(scene, rng, captions_per_clip),
+           "frames": [jpeg(f) for f in frames], "fps": float(num_frames), "meta": scene}
+
+
+def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int = 8,
+             size: int = 40, captions_per_clip: int = 3, vocab_size: int = 256,
+             records_per_shard: int = 1024) -> None:
+  """Writes the dataset to `out` atomically: a partial run never leaves a usable-looking `out`."""
+  if os.path.exists(out):
+    raise FileExistsError(f"{out}: already exists; remove it or choose another --out")
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+  try:
+    # Train and val come from different seeds; one generator per split keeps each deterministic.
+    splits = {"train": (num_train, seed + TRAIN_SEED_OFFSET), "val": (num_val, seed + VAL_SEED_OFFSET)}
+    info = {"name": "synthetic", "frame_size": [size, size], "frames_per_clip": num_frames,
+            "tokenizer": shards.TOKENIZER_FILE, "splits": {},
+            "generator": {"seed": seed, "captions_per_clip": captions_per_clip}}
+    train_captions = []
+    for split, (n, split_seed) in splits.items():
+      records = clips(split, n, split_seed, num_frames, size, captions_per_clip)
+      if split == "train":
+        records = (train_captions.extend(r["captions"]) or r for r in records)
+      files = shards.write_split(tmp, split, records,
+                                 num_shards=max(1, -(-n // records_per_shard)), num_records=n)
+      info["splits"][split] = {"num_clips": n, "files": files}
+    tokenizer_lib.train(train_captions, os.path.join(tmp, shards.TOKENIZER_FILE), vocab_size)
+    shards.write_info(tmp, info)
+    os.rename(tmp, out)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--out", required=True, help="output dataset directory (must not exist)")
+  p.add_argument("--num_train", type=int, default=6000)
+  p.add_argument("--num_val", type=int, default=256)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--num_frames", type=int, default=8, help="frames stored per clip")
+  p.add_argument("--size", type=int, default=40, help="frame height and width in pixels")
+  p.add_argument("--captions_per_clip", type=int, default=3)
+  args = p.parse_args(argv)
+  generate(args.out, args.num_train, args.num_val, args.seed, args.num_frames, args.size,
+           args.captions_per_clip)
+  print(f"wrote {args.num_train} train and {args.num_val} val clips to {args.out}")
+
+
+if __name__ == "__main__":
+  main()

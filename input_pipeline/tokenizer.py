@@ -1,0 +1,57 @@
+"""Sentencepiece tokenizer trained on a dataset's training captions, and BERT-style encoding."""
+
+import io
+from typing import Iterable
+
+import numpy as np
+import sentencepiece as spm
+
+# Fixed special ids so that models and losses can rely on them: 0 pads (the text tower's attention
+# mask is `tokens != PAD_ID`), BOS doubles as BERT's [CLS] and EOS as [SEP].
+PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 1, 2, 3
+MASK_PIECE = "[MASK]"
+
+
+def train(captions: Iterable[str], model_path: str, vocab_size: int) -> None:
+  """Trains a unigram sentencepiece model on `captions` and writes it to `model_path`."""
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(captions), model_writer=model, vocab_size=vocab_size,
+      model_type="unigram", character_coverage=1.0, normalization_rule_name="nmt_nfkc_cf",
+      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=CLS_ID, eos_id=SEP_ID,
+      user_defined_symbols=[MASK_PIECE],
+      # Small caption corpora support fewer pieces than asked for; take what they support.
+      hard_vocab_limit=False, minloglevel=2)
+  with open(model_path, "wb") as f:
+    f.write(model.getvalue())
+
+
+class Tokenizer:
+  """Encodes text as `[CLS] pieces [SEP] PAD...` of a fixed length."""
+
+  def __init__(self, model_path: str):
+    self.model_path = model_path
+    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.get_piece_size()
+
+  def encode(self, texts: list[str], max_len: int) -> np.ndarray:
+    """Returns int32 [len(texts), max_len]; long texts are truncated but keep their [SEP]."""
+    out = np.full((len(texts), max_len), PAD_ID, np.int32)
+    for i, ids in enumerate(self._sp.encode(texts)):
+      ids = [CLS_ID] + ids[:max_len - 2] + [SEP_ID]
+      out[i, :len(ids)] = ids
+    return out
+
+  def decode(self, tokens: np.ndarray) -> list[str]:
+    special = {PAD_ID, CLS_ID, SEP_ID}
+    return [self._sp.decode([int(t) for t in row if t not in special]) for row in tokens]
+
+  # grain worker processes receive transforms by pickling; ship the model path, not the C++ object.
+  def __getstate__(self):
+    return {"model_path": self.model_path}
+
+  def __setstate__(self, state):
+    self.__init__(state["model_path"])

@@ -1,0 +1,18 @@
+"""Test session setup: 8 fake CPU devices (set before JAX starts) and a shared small dataset."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+
+import pytest  # noqa: E402
+
+from input_pipeline import synthetic  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+  """A small synthetic dataset in the real shard format, generated once per test session."""
+  out = str(tmp_path_factory.mktemp("data") / "synthetic")
+  synthetic.generate(out, num_train=2000, num_val=384, seed=0)
+  return out

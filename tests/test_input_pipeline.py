@@ -1,0 +1,156 @@
+import filecmp
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from input_pipeline import pipeline, prepare, shards, synthetic
+from input_pipeline.tokenizer import CLS_ID, PAD_ID, SEP_ID, Tokenizer
+from tests.helpers import tiny_config
+
+
+def _x_centroids(frames):
+  """Horizontal centre of the non-background pixels of each frame."""
+  diff = np.abs(frames.astype(int) - frames[:, :1, :1, :].astype(int)).sum(-1) > 60
+  return np.array([np.nonzero(m)[1].mean() for m in diff])
+
+
+def test_generation_is_deterministic_and_splits_differ(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  synthetic.generate(a, num_train=20, num_val=10, seed=3)
+  synthetic.generate(b, num_train=20, num_val=10, seed=3)
+  info = shards.read_info(a)
+  for split in ("train", "val"):
+    for f in info["splits"][split]["files"]:
+      assert filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
+  ds = {s: pipeline._records(a, s) for s in ("train", "val")}
+  train = [shards.decode_record(ds["train"][i][1]) for i in range(20)]
+  val = [shards.decode_record(ds["val"][i][1]) for i in range(10)]
+  assert {r["clip_id"] for r in train}.isdisjoint({r["clip_id"] for r in val})
+  assert [r["captions"] for r in train[:10]] != [r["captions"] for r in val]
+  with pytest.raises(FileExistsError, match="already exists"):
+    synthetic.generate(a, num_train=2, num_val=2, seed=0)
+
+
+def test_records_hold_frames_and_captions_that_describe_them(synthetic_dir):
+  records = pipeline._records(synthetic_dir, "train")
+  for i in range(30):
+    r = shards.decode_record(records[i][1])
+    assert len(r["frames"]) == 8 and len(r["captions"]) == 3
+    for obj in r["meta"]["objects"]:
+      for caption in r["captions"]:
+        assert obj["colour"] in caption and obj["shape"] in caption
+        assert any(p in caption for p in synthetic.MOTION_PHRASES[obj["motion"]])
+    objs = r["meta"]["objects"]
+    if len(objs) == 1 and objs[0]["motion"] in ("left", "right"):
+      decoded = np.stack([np.asarray(Image.open(io.BytesIO(f))) for f in r["frames"]])
+      x = _x_centroids(decoded)
+      assert np.sign(x[-1] - x[0]) == (1 if objs[0]["motion"] == "right" else -1)
+
+
+def test_single_frames_carry_no_direction():
+  """Any one frame of a left-moving shape is distributed like one of a right-moving shape."""
+  rng = np.random.default_rng(0)
+  xs = {"left": [], "right": []}
+  for motion in xs:
+    for _ in range(400):
+      scene = {"background": "black",
+               "objects": [{"colour": "yellow", "shape": "square", "motion": motion}]}
+      frames = np.stack(synthetic.render(scene, rng, num_frames=8, size=40))
+      xs[motion].append(_x_centroids(frames)[rng.integers(8)])
+  assert abs(np.mean(xs["left"]) - np.mean(xs["right"])) < 1.0  # pixels, of 40
+  assert abs(np.std(xs["left"]) - np.std(xs["right"])) < 1.0
+
+
+def test_train_batches_and_caption_aware_flip(synthetic_dir):
+  data = tiny_config(synthetic_dir).data
+  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  it = iter(pipeline.train_dataset(data, tokenizer, 32, seed=0))
+  checked = 0
+  for _ in range(6):
+    batch = next(it)
+    assert batch["frames"].shape == (32, 4, 32, 32, 3) and batch["frames"].dtype == np.uint8
+    assert batch["tokens"].shape == (32, 32) and (batch["tokens"][:, 0] == CLS_ID).all()
+    for frames, caption in zip(batch["frames"], batch["caption"]):
+      caption = str(caption)
+      words = set(caption.split())
+      if " and " in caption or not words & {"left", "right", "leftward", "rightward"}:
+        continue
+      x = _x_centroids(frames)
+      says_right = bool(words & {"right", "rightward"})
+      assert (x[-1] > x[0]) == says_right, caption  # flipped clips have mirrored captions
+      checked += 1
+  assert checked >= 10
+
+
+def test_iterator_state_restores_the_same_batches(synthetic_dir):
+  data = tiny_config(synthetic_dir).data
+  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  it = iter(pipeline.train_dataset(data, tokenizer, 16, seed=1))
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  expected = [next(it) for _ in range(2)]
+  fresh = iter(pipeline.train_dataset(data, tokenizer, 16, seed=1))
+  fresh.set_state(state)
+  for want in expected:
+    got = next(fresh)
+    np.testing.assert_array_equal(got["frames"], want["frames"])
+    np.testing.assert_array_equal(got["clip_id"], want["clip_id"])
+
+
+def test_processes_read_disjoint_slices(synthetic_dir, monkeypatch):
+  data = tiny_config(synthetic_dir).data
+  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  seen = []
+  for process in (0, 1):
+    monkeypatch.setattr(pipeline.jax, "process_index", lambda: process)
+    monkeypatch.setattr(pipeline.jax, "process_count", lambda: 2)
+    it = iter(pipeline.train_dataset(data, tokenizer, 100, seed=0))  # 50 per process
+    seen.append({str(c) for _ in range(20) for c in next(it)["clip_id"]})  # one epoch: 1000
+  assert len(seen[0]) == len(seen[1]) == 1000
+  assert seen[0].isdisjoint(seen[1])
+
+
+def test_eval_dataset_is_ordered_and_keeps_the_remainder(synthetic_dir):
+  data = tiny_config(synthetic_dir).data
+  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  batches = list(pipeline.eval_dataset(data, tokenizer, "val", 100))
+  index = np.concatenate([b["index"] for b in batches])
+  np.testing.assert_array_equal(index, np.arange(384))
+  assert len(batches[-1]["index"]) == 84
+
+
+def test_tokenizer_pads_and_truncates_keeping_sep(synthetic_dir):
+  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  short, long = tokenizer.encode(["a red circle", "a red circle moves left " * 10], max_len=12)
+  assert short[0] == CLS_ID and PAD_ID in short
+  n = int((short != PAD_ID).sum())
+  assert short[n - 1] == SEP_ID
+  assert long[0] == CLS_ID and long[-1] == SEP_ID and PAD_ID not in long
+  assert tokenizer.decode(short[None])[0] == "a red circle"
+
+
+def test_missing_dataset_errors_name_the_path(tmp_path):
+  data = tiny_config(str(tmp_path / "nowhere")).data
+  data.name = "webvid"
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    prepare.ensure_dataset(data)
+  os.makedirs(tmp_path / "empty")
+  data = tiny_config(str(tmp_path / "empty")).data
+  with pytest.raises(FileNotFoundError, match="empty.*holds no dataset_info.json"):
+    prepare.ensure_dataset(data)
+  with pytest.raises(KeyError, match="no split 'test'"):
+    one = str(tmp_path / "one")
+    synthetic.generate(one, num_train=1, num_val=1, seed=0)
+    shards.split_files(one, "test")
+
+
+def test_synthetic_dataset_is_generated_on_first_use(tmp_path):
+  data = tiny_config(str(tmp_path / "fresh")).data
+  data.synthetic.num_train, data.synthetic.num_val = 12, 4
+  prepare.ensure_dataset(data)
+  assert shards.read_info(data.dir)["splits"]["train"]["num_clips"] == 12
+  prepare.ensure_dataset(data)  # present: nothing to do

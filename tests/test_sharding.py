@@ -1,0 +1,53 @@
+"""The same loss and gradients on a 1-device mesh and on the 8 fake devices of the test session."""
+
+import jax
+import numpy as np
+import pytest
+
+from input_pipeline import pipeline
+from input_pipeline.tokenizer import Tokenizer
+from tests.helpers import tiny_config
+from vl_jax.train import loop, mesh as mesh_lib, state as state_lib, step as step_lib
+
+
+def _loss_and_grads(config, batch):
+  mesh, _, model = loop.setup(config)
+  tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
+  state, shardings = state_lib.create(model, tx, config.data, mesh, config.seed)
+  fn = jax.jit(jax.value_and_grad(step_lib.make_loss_fn(model, config.objectives), has_aux=True),
+               in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh)))
+  (loss, metrics), grads = fn(state.params, mesh_lib.global_batch(batch, mesh))
+  loss = jax.block_until_ready(loss)  # block on each step: see DESIGN.md on fake devices
+  # One full train step too: the updated parameters must agree as well.
+  train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule,
+                                                                config.objectives),
+                                       shardings, mesh_lib.batch_sharding(mesh))
+  new_state, _ = train_step(state, mesh_lib.global_batch(batch, mesh))
+  return jax.device_get((loss, grads, new_state.params)), mesh.devices.size
+
+
+def test_sharded_step_equals_single_device(synthetic_dir):
+  assert jax.device_count() == 8
+  config = tiny_config(synthetic_dir, batch_size=16)
+  tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
+  batch, _ = pipeline.split_host_fields(
+      next(iter(pipeline.train_dataset(config.data, tokenizer, 16, seed=0))))
+
+  results = {}
+  for devices in (1, 8):
+    config.mesh.data = devices
+    results[devices] = _loss_and_grads(config, batch)
+  (loss1, grads1, params1), n1 = results[1]
+  (loss8, grads8, params8), n8 = results[8]
+  assert (n1, n8) == (1, 8)
+  np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
+  for g8, g1 in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1)):
+    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-6)
+  for p8, p1 in zip(jax.tree.leaves(params8), jax.tree.leaves(params1)):
+    np.testing.assert_allclose(p8, p1, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_not_divisible_by_devices_fails_before_compiling(synthetic_dir):
+  config = tiny_config(synthetic_dir, batch_size=12)
+  with pytest.raises(ValueError, match=r"config\.batch_size=12 is not divisible by the 8 devices"):
+    loop.setup(config)

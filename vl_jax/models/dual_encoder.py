@@ -1,0 +1,64 @@
+"""Video-text dual encoder: two towers, linear projections to a shared space, unit-norm embeddings."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from input_pipeline.tokenizer import PAD_ID
+from vl_jax.models.layers import l2_normalize
+from vl_jax.models.text_transformer import TextTransformer
+from vl_jax.models.video_vit import VideoViT
+
+
+class DualEncoder(nn.Module):
+  video: VideoViT
+  text: TextTransformer
+  embed_dim: int
+  temperature_init: float
+  learn_temperature: bool
+
+  def setup(self):
+    self.video_proj = nn.Dense(self.embed_dim, name="video_proj")
+    self.text_proj = nn.Dense(self.embed_dim, name="text_proj")
+    if self.learn_temperature:
+      # Learned in log space (CLIP), so it stays positive.
+      # A strongly typed float32: a weak-typed init would change type after the first update,
+      # which recompiles the train step.
+      self.log_inv_temperature = self.param(
+          "log_inv_temperature",
+          lambda _: jnp.full((), np.log(1.0 / self.temperature_init), jnp.float32))
+
+  def encode_video(self, frames) -> dict[str, Any]:
+    tokens = self.video(frames)  # [B, T, N, D]
+    pooled = tokens.mean(axis=(1, 2))
+    return {"video_tokens": tokens, "video_emb": l2_normalize(self.video_proj(pooled))}
+
+  def encode_text(self, tokens) -> dict[str, Any]:
+    feats = self.text(tokens)  # [B, L, D]
+    return {"text_tokens": feats, "text_mask": tokens != PAD_ID,
+            "text_emb": l2_normalize(self.text_proj(feats[:, 0]))}
+
+  def inverse_temperature(self):
+    if self.learn_temperature:
+      return jnp.exp(self.log_inv_temperature)
+    return jnp.full((), 1.0 / self.temperature_init, jnp.float32)
+
+  def __call__(self, frames, tokens) -> dict[str, Any]:
+    return {**self.encode_video(frames), **self.encode_text(tokens),
+            "inverse_temperature": self.inverse_temperature()}
+
+
+def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
+          vocab_size: int) -> DualEncoder:
+  v, t = model_cfg.video, model_cfg.text
+  return DualEncoder(
+      video=VideoViT(patch_size=v.patch_size, width=v.width, depth=v.depth, num_heads=v.num_heads,
+                     mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
+                     image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal),
+      text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
+                           num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len),
+      embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,
+      learn_temperature=model_cfg.temperature.learn)

@@ -1,0 +1,69 @@
+"""Video ViT with divided space-time attention (Frozen-in-Time / TimeSformer).
+
+Frames are cut into non-overlapping patches (a 2D convolution applied to every frame), plus learned
+spatial and temporal position embeddings. Every block applies, each with a pre-norm residual:
+temporal attention (each patch position attends across frames), then spatial attention (each
+frame's patches attend to each other), then the MLP.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vl_jax.models.layers import Mlp, attention
+
+# ImageNet statistics, the convention of ViT checkpoints this tower is meant to import.
+PIXEL_MEAN = (0.485, 0.456, 0.406)
+PIXEL_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_pixels(frames):
+  """uint8 RGB in [0, 255] -> float32 normalised with ImageNet mean/std."""
+  x = frames.astype(jnp.float32) / 255.0
+  return (x - jnp.asarray(PIXEL_MEAN)) / jnp.asarray(PIXEL_STD)
+
+
+class DividedSpaceTimeBlock(nn.Module):
+  num_heads: int
+  mlp_dim: int
+  zero_init_temporal: bool
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, T, N, D]
+    # Temporal attention over axis T for every patch position: move T next to the features.
+    y = nn.LayerNorm(name="norm_temporal")(x).swapaxes(1, 2)  # [B, N, T, D]
+    y = attention(self.num_heads, "attn_temporal", self.zero_init_temporal)(y)
+    x = x + y.swapaxes(1, 2)
+    y = nn.LayerNorm(name="norm_spatial")(x)
+    x = x + attention(self.num_heads, "attn_spatial")(y)
+    return x + Mlp(self.mlp_dim, name="mlp")(nn.LayerNorm(name="norm_mlp")(x))
+
+
+class VideoViT(nn.Module):
+  """Returns the final-normed space-time tokens [B, T, N, D]."""
+  patch_size: int
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  num_frames: int
+  image_size: int
+  zero_init_temporal: bool = True  # Frozen-in-Time: the video tower starts as the image model
+
+  @nn.compact
+  def __call__(self, frames):  # frames: uint8 [B, T, H, W, 3]
+    b, t, h, w, _ = frames.shape
+    if t > self.num_frames or h != self.image_size or w != self.image_size:
+      raise ValueError(f"video tower built for <= {self.num_frames} x {self.image_size}^2 frames, "
+                       f"got {t} x {h} x {w}")
+    x = normalize_pixels(frames).reshape(b * t, h, w, 3)
+    p = self.patch_size
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding")(x)
+    x = x.reshape(b, t, -1, self.width)
+    n = x.shape[2]
+    init = nn.initializers.normal(0.02)
+    x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
+    x = x + self.param("temporal_embedding", init, (1, self.num_frames, 1, self.width))[:, :t]
+    for i in range(self.depth):
+      x = DividedSpaceTimeBlock(self.num_heads, self.mlp_dim, self.zero_init_temporal,
+                                name=f"block_{i}")(x)
+    return nn.LayerNorm(name="encoder_norm")(x)

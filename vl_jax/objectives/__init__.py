@@ -1,0 +1,30 @@
+"""Objectives: each maps (model outputs, batch, its config) to (loss, metrics).
+
+A config lists the objectives to train with and their weights,
+
+    config.objectives = {"contrastive": {"weight": 1.0}, ...}
+
+and the train step minimises the weighted sum. Methods are combinations of objectives.
+"""
+
+from typing import Callable
+
+import jax.numpy as jnp
+
+from vl_jax.objectives import contrastive
+
+REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective}
+
+
+def total_loss(outputs, batch, objectives_cfg):
+  """Weighted sum of the configured objectives, with each one's metrics prefixed by its name."""
+  unknown = sorted(set(objectives_cfg) - set(REGISTRY))
+  if unknown:
+    raise ValueError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
+  total, metrics = jnp.zeros(()), {}
+  for name, cfg in objectives_cfg.items():
+    loss, m = REGISTRY[name](outputs, batch, cfg)
+    total = total + cfg.weight * loss
+    metrics.update({f"{name}/{k}": v for k, v in m.items()})
+    metrics[f"{name}/loss"] = loss
+  return total, metrics

@@ -1,0 +1,112 @@
+"""The one train loop: every method is a set of objectives on the same loop."""
+
+import json
+import os
+from typing import Callable, Optional
+
+import jax
+import ml_collections
+from absl import logging
+
+from input_pipeline import pipeline, prepare, shards
+from input_pipeline.tokenizer import Tokenizer
+from vl_jax import evaluators
+from vl_jax.models import dual_encoder
+from vl_jax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib
+from vl_jax.train import state as state_lib, step as step_lib
+
+# on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
+StepHook = Callable[[int, dict], bool]
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+def setup(config: ml_collections.ConfigDict):
+  """Everything that does not depend on the workdir: (mesh, tokenizer, model)."""
+  mesh = mesh_lib.make_mesh(config.mesh)
+  mesh_lib.check_batch_size(config.batch_size, mesh)
+  prepare.ensure_dataset(config.data)
+  tokenizer = Tokenizer(os.path.join(config.data.dir, shards.TOKENIZER_FILE))
+  model = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
+  return mesh, tokenizer, model
+
+
+def _format_table(results: dict[str, dict[str, float]]) -> str:
+  lines = []
+  for name, m in results.items():
+    lines.append(f"{name}:")
+    for direction in sorted({k.split("/")[0] for k in m}):
+      cells = [f"{k.split('/')[1]} {v:7.2f}" for k, v in m.items() if k.startswith(direction + "/")]
+      lines.append(f"  {direction:4s} " + " | ".join(cells))
+  return "\n".join(lines)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       on_step: Optional[StepHook] = None):
+  """Trains, resuming from `workdir`'s latest checkpoint if any.
+
+  Returns (final train state, {evaluator: metrics}); the metrics are empty if `on_step` stopped
+  the run early.
+  """
+  mesh, tokenizer, model = setup(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
+  state, state_shardings = state_lib.create(model, tx, config.data, mesh, config.seed)
+  train_iter = iter(pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
+                                 config.checkpoint.keep, config.checkpoint.use_async)
+  start = ckpt.latest_step() or 0
+  if start:
+    logging.info("resuming from step %d of %s", start, workdir)
+    state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings),
+                         train_iter)
+
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(model, tx, schedule, config.objectives), state_shardings,
+      mesh_lib.batch_sharding(mesh))
+  evals = evaluators.build(config.evals, model=model, mesh=mesh, data_cfg=config.data,
+                           tokenizer=tokenizer)
+  writer = metrics_lib.MetricWriter(workdir)
+  progress = metrics_lib.Progress(config.total_steps, config.batch_size, start)
+  results = {}
+  try:
+    for step in range(start + 1, config.total_steps + 1):
+      device_batch, host = pipeline.split_host_fields(next(train_iter))
+      state, metrics = train_step(state, mesh_lib.global_batch(device_batch, mesh))
+      # Blocking on every step's metrics bounds the work in flight (collectives on many fake CPU
+      # devices can deadlock otherwise) and lets nothing non-finite reach a checkpoint.
+      metrics = jax.device_get(metrics)
+      if not metrics_lib.all_finite(metrics):
+        raise NonFiniteLossError(
+            f"non-finite loss or gradient at step {step} (loss={metrics['loss']}); stopping. "
+            f"The last good checkpoint is step {ckpt.latest_step()} in {workdir}")
+      stop = bool(on_step and on_step(step, host))
+      if step % config.log_every_steps == 0 or step == config.total_steps:
+        rates = progress.rates(step)
+        writer.write(step, {f"train/{k}": v for k, v in metrics.items()} | rates)
+        progress.log(step, float(metrics["loss"]), rates)
+      ckpt.save(step, state, train_iter, force=stop or step == config.total_steps)
+      for ev in evals.values():
+        if step % ev.every_steps == 0 and step != config.total_steps:
+          writer.write(step, ev.run(state.params))
+      if stop:
+        logging.info("stopped after step %d at the caller's request", step)
+        return state, results
+
+    for name, ev in evals.items():
+      results[name] = ev.run(state.params, artifacts_dir=workdir)
+      writer.write(config.total_steps, results[name])
+    if jax.process_index() == 0 and results:
+      with open(os.path.join(workdir, "eval_results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+      logging.info("final evaluation at step %d:\n%s", config.total_steps, _format_table(results))
+    return state, results
+  finally:
+    ckpt.close()
+    writer.close()

@@ -1,0 +1,60 @@
+"""Train state, optimizer, and creation of the state directly in its sharded layout."""
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from vl_jax.train import mesh as mesh_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def make_optimizer(opt_cfg, total_steps: int):
+  """AdamW with linear warm-up, cosine decay and global-norm clipping; returns (tx, schedule)."""
+  if not 0 <= opt_cfg.warmup_steps < total_steps:
+    raise ValueError(f"config.optimizer.warmup_steps={opt_cfg.warmup_steps} must be in "
+                     f"[0, config.total_steps={total_steps})")
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt_cfg.lr, warmup_steps=opt_cfg.warmup_steps,
+      decay_steps=total_steps, end_value=opt_cfg.lr * opt_cfg.end_lr_ratio)
+  # Decay matrices only: biases, norms and scalars (the temperature) are left alone.
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  tx = optax.chain(
+      optax.clip_by_global_norm(opt_cfg.grad_clip_norm),
+      optax.adamw(schedule, b1=opt_cfg.b1, b2=opt_cfg.b2, weight_decay=opt_cfg.weight_decay,
+                  mask=decay_mask))
+  return tx, schedule
+
+
+def dummy_inputs(data_cfg):
+  frames = jnp.zeros((1, data_cfg.num_frames, data_cfg.image_size, data_cfg.image_size, 3),
+                     jnp.uint8)
+  return frames, jnp.zeros((1, data_cfg.max_text_len), jnp.int32)
+
+
+def create(model: nn.Module, tx, data_cfg, mesh: Mesh, seed: int):
+  """Returns (state, state shardings); parameters are born in place, never on one host first."""
+
+  def init(rng):
+    params = model.init(rng, *dummy_inputs(data_cfg))["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  rng = jax.random.key(seed)
+  abstract = jax.eval_shape(init, rng)
+  shardings = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=shardings)(rng), shardings
+
+
+def abstract_with_shardings(state, shardings):
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      state, shardings)
