@@ -42,15 +42,19 @@ def get_config(arg=None):
   config.seed = 0
   config.data = data_config()
   config.model = dict(
+      # 4x4 patches of 24x24 frames: with 8x8 patches of 32x32 frames even a supervised classifier
+      # failed to learn direction in 400 steps (62% on 7 motions vs 100% here).
       video=dict(patch_size=4, width=64, depth=2, num_heads=4, mlp_dim=256,
-                 zero_init_temporal=True),
+                 zero_init_temporal=True,
+                 # From scratch, frame order needs a strong start: see models/video_vit.py.
+                 temporal_embedding_init_std=1.0),
       text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
   )
   config.objectives = dict(contrastive=dict(weight=1.0))
   config.batch_size = 64
-  config.total_steps = 1500
+  config.total_steps = 1000
   config.optimizer = dict(lr=1e-3, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,
                           b1=0.9, b2=0.98, grad_clip_norm=1.0)
   config.mesh = dict(data=-1)  # devices on the data axis; -1: all

@@ -1,6 +1,6 @@
 """grain input pipeline: frame shards -> per-process batches of uint8 clips and token ids.
 
-Each process reads only its slice of the data (`ShardOptions(process_index, process_count)`) and
+Each process reads only its slice of the records (`records[process_index::process_count]`) and
 builds `global_batch / process_count` examples per batch. Batches hold:
 
     frames    uint8 [B, T, H, W, 3]   normalised on device by the model (4x less host->device traffic)
@@ -27,6 +27,7 @@ from PIL import Image
 from input_pipeline import shards
 from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.synthetic import MIRROR_WORDS
+from vl_jax.errors import ConfigError
 
 HOST_ONLY_FIELDS = ("clip_id", "index", "caption")
 
@@ -79,7 +80,7 @@ class ClipTransform(grain.transforms.RandomMap):
                max_text_len: int, train: bool, crop_scale=(0.6, 1.0),
                crop_ratio=(3 / 4, 4 / 3), hflip: str = "off"):
     if hflip not in ("off", "caption_aware"):
-      raise ValueError(f"config.data.hflip: {hflip!r}, expected 'off' or 'caption_aware'")
+      raise ConfigError(f"config.data.hflip: {hflip!r}, expected 'off' or 'caption_aware'")
     self.tokenizer, self.num_frames, self.size = tokenizer, num_frames, image_size
     self.max_text_len, self.train = max_text_len, train
     self.crop_scale, self.crop_ratio, self.hflip = tuple(crop_scale), tuple(crop_ratio), hflip
@@ -111,7 +112,7 @@ class ClipTransform(grain.transforms.RandomMap):
 
 def local_batch_size(global_batch_size: int) -> int:
   if global_batch_size % jax.process_count():
-    raise ValueError(f"batch size {global_batch_size} is not divisible by the "
+    raise ConfigError(f"batch size {global_batch_size} is not divisible by the "
                      f"{jax.process_count()} processes")
   return global_batch_size // jax.process_count()
 
@@ -123,10 +124,10 @@ def make_clip_transform(data_cfg, tokenizer, train: bool) -> ClipTransform:
 
 
 def num_records(data_dir: str, split: str) -> int:
-  return len(_records(data_dir, split))
+  return len(records(data_dir, split))
 
 
-def _records(data_dir: str, split: str) -> grain.MapDataset:
+def records(data_dir: str, split: str) -> grain.MapDataset:
   """(record index, serialised record) pairs of `split`."""
   source = grain.sources.ArrayRecordDataSource(list(shards.split_files(data_dir, split)))
   return grain.MapDataset.source(source).map_with_index(lambda i, data: (i, data))
@@ -139,7 +140,7 @@ def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> gra
   `seed` and the element's position, so a restored iterator sees exactly what an uninterrupted one
   would have seen.
   """
-  ds = _records(data_cfg.dir, data_cfg.train_split)
+  ds = records(data_cfg.dir, data_cfg.train_split)
   ds = ds[jax.process_index()::jax.process_count()]
   ds = ds.seed(seed).shuffle().repeat(None)
   ds = ds.random_map(make_clip_transform(data_cfg, tokenizer, train=True))
@@ -153,7 +154,7 @@ def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> gra
 
 def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int) -> grain.IterDataset:
   """One ordered pass over this process's slice of `split`; the last batch may be short."""
-  ds = _records(data_cfg.dir, split)[jax.process_index()::jax.process_count()]
+  ds = records(data_cfg.dir, split)[jax.process_index()::jax.process_count()]
   transform = make_clip_transform(data_cfg, tokenizer, train=False)
   ds = ds.map(lambda x: transform.random_map(x, None))
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
@@ -163,9 +164,9 @@ def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int) -> gra
 
 def eval_examples(data_cfg, tokenizer, split: str, indices) -> list[dict[str, Any]]:
   """The evaluation view of specific records (for pictures), read directly by index."""
-  records = _records(data_cfg.dir, split)
+  split_records = records(data_cfg.dir, split)
   transform = make_clip_transform(data_cfg, tokenizer, train=False)
-  return [transform.random_map(records[int(i)], None) for i in indices]
+  return [transform.random_map(split_records[int(i)], None) for i in indices]
 
 
 def split_host_fields(batch: dict[str, np.ndarray]):

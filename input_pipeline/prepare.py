@@ -5,19 +5,20 @@ import os
 from absl import logging
 
 from input_pipeline import shards, synthetic
+from vl_jax.errors import ConfigError, DataError
 
 
 def ensure_dataset(data_cfg) -> None:
   if not data_cfg.dir:
-    raise ValueError("config.data.dir is not set: pass --config.data.dir=PATH to a dataset")
+    raise ConfigError("config.data.dir is not set: pass --config.data.dir=PATH to a dataset")
   info = os.path.join(data_cfg.dir, shards.INFO_FILE)
   if os.path.isfile(info):
     return
   if data_cfg.name != "synthetic":
-    raise FileNotFoundError(f"config.data.dir={data_cfg.dir!r}: no dataset there (no "
+    raise DataError(f"config.data.dir={data_cfg.dir!r}: no dataset there (no "
                             f"{shards.INFO_FILE}); convert one with input_pipeline.convert")
   if os.path.exists(data_cfg.dir):
-    raise FileNotFoundError(f"config.data.dir={data_cfg.dir!r} exists but holds no "
+    raise DataError(f"config.data.dir={data_cfg.dir!r} exists but holds no "
                             f"{shards.INFO_FILE}; remove it or point elsewhere")
   s = data_cfg.synthetic
   logging.info("generating the synthetic dataset in %s (%d train, %d val clips)", data_cfg.dir,

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Sequence
 import msgpack
 from array_record.python.array_record_module import ArrayRecordWriter
 
+from vl_jax.errors import DataError
+
 FORMAT_VERSION = 1
 INFO_FILE = "dataset_info.json"
 TOKENIZER_FILE = "tokenizer.model"
@@ -73,11 +75,11 @@ def write_split(out_dir: str, split: str, records: Iterable[dict[str, Any]],
 def read_info(data_dir: str) -> dict[str, Any]:
   path = os.path.join(data_dir, INFO_FILE)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no {INFO_FILE}; is {data_dir!r} a vl-jax dataset directory?")
+    raise DataError(f"{path}: no {INFO_FILE}; is {data_dir!r} a vl-jax dataset directory?")
   with open(path) as f:
     info = json.load(f)
   if info.get("format_version") != FORMAT_VERSION:
-    raise ValueError(f"{path}: format_version {info.get('format_version')!r}, "
+    raise DataError(f"{path}: format_version {info.get('format_version')!r}, "
                      f"this code reads {FORMAT_VERSION}")
   return info
 
@@ -93,10 +95,10 @@ def write_info(data_dir: str, info: dict[str, Any]) -> None:
 def split_files(data_dir: str, split: str) -> Sequence[str]:
   info = read_info(data_dir)
   if split not in info["splits"]:
-    raise KeyError(f"{os.path.join(data_dir, INFO_FILE)}: no split {split!r} "
+    raise DataError(f"{os.path.join(data_dir, INFO_FILE)}: no split {split!r} "
                    f"(has {sorted(info['splits'])})")
   files = [os.path.join(data_dir, f) for f in info["splits"][split]["files"]]
   for f in files:
     if not os.path.isfile(f):
-      raise FileNotFoundError(f"{f}: shard listed in {INFO_FILE} is missing")
+      raise DataError(f"{f}: shard listed in {INFO_FILE} is missing")
   return files

@@ -12,6 +12,7 @@ a right-moving shape (and likewise up/down and grows/shrinks).
 """
 
 import argparse
+import dataclasses
 import io
 import os
 import shutil
@@ -54,12 +55,35 @@ TRAIN_SEED_OFFSET, VAL_SEED_OFFSET = 0, 1_000_003
 TRAVEL = 0.4  # distance a moving shape covers over the clip, as a fraction of the frame size
 
 
-def sample_scene(rng: np.random.Generator, two_shape_prob: float = 0.3) -> dict:
-  n = 2 if rng.random() < two_shape_prob else 1
-  colours = rng.choice(list(COLOURS), size=n, replace=False)
-  objects = [{"colour": str(c), "shape": str(rng.choice(SHAPES)),
+@dataclasses.dataclass(frozen=True)
+class Palette:
+  """How varied the scenes are: the first `num_*` colours, shapes and backgrounds are used.
+
+  Fewer of them make motion a larger part of what tells captions apart; a single colour, shape and
+  background leaves motion as the only difference (the frame-order test uses that).
+  """
+  num_colours: int = len(COLOURS)
+  num_shapes: int = len(SHAPES)
+  num_backgrounds: int = len(BACKGROUNDS)
+  two_shape_prob: float = 0.3
+
+  def __post_init__(self):
+    for name, n, most in (("num_colours", self.num_colours, len(COLOURS)),
+                          ("num_shapes", self.num_shapes, len(SHAPES)),
+                          ("num_backgrounds", self.num_backgrounds, len(BACKGROUNDS))):
+      if not 1 <= n <= most:
+        raise ValueError(f"{name}={n}: must be in [1, {most}]")
+    if self.two_shape_prob > 0 and self.num_colours < 2:
+      raise ValueError("two_shape_prob > 0 needs num_colours >= 2 (the two shapes differ in colour)")
+
+
+def sample_scene(rng: np.random.Generator, palette: Palette) -> dict:
+  n = 2 if rng.random() < palette.two_shape_prob else 1
+  colours = rng.choice(list(COLOURS)[:palette.num_colours], size=n, replace=False)
+  objects = [{"colour": str(c), "shape": str(rng.choice(SHAPES[:palette.num_shapes])),
               "motion": str(rng.choice(list(MOTIONS)))} for c in colours]
-  return {"background": str(rng.choice(list(BACKGROUNDS))), "objects": objects}
+  return {"background": str(rng.choice(list(BACKGROUNDS)[:palette.num_backgrounds])),
+          "objects": objects}
 
 
 def render(scene: dict, rng: np.random.Generator, num_frames: int, size: int) -> list[np.ndarray]:
@@ -109,18 +133,19 @@ def jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
   return buf.getvalue()
 
 
-def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_per_clip: int):
+def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_per_clip: int,
+          palette: Palette):
   rng = np.random.default_rng(seed)
   for i in range(num):
-    scene = sample_scene(rng)
+    scene = sample_scene(rng, palette)
     frames = render(scene, rng, num_frames, size)
     yield {"clip_id": f"{split}-{i:06d}", "captions": captions_for(scene, rng, captions_per_clip),
            "frames": [jpeg(f) for f in frames], "fps": float(num_frames), "meta": scene}
 
 
 def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int = 8,
-             size: int = 40, captions_per_clip: int = 3, vocab_size: int = 256,
-             records_per_shard: int = 1024) -> None:
+             size: int = 40, captions_per_clip: int = 3, palette: Palette = Palette(),
+             vocab_size: int = 256, records_per_shard: int = 1024) -> None:
   """Writes the dataset to `out` atomically: a partial run never leaves a usable-looking `out`."""
   if os.path.exists(out):
     raise FileExistsError(f"{out}: already exists; remove it or choose another --out")
@@ -132,10 +157,11 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
     splits = {"train": (num_train, seed + TRAIN_SEED_OFFSET), "val": (num_val, seed + VAL_SEED_OFFSET)}
     info = {"name": "synthetic", "frame_size": [size, size], "frames_per_clip": num_frames,
             "tokenizer": shards.TOKENIZER_FILE, "splits": {},
-            "generator": {"seed": seed, "captions_per_clip": captions_per_clip}}
+            "generator": {"seed": seed, "captions_per_clip": captions_per_clip,
+                          "palette": dataclasses.asdict(palette)}}
     train_captions = []
     for split, (n, split_seed) in splits.items():
-      records = clips(split, n, split_seed, num_frames, size, captions_per_clip)
+      records = clips(split, n, split_seed, num_frames, size, captions_per_clip, palette)
       if split == "train":
         records = (train_captions.extend(r["captions"]) or r for r in records)
       files = shards.write_split(tmp, split, records,
@@ -158,9 +184,14 @@ def main(argv=None):
   p.add_argument("--num_frames", type=int, default=8, help="frames stored per clip")
   p.add_argument("--size", type=int, default=40, help="frame height and width in pixels")
   p.add_argument("--captions_per_clip", type=int, default=3)
+  p.add_argument("--num_colours", type=int, default=len(COLOURS))
+  p.add_argument("--num_shapes", type=int, default=len(SHAPES))
+  p.add_argument("--num_backgrounds", type=int, default=len(BACKGROUNDS))
+  p.add_argument("--two_shape_prob", type=float, default=0.3)
   args = p.parse_args(argv)
+  palette = Palette(args.num_colours, args.num_shapes, args.num_backgrounds, args.two_shape_prob)
   generate(args.out, args.num_train, args.num_val, args.seed, args.num_frames, args.size,
-           args.captions_per_clip)
+           args.captions_per_clip, palette)
   print(f"wrote {args.num_train} train and {args.num_val} val clips to {args.out}")
 
 

@@ -16,3 +16,12 @@ def synthetic_dir(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("data") / "synthetic")
   synthetic.generate(out, num_train=2000, num_val=384, seed=0)
   return out
+
+
+@pytest.fixture(scope="session")
+def motion_only_dir(tmp_path_factory):
+  """One colour, shape and background: captions differ only in the motion."""
+  out = str(tmp_path_factory.mktemp("data") / "motion_only")
+  synthetic.generate(out, num_train=2000, num_val=384, seed=0, palette=synthetic.Palette(
+      num_colours=1, num_shapes=1, num_backgrounds=1, two_shape_prob=0.0))
+  return out

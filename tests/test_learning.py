@@ -1,6 +1,5 @@
 """A tiny run really learns, and it needs the order of the frames to tell directions apart."""
 
-import jax
 import numpy as np
 import pytest
 
@@ -9,8 +8,8 @@ from input_pipeline.tokenizer import Tokenizer
 from tests.helpers import tiny_config
 from vl_jax.train import loop
 
-STEPS = 600
-VAL_CLIPS = 384  # conftest's synthetic_dir
+STEPS = 400
+VAL_CLIPS = 384  # both of conftest's datasets
 CHANCE_R1 = 100.0 / VAL_CLIPS
 
 
@@ -24,13 +23,27 @@ def _train(data_dir, workdir, num_frames):
 
 
 @pytest.fixture(scope="module")
-def runs(synthetic_dir, tmp_path_factory):
-  return {t: _train(synthetic_dir, tmp_path_factory.mktemp(f"frames{t}"), t) for t in (4, 1)}
+def full_run(synthetic_dir, tmp_path_factory):
+  return _train(synthetic_dir, tmp_path_factory.mktemp("full"), num_frames=4)
+
+
+@pytest.fixture(scope="module")
+def motion_runs(motion_only_dir, tmp_path_factory):
+  return {t: _train(motion_only_dir, tmp_path_factory.mktemp(f"motion{t}"), num_frames=t)
+          for t in (4, 1)}
 
 
 def direction_accuracy(config, params) -> tuple[float, int]:
-  """How often a val clip scores its own caption above the caption with directions mirrored
-  ("left" <-> "right"), over every val clip whose caption names a horizontal direction."""
+  """Balanced left/right probe over every val clip whose caption names a horizontal direction.
+
+  With v the clip, v' the clip mirrored (so its shapes move the other way), t its caption and t'
+  the caption with left and right swapped, a clip counts as right when
+
+      s(v, t) + s(v', t') > s(v, t') + s(v', t).
+
+  Pairing each clip with its mirror image cancels any preference of the model for one of the two
+  words (or for mirrored images), so a model blind to direction scores 0.5 in expectation.
+  """
   tokenizer = Tokenizer(f"{config.data.dir}/tokenizer.model")
   _, _, model = loop.setup(config)
   examples = pipeline.eval_examples(config.data, tokenizer, "val", range(VAL_CLIPS))
@@ -38,27 +51,32 @@ def direction_accuracy(config, params) -> tuple[float, int]:
   frames = np.stack([e["frames"] for e in examples])
   captions = [str(e["caption"]) for e in examples]
   mirrored = [pipeline.mirror_caption(c) for c in captions]
-  apply = lambda method, x: model.apply({"params": params}, x, method=method)
-  video = apply("encode_video", frames)["video_emb"]
-  true = apply("encode_text", tokenizer.encode(captions, config.data.max_text_len))["text_emb"]
-  false = apply("encode_text", tokenizer.encode(mirrored, config.data.max_text_len))["text_emb"]
-  wins = np.asarray(jax.numpy.sum(video * true, -1) > jax.numpy.sum(video * false, -1))
-  return float(wins.mean()), len(wins)
+  embed = lambda method, x, key: np.asarray(
+      model.apply({"params": params}, x, method=method)[key])
+  v = embed("encode_video", frames, "video_emb")
+  v_mirror = embed("encode_video", frames[:, :, :, ::-1], "video_emb")  # [N, T, H, W, 3]: W flipped
+  t = embed("encode_text", tokenizer.encode(captions, config.data.max_text_len), "text_emb")
+  t_mirror = embed("encode_text", tokenizer.encode(mirrored, config.data.max_text_len), "text_emb")
+  s = lambda a, b: (a * b).sum(-1)
+  right = s(v, t) + s(v_mirror, t_mirror) > s(v, t_mirror) + s(v_mirror, t)
+  return float(right.mean()), len(right)
 
 
-def test_tiny_run_learns_retrieval(runs):
-  _, _, results = runs[4]
+def test_tiny_run_learns_retrieval(full_run):
+  _, _, results = full_run
   r1 = results["retrieval"]["t2v/R@1"]
   print(f"t2v R@1 {r1:.2f}% after {STEPS} steps, chance {CHANCE_R1:.2f}%")
-  assert r1 > 20 * CHANCE_R1
-  assert results["retrieval"]["v2t/R@1"] > 20 * CHANCE_R1
+  # Measured: 8.1% (31x chance) on the CI machine; 15x leaves a 2x margin.
+  assert r1 > 15 * CHANCE_R1
+  assert results["retrieval"]["v2t/R@1"] > 15 * CHANCE_R1
 
 
-def test_frame_order_is_needed_for_direction(runs):
-  (config4, state4, _), (config1, state1, _) = runs[4], runs[1]
+def test_frame_order_is_needed_for_direction(motion_runs):
+  """On clips that differ only in motion, 4 frames tell left from right and 1 frame cannot."""
+  (config4, state4, _), (config1, state1, _) = motion_runs[4], motion_runs[1]
   acc4, n = direction_accuracy(config4, state4.params)
   acc1, _ = direction_accuracy(config1, state1.params)
   print(f"direction accuracy over {n} clips: 4 frames {acc4:.3f}, 1 frame {acc1:.3f}")
   assert n >= 80
-  assert acc4 > 0.85
+  assert acc4 > 0.9
   assert abs(acc1 - 0.5) < 0.15  # a single frame carries no direction: chance

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
+from vl_jax.errors import NonFiniteLossError
 from vl_jax.train import loop
 
 STEPS = 8
@@ -54,7 +55,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_dir, tmp
   good_params = jax.device_get(good.params)
 
   bad = _config(synthetic_dir, **{"objectives.contrastive.weight": float("nan")})
-  with pytest.raises(loop.NonFiniteLossError,
+  with pytest.raises(NonFiniteLossError,
                      match=rf"at step {STEPS // 2 + 1} .*last good checkpoint is step {STEPS // 2}"):
     loop.train_and_evaluate(bad, workdir)
 

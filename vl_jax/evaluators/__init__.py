@@ -5,6 +5,7 @@
 Each has `every_steps` and `run(params, artifacts_dir=None) -> {metric: value}`.
 """
 
+from vl_jax.errors import ConfigError
 from vl_jax.evaluators import retrieval
 
 REGISTRY = {"retrieval": retrieval.RetrievalEvaluator}
@@ -15,6 +16,6 @@ def build(evals_cfg, **context):
   out = {}
   for name, cfg in evals_cfg.items():
     if cfg.type not in REGISTRY:
-      raise ValueError(f"config.evals.{name}.type={cfg.type!r}: known types {sorted(REGISTRY)}")
+      raise ConfigError(f"config.evals.{name}.type={cfg.type!r}: known types {sorted(REGISTRY)}")
     out[name] = REGISTRY[cfg.type](name, cfg, **context)
   return out

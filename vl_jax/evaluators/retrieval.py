@@ -1,6 +1,7 @@
 """Text-video retrieval: R@1/5/10 (percent), median and mean rank, both directions."""
 
 import dataclasses
+import math
 import os
 
 import jax
@@ -45,7 +46,7 @@ class RetrievalEvaluator:
     self.name, self.cfg, self.model, self.mesh = name, cfg, model, mesh
     self.data_cfg, self.tokenizer = data_cfg, tokenizer
     self.every_steps = cfg.every_steps
-    mesh_lib.check_batch_size(cfg.batch_size, mesh, "config.evals.*.batch_size")
+    mesh_lib.check_batch_size(cfg.batch_size, mesh, f"config.evals.{name}.batch_size")
     self._encode = jax.jit(
         lambda params, frames, tokens: (
             model.apply({"params": params}, frames, method="encode_video")["video_emb"],
@@ -56,7 +57,7 @@ class RetrievalEvaluator:
     """This process's padded batches; every process yields the same number (collectives)."""
     n = pipeline.num_records(self.data_cfg.dir, self.cfg.split)
     local_bs = pipeline.local_batch_size(self.cfg.batch_size)
-    num_batches = -(-(-(-n // jax.process_count())) // local_bs)
+    num_batches = math.ceil(math.ceil(n / jax.process_count()) / local_bs)
     it = iter(pipeline.eval_dataset(self.data_cfg, self.tokenizer, self.cfg.split,
                                     self.cfg.batch_size))
     template = None

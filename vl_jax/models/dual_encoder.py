@@ -57,7 +57,8 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
   return DualEncoder(
       video=VideoViT(patch_size=v.patch_size, width=v.width, depth=v.depth, num_heads=v.num_heads,
                      mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
-                     image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal),
+                     image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal,
+                     temporal_embedding_init_std=v.temporal_embedding_init_std),
       text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
                            num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len),
       embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,

@@ -48,6 +48,10 @@ class VideoViT(nn.Module):
   num_frames: int
   image_size: int
   zero_init_temporal: bool = True  # Frozen-in-Time: the video tower starts as the image model
+  # Frame order reaches the tower only through these. At the ViT-standard 0.02 they are a ~2% signal
+  # next to the patch embeddings, and a from-scratch contrastive run makes "left" and "right"
+  # captions alike before the temporal branch learns to tell them apart (docs/DATA.md).
+  temporal_embedding_init_std: float = 0.02
 
   @nn.compact
   def __call__(self, frames):  # frames: uint8 [B, T, H, W, 3]
@@ -62,7 +66,8 @@ class VideoViT(nn.Module):
     n = x.shape[2]
     init = nn.initializers.normal(0.02)
     x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
-    x = x + self.param("temporal_embedding", init, (1, self.num_frames, 1, self.width))[:, :t]
+    x = x + self.param("temporal_embedding", nn.initializers.normal(self.temporal_embedding_init_std),
+                       (1, self.num_frames, 1, self.width))[:, :t]
     for i in range(self.depth):
       x = DividedSpaceTimeBlock(self.num_heads, self.mlp_dim, self.zero_init_temporal,
                                 name=f"block_{i}")(x)

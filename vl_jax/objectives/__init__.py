@@ -11,6 +11,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from vl_jax.errors import ConfigError
 from vl_jax.objectives import contrastive
 
 REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective}
@@ -20,7 +21,7 @@ def total_loss(outputs, batch, objectives_cfg):
   """Weighted sum of the configured objectives, with each one's metrics prefixed by its name."""
   unknown = sorted(set(objectives_cfg) - set(REGISTRY))
   if unknown:
-    raise ValueError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
+    raise ConfigError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
   total, metrics = jnp.zeros(()), {}
   for name, cfg in objectives_cfg.items():
     loss, m = REGISTRY[name](outputs, batch, cfg)

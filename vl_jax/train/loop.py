@@ -11,16 +11,13 @@ from absl import logging
 from input_pipeline import pipeline, prepare, shards
 from input_pipeline.tokenizer import Tokenizer
 from vl_jax import evaluators
+from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import dual_encoder
 from vl_jax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib
 from vl_jax.train import state as state_lib, step as step_lib
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
 StepHook = Callable[[int, dict], bool]
-
-
-class NonFiniteLossError(FloatingPointError):
-  pass
 
 
 def setup(config: ml_collections.ConfigDict):

@@ -4,6 +4,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from vl_jax.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -12,7 +14,7 @@ def make_mesh(mesh_cfg) -> Mesh:
   devices = jax.devices()
   n = len(devices) if mesh_cfg.data == -1 else mesh_cfg.data
   if not 0 < n <= len(devices):
-    raise ValueError(f"config.mesh.data={mesh_cfg.data}: {len(devices)} devices available")
+    raise ConfigError(f"config.mesh.data={mesh_cfg.data}: {len(devices)} devices available")
   # Built with the Mesh constructor: jax.make_mesh defaults to Explicit axes, which flax rejects.
   return Mesh(np.asarray(devices[:n]), (DATA_AXIS,))
 
@@ -20,7 +22,7 @@ def make_mesh(mesh_cfg) -> Mesh:
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "config.batch_size") -> None:
   n = mesh.devices.size
   if batch_size % n or batch_size % jax.process_count():
-    raise ValueError(f"{what}={batch_size} is not divisible by the {n} devices of the mesh "
+    raise ConfigError(f"{what}={batch_size} is not divisible by the {n} devices of the mesh "
                      f"({jax.process_count()} processes)")
 
 

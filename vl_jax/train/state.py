@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from vl_jax.errors import ConfigError
 from vl_jax.train import mesh as mesh_lib
 
 
@@ -22,7 +23,7 @@ class TrainState:
 def make_optimizer(opt_cfg, total_steps: int):
   """AdamW with linear warm-up, cosine decay and global-norm clipping; returns (tx, schedule)."""
   if not 0 <= opt_cfg.warmup_steps < total_steps:
-    raise ValueError(f"config.optimizer.warmup_steps={opt_cfg.warmup_steps} must be in "
+    raise ConfigError(f"config.optimizer.warmup_steps={opt_cfg.warmup_steps} must be in "
                      f"[0, config.total_steps={total_steps})")
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=opt_cfg.lr, warmup_steps=opt_cfg.warmup_steps,
