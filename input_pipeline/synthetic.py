@@ -152,6 +152,7 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+  os.chmod(tmp, 0o755)  # mkdtemp makes it private to its owner
   try:
     # Train and val come from different seeds; one generator per split keeps each deterministic.
     splits = {"train": (num_train, seed + TRAIN_SEED_OFFSET), "val": (num_val, seed + VAL_SEED_OFFSET)}

@@ -12,7 +12,10 @@ from absl import logging
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
 
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The project's own code; not "anything under the root", which holds the .venv in the README's set-up.
+_OWN_CODE = tuple(os.path.join(_ROOT, p) for p in ("vl_jax" + os.sep, "input_pipeline" + os.sep,
+                                                  "main.py"))
 
 
 class MetricWriter:
@@ -65,5 +68,5 @@ def all_finite(tree) -> bool:
 def quiet_library_logs() -> None:
   """Shows INFO lines from this project only (orbax logs every checkpoint step at INFO)."""
   def keep(record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or record.pathname.startswith(_PROJECT_ROOT)
+    return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OWN_CODE)
   logging.get_absl_handler().addFilter(keep)

@@ -1,0 +1,22 @@
+"""The benchmark scripts run and report what they promise (no speed is asserted here)."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_train_step_benchmark_reports_rates_and_flops(tmp_path):
+  out = tmp_path / "bench.json"
+  subprocess.run([sys.executable, "benchmarks/train_step.py", "--configs", "tiny", "--steps", "2",
+                  "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+  report = json.loads(out.read_text())
+  assert report["machine"]["matmul_peak_GFLOPs"] > 0
+  (row,) = report["results"]
+  assert row["config"] == "tiny" and row["batch"] == 64
+  for key in ("steps_per_s", "clips_per_s", "step_GFLOP", "achieved_GFLOPs",
+              "fraction_of_matmul_peak"):
+    assert row[key] > 0, key
+  assert abs(row["clips_per_s"] - row["batch"] * row["steps_per_s"]) < 1e-6 * row["clips_per_s"]
