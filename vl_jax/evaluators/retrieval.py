@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
@@ -92,6 +93,7 @@ class RetrievalEvaluator:
     """Metrics of `params`; with `artifacts_dir`, also draws `<dir>/<name>.png` (process 0)."""
     emb = self.embed(params)
     if artifacts_dir is not None and jax.process_index() == 0:
-      picture.draw_retrieval(os.path.join(artifacts_dir, f"{self.name}.png"), emb, self.data_cfg,
-                             self.tokenizer, self.cfg.split)
+      path = os.path.join(artifacts_dir, f"{self.name}.png")
+      picture.draw_retrieval(path, emb, self.data_cfg, self.tokenizer, self.cfg.split)
+      logging.info("wrote %s", path)
     return retrieval_metrics(emb.text @ emb.video.T)

@@ -2,12 +2,12 @@
 
 import datetime
 import json
+import logging as std_logging
 import os
 import time
 
 import jax
 import numpy as np
-import logging as std_logging
 from absl import logging
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
