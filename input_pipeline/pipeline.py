@@ -113,7 +113,7 @@ class ClipTransform(grain.transforms.RandomMap):
 def local_batch_size(global_batch_size: int) -> int:
   if global_batch_size % jax.process_count():
     raise ConfigError(f"batch size {global_batch_size} is not divisible by the "
-                     f"{jax.process_count()} processes")
+                      f"{jax.process_count()} processes")
   return global_batch_size // jax.process_count()
 
 

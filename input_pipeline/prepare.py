@@ -16,10 +16,10 @@ def ensure_dataset(data_cfg) -> None:
     return
   if data_cfg.name != "synthetic":
     raise DataError(f"config.data.dir={data_cfg.dir!r}: no dataset there (no "
-                            f"{shards.INFO_FILE}); convert one with input_pipeline.convert")
+                    f"{shards.INFO_FILE}); convert one with input_pipeline.convert")
   if os.path.exists(data_cfg.dir):
     raise DataError(f"config.data.dir={data_cfg.dir!r} exists but holds no "
-                            f"{shards.INFO_FILE}; remove it or point elsewhere")
+                    f"{shards.INFO_FILE}; remove it or point elsewhere")
   s = data_cfg.synthetic
   logging.info("generating the synthetic dataset in %s (%d train, %d val clips)", data_cfg.dir,
                s.num_train, s.num_val)

@@ -80,7 +80,7 @@ def read_info(data_dir: str) -> dict[str, Any]:
     info = json.load(f)
   if info.get("format_version") != FORMAT_VERSION:
     raise DataError(f"{path}: format_version {info.get('format_version')!r}, "
-                     f"this code reads {FORMAT_VERSION}")
+                    f"this code reads {FORMAT_VERSION}")
   return info
 
 
@@ -96,7 +96,7 @@ def split_files(data_dir: str, split: str) -> Sequence[str]:
   info = read_info(data_dir)
   if split not in info["splits"]:
     raise DataError(f"{os.path.join(data_dir, INFO_FILE)}: no split {split!r} "
-                   f"(has {sorted(info['splits'])})")
+                    f"(has {sorted(info['splits'])})")
   files = [os.path.join(data_dir, f) for f in info["splits"][split]["files"]]
   for f in files:
     if not os.path.isfile(f):

@@ -185,12 +185,13 @@ def main(argv=None):
   p.add_argument("--num_frames", type=int, default=8, help="frames stored per clip")
   p.add_argument("--size", type=int, default=40, help="frame height and width in pixels")
   p.add_argument("--captions_per_clip", type=int, default=3)
-  p.add_argument("--num_colours", type=int, default=len(COLOURS))
-  p.add_argument("--num_shapes", type=int, default=len(SHAPES))
-  p.add_argument("--num_backgrounds", type=int, default=len(BACKGROUNDS))
-  p.add_argument("--two_shape_prob", type=float, default=0.3)
+  for field in dataclasses.fields(Palette):
+    p.add_argument(f"--{field.name}", type=field.type, default=field.default)
   args = p.parse_args(argv)
-  palette = Palette(args.num_colours, args.num_shapes, args.num_backgrounds, args.two_shape_prob)
+  try:
+    palette = Palette(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Palette)})
+  except ValueError as e:
+    p.error(str(e))
   generate(args.out, args.num_train, args.num_val, args.seed, args.num_frames, args.size,
            args.captions_per_clip, palette)
   print(f"wrote {args.num_train} train and {args.num_val} val clips to {args.out}")

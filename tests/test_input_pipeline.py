@@ -159,3 +159,12 @@ def test_synthetic_dataset_is_generated_on_first_use(tmp_path):
   prepare.ensure_dataset(data)
   assert shards.read_info(data.dir)["splits"]["train"]["num_clips"] == 12
   prepare.ensure_dataset(data)  # present: nothing to do
+
+
+def test_cli_rejects_an_impossible_palette_in_one_line(tmp_path, capsys):
+  out = tmp_path / "bad"
+  with pytest.raises(SystemExit) as exit_info:
+    synthetic.main(["--out", str(out), "--num_train", "2", "--num_val", "1", "--num_colours", "1"])
+  assert exit_info.value.code == 2
+  assert "two_shape_prob > 0 needs num_colours >= 2" in capsys.readouterr().err
+  assert not out.exists()

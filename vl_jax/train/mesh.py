@@ -23,7 +23,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "config.batch_size
   n = mesh.devices.size
   if batch_size % n or batch_size % jax.process_count():
     raise ConfigError(f"{what}={batch_size} is not divisible by the {n} devices of the mesh "
-                     f"({jax.process_count()} processes)")
+                      f"({jax.process_count()} processes)")
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

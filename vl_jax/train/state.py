@@ -24,7 +24,7 @@ def make_optimizer(opt_cfg, total_steps: int):
   """AdamW with linear warm-up, cosine decay and global-norm clipping; returns (tx, schedule)."""
   if not 0 <= opt_cfg.warmup_steps < total_steps:
     raise ConfigError(f"config.optimizer.warmup_steps={opt_cfg.warmup_steps} must be in "
-                     f"[0, config.total_steps={total_steps})")
+                      f"[0, config.total_steps={total_steps})")
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=opt_cfg.lr, warmup_steps=opt_cfg.warmup_steps,
       decay_steps=total_steps, end_value=opt_cfg.lr * opt_cfg.end_lr_ratio)
