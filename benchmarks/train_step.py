@@ -10,15 +10,21 @@ are random uint8 frames and token ids on the config's mesh (all local devices by
 import argparse
 import importlib
 import json
+import os
 import platform
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# Python puts this script's folder first on the path, where benchmarks/input_pipeline.py would
+# shadow the input_pipeline package: the repository root takes its place.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from vl_jax.models import dual_encoder
-from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vl_jax.models import dual_encoder  # noqa: E402
+from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
 
 BATCH_SIZES = {"tiny": None, "vit_b16_bert_base": 2}  # None: the config's own batch size
 VOCAB_SIZES = {"tiny": 128, "vit_b16_bert_base": 30522}

@@ -10,7 +10,7 @@ import os
 
 import ml_collections
 
-DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "synthetic_v1")
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "synthetic_v2")
 
 
 def data_config(**overrides) -> ml_collections.ConfigDict:

@@ -4,7 +4,7 @@ import os
 
 from absl import logging
 
-from input_pipeline import shards, synthetic
+from input_pipeline import shards, synthetic, text_annotations
 from vl_jax.errors import ConfigError, DataError
 
 
@@ -13,6 +13,11 @@ def ensure_dataset(data_cfg) -> None:
     raise ConfigError("config.data.dir is not set: pass --config.data.dir=PATH to a dataset")
   info = os.path.join(data_cfg.dir, shards.INFO_FILE)
   if os.path.isfile(info):
+    missing = [f for f in (shards.TOKENIZER_FILE, text_annotations.IDF_FILE)
+               if not os.path.isfile(os.path.join(data_cfg.dir, f))]
+    if missing:
+      raise DataError(f"config.data.dir={data_cfg.dir!r}: no {' or '.join(missing)}; convert the "
+                      f"dataset's training split into it first (input_pipeline.convert --split train)")
     return
   if data_cfg.name != "synthetic":
     raise DataError(f"config.data.dir={data_cfg.dir!r}: no dataset there (no "

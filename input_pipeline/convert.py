@@ -1,0 +1,355 @@
+"""Converts raw videos (or images) and an annotation file into a split of frame shards.
+
+    python -m input_pipeline.convert --format msrvtt --annotations MSRVTT_data.json \\
+        --videos MSRVTT/videos/all --out data/msrvtt --split train --num_frames 8 --size 256
+
+writes OUT/SPLIT/SPLIT-0000i-of-0000K.array_record, OUT/SPLIT/conversion_report.json and updates
+OUT/dataset_info.json. Converting the vocabulary split (`--vocab_split`, default "train") also
+writes the tokenizer, idf.json and knowledge_vocab.json from its captions. docs/DATA.md has the
+command for each dataset.
+
+Clips go to shards in annotation order, `--clips_per_shard` per shard, so the output does not depend
+on `--workers`. A shard is written to a temporary file and renamed when complete, with a record of
+what it holds under OUT/SPLIT/.progress/; a re-run skips the shards already complete, so a killed
+run loses only the shards in flight. Bad items (missing, unreadable or corrupt files, segments
+outside the video, clips without a caption, duplicate ids) are skipped and named in the report with
+the reason; an annotation file of the wrong format stops the run at once.
+"""
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import fcntl
+import glob
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any
+
+import tqdm
+from array_record.python.array_record_module import ArrayRecordWriter
+
+from input_pipeline import formats, shards, text_annotations, video_decode
+from input_pipeline import tokenizer as tokenizer_lib
+from vl_jax.errors import DataError
+
+REPORT_FILE = "conversion_report.json"
+PROGRESS_DIR = ".progress"
+SETTINGS_FILE = "settings.json"
+DEFAULT_SIZE = 224
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Everything that decides the output; a resumed run must use the same."""
+  format: str
+  annotations: str
+  videos: str
+  split: str
+  num_frames: int | None
+  fps: float | None
+  max_frames: int
+  size: int
+  jpeg_quality: int
+  clips_per_shard: int
+  split_list: str | None
+  options: formats.Options
+
+
+@dataclasses.dataclass
+class Work:
+  """One clip to decode: the annotation item and its resolved source file."""
+  item: formats.Item
+  path: str
+
+
+# Each worker process annotates captions with its own spaCy pipeline, loaded once.
+_annotator: text_annotations.Annotator | None = None
+
+
+def _init_worker() -> None:
+  global _annotator
+  _annotator = text_annotations.Annotator()
+
+
+def make_record(work: Work, settings: Settings):
+  """(record, None, notes) for a good clip, (None, (reason, detail), notes) for a skipped one."""
+  item = work.item
+  try:
+    if video_decode.is_image(work.path):
+      clip = video_decode.load_image(work.path, settings.size)
+    else:
+      clip = video_decode.decode_video(work.path, item.start, item.end, settings.num_frames,
+                                       settings.fps, settings.max_frames, settings.size)
+  except video_decode.DecodeError as e:
+    return None, (e.reason, e.detail), []
+  except OSError as e:  # a directory, a permission problem, ...
+    return None, (video_decode.UNREADABLE, str(e)), []
+  record = {"clip_id": item.clip_id, "captions": item.captions,
+            "text": _annotator.annotate(item.captions),
+            "frames": [video_decode.encode_jpeg(f, settings.jpeg_quality) for f in clip.frames],
+            "fps": clip.fps,
+            "meta": {"video": os.path.relpath(work.path, settings.videos), **clip.meta, **item.meta}}
+  return record, None, clip.notes
+
+
+def _skip(item: formats.Item, reason: str, detail: str = "") -> dict[str, str]:
+  return {"clip_id": item.clip_id, "where": item.where, "reason": reason, "detail": detail}
+
+
+def check_items(items: list[formats.Item], videos_dir: str):
+  """(work to decode, skipped items, notes): the checks that need no decoding."""
+  work, skipped, notes, first = [], [], [], {}
+  for item in items:
+    good = []
+    for c in item.captions:
+      if not isinstance(c, str):
+        notes.append(_skip(item, "caption dropped", f"not a string: {c!r}"))
+        continue
+      try:
+        c.encode("utf-8")
+      except UnicodeEncodeError:
+        notes.append(_skip(item, "caption dropped", "not valid UTF-8"))
+        continue
+      c = " ".join(c.split())
+      if c:
+        good.append(c)
+    item.captions = good
+    if item.clip_id in first:
+      skipped.append(_skip(item, "duplicate clip id", f"first at {first[item.clip_id]}"))
+      continue
+    first[item.clip_id] = item.where
+    if not good:
+      skipped.append(_skip(item, "no caption"))
+      continue
+    path = formats.resolve(videos_dir, item)
+    if path is None:
+      skipped.append(_skip(item, "video file not found",
+                           f"tried {', '.join(item.videos)} in {videos_dir}"))
+      continue
+    work.append(Work(item, path))
+  return work, skipped, notes
+
+
+def _atomic_json(path: str, body: Any) -> None:
+  with open(path + ".tmp", "w") as f:
+    json.dump(body, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+@contextlib.contextmanager
+def _locked(out: str):
+  """Serialises dataset_info.json updates between conversions of several splits into one OUT."""
+  with open(os.path.join(out, ".lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    yield
+
+
+def _check_settings(progress_dir: str, settings: Settings) -> None:
+  path = os.path.join(progress_dir, SETTINGS_FILE)
+  body = json.loads(json.dumps(dataclasses.asdict(settings)))
+  if os.path.isfile(path):
+    with open(path) as f:
+      old = json.load(f)
+    diff = sorted(k for k in body if body[k] != old.get(k))
+    if diff:
+      raise DataError(f"{path}: this split was converted with other settings ({', '.join(diff)}); "
+                      f"use the same flags to resume, or another --split or --out")
+  else:
+    _atomic_json(path, body)
+
+
+def _results(todo: list[Work], settings: Settings, workers: int):
+  if workers <= 1:
+    if _annotator is None:
+      _init_worker()
+    yield from (make_record(w, settings) for w in todo)
+    return
+  # spawn, not fork: spaCy and PyAV hold threads, and a forked copy of a threaded process can hang.
+  ctx = multiprocessing.get_context("spawn")
+  with ctx.Pool(workers, initializer=_init_worker) as pool:
+    yield from pool.imap(_make_record_star, [(w, settings) for w in todo], chunksize=1)
+
+
+def _make_record_star(args):
+  return make_record(*args)
+
+
+def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_size: int,
+            name: str | None) -> dict[str, Any]:
+  """Converts one split and returns its report (also written to OUT/SPLIT/conversion_report.json)."""
+  t_start = time.time()
+  items = formats.read(settings.format, settings.annotations, settings.options,
+                       settings.split_list)
+  if not os.path.isdir(settings.videos):
+    raise DataError(f"--videos {settings.videos}: not a directory")
+  work, skipped, notes = check_items(items, settings.videos)
+  split_dir = os.path.join(out, settings.split)
+  progress_dir = os.path.join(split_dir, PROGRESS_DIR)
+  os.makedirs(progress_dir, exist_ok=True)
+  _check_settings(progress_dir, settings)
+  for tmp in glob.glob(os.path.join(split_dir, "*.tmp")):
+    os.remove(tmp)  # shards in flight when a previous run was killed
+
+  per = settings.clips_per_shard
+  num_shards = max(1, -(-len(work) // per))
+  names = [shards.shard_name(settings.split, i, num_shards) for i in range(num_shards)]
+  parts = [os.path.join(progress_dir, f"{n}.json") for n in names]
+  done = [os.path.isfile(os.path.join(split_dir, n)) and os.path.isfile(p)
+          for n, p in zip(names, parts)]
+  todo = [i for i in range(num_shards) if not done[i]]
+  todo_work = [w for i in todo for w in work[i * per:(i + 1) * per]]
+
+  results = _results(todo_work, settings, workers)
+  bar = tqdm.tqdm(total=len(todo_work), unit="clip", desc=f"converting {settings.split}",
+                  mininterval=1.0, file=sys.stderr)
+  try:
+    for i in todo:
+      _write_shard(split_dir, names[i], parts[i], work[i * per:(i + 1) * per], results, bar)
+  finally:
+    bar.close()
+    results.close()
+
+  return _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_split,
+                 vocab_size, name, t_start, len(todo_work))
+
+
+def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
+  tmp = os.path.join(split_dir, name + ".tmp")
+  writer = ArrayRecordWriter(tmp, "group_size:1")  # every clip individually addressable
+  part = {"num_clips": 0, "skipped": [], "notes": [], "captions": [],
+          "stats": text_annotations.TextStats()}
+  try:
+    for w in shard_work:
+      record, reason, clip_notes = next(results)
+      part["notes"] += [_skip(w.item, "handled", n) for n in clip_notes]
+      if record is None:
+        part["skipped"].append(_skip(w.item, *reason))
+      else:
+        writer.write(shards.encode_record(record))
+        part["num_clips"] += 1
+        part["captions"] += record["captions"]
+        part["stats"].add(record["text"])
+      bar.update(1)
+  finally:
+    writer.close()
+  part["stats"] = part["stats"].to_json()
+  _atomic_json(part_path, part)
+  os.replace(tmp, os.path.join(split_dir, name))
+
+
+def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_split, vocab_size,
+            name, t_start, num_decoded) -> dict[str, Any]:
+  split_dir = os.path.join(out, settings.split)
+  num_clips, captions, stats = 0, [], text_annotations.TextStats()
+  skipped, notes = list(skipped), list(notes)
+  for p in parts:
+    with open(p) as f:
+      part = json.load(f)
+    num_clips += part["num_clips"]
+    skipped += part["skipped"]
+    notes += part["notes"]
+    captions += part["captions"]
+    stats.merge(text_annotations.TextStats.from_json(part["stats"]))
+  elapsed = time.time() - t_start
+  report = {"settings": dataclasses.asdict(settings), "num_items": len(items),
+            "num_clips": num_clips, "num_skipped": len(skipped),
+            "skipped_by_reason": dict(collections.Counter(s["reason"] for s in skipped)),
+            "skipped": skipped, "notes": notes, "workers": workers,
+            "decoded_this_run": num_decoded, "seconds": round(elapsed, 2),
+            "clips_per_second": round(num_decoded / elapsed, 2) if elapsed else None}
+  _atomic_json(os.path.join(split_dir, REPORT_FILE), report)
+  if settings.split == vocab_split:
+    if not captions:
+      raise DataError(f"{split_dir}: no clip converted, so no tokenizer can be trained; "
+                      f"see {os.path.join(split_dir, REPORT_FILE)}")
+    tokenizer_lib.train(captions, os.path.join(out, shards.TOKENIZER_FILE), vocab_size)
+    stats.write(out)
+  with _locked(out):
+    info_path = os.path.join(out, shards.INFO_FILE)
+    info = shards.read_info(out) if os.path.isfile(info_path) else {"splits": {}}
+    info["name"] = name or info.get("name") or settings.format
+    info["splits"][settings.split] = {
+        "num_clips": num_clips, "files": [os.path.join(settings.split, n) for n in names],
+        "format": settings.format, "frames_per_clip": settings.num_frames,
+        "fps": settings.fps, "short_side": settings.size}
+    if os.path.isfile(os.path.join(out, shards.TOKENIZER_FILE)):
+      info["tokenizer"] = shards.TOKENIZER_FILE
+    shards.write_info(out, info)
+  return report
+
+
+def summary(report: dict[str, Any], out: str) -> str:
+  s = report["settings"]
+  why = ", ".join(f"{n} {r}" for r, n in sorted(report["skipped_by_reason"].items()))
+  return (f"{s['split']}: {report['num_clips']} of {report['num_items']} clips in "
+          f"{os.path.join(out, s['split'])} ({report['num_skipped']} skipped{': ' + why if why else ''}"
+          f"); {report['decoded_this_run']} decoded in {report['seconds']:.1f} s; report: "
+          f"{os.path.join(out, s['split'], REPORT_FILE)}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--format", required=True, choices=sorted(formats.READERS))
+  p.add_argument("--annotations", required=True, help="the dataset's annotation file")
+  p.add_argument("--videos", required=True, help="folder the annotation's video paths are in")
+  p.add_argument("--out", required=True, help="dataset directory (created if missing)")
+  p.add_argument("--split", required=True, help="split name to write, e.g. train, val, test")
+  frames = p.add_mutually_exclusive_group()
+  frames.add_argument("--num_frames", type=int, help="frames stored per clip (default 8)")
+  frames.add_argument("--fps", type=float, help="store frames at this rate instead")
+  p.add_argument("--max_frames", type=int, default=64, help="cap on frames per clip with --fps")
+  p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="short side of stored frames "
+                 "(pixels; the default suits 224 x 224 training, as CLIP4Clip stores its videos)")
+  p.add_argument("--jpeg_quality", type=int, default=90)
+  p.add_argument("--clips_per_shard", type=int, default=1000)
+  p.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding processes")
+  p.add_argument("--split_list", help="keep only these video ids: a text file of ids, or a CSV "
+                 "with a video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)")
+  p.add_argument("--subset", help="msrvtt: the JSON's split (train/validate/test); youcook2: "
+                 "training/validation")
+  p.add_argument("--sentences", action="store_true", help="didemo, activitynet: one clip per "
+                 "sentence and its moment instead of a paragraph per video")
+  p.add_argument("--merge_segments_to", type=float, default=0.0, help="howto100m: join "
+                 "consecutive ASR segments of a video until a clip lasts this many seconds")
+  p.add_argument("--vocab_split", default="train", help="the split whose captions train the "
+                 "tokenizer and give idf.json and knowledge_vocab.json")
+  p.add_argument("--vocab_size", type=int, default=16000)
+  p.add_argument("--name", help="dataset name in dataset_info.json (default: the format)")
+  args = p.parse_args(argv)
+  if args.num_frames is None and args.fps is None:
+    args.num_frames = 8
+  for flag in ("num_frames", "max_frames", "size", "clips_per_shard", "vocab_size"):
+    value = getattr(args, flag)
+    if value is not None and value < 1:
+      p.error(f"--{flag}={value}: must be at least 1")
+  if args.fps is not None and args.fps <= 0:
+    p.error(f"--fps={args.fps}: must be positive")
+  if not 1 <= args.jpeg_quality <= 100:
+    p.error(f"--jpeg_quality={args.jpeg_quality}: must be in [1, 100]")
+  return args
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  settings = Settings(
+      format=args.format, annotations=os.path.abspath(args.annotations),
+      videos=os.path.abspath(args.videos), split=args.split, num_frames=args.num_frames,
+      fps=args.fps, max_frames=args.max_frames, size=args.size, jpeg_quality=args.jpeg_quality,
+      clips_per_shard=args.clips_per_shard,
+      split_list=args.split_list and os.path.abspath(args.split_list),
+      options=formats.Options(paragraph=not args.sentences, subset=args.subset,
+                              merge_segments_to=args.merge_segments_to))
+  try:
+    report = convert(settings, args.out, args.workers, args.vocab_split, args.vocab_size,
+                     args.name)
+  except DataError as e:
+    sys.exit(f"error: {e}")
+  print(summary(report, args.out))
+
+
+if __name__ == "__main__":
+  main()

