@@ -1,7 +1,7 @@
 """Converts raw videos (or images) and an annotation file into a split of frame shards.
 
     python -m input_pipeline.convert --format msrvtt --annotations MSRVTT_data.json \\
-        --videos MSRVTT/videos/all --out data/msrvtt --split train --num_frames 8 --size 256
+        --videos MSRVTT/videos/all --out data/msrvtt --split train --num_frames 8
 
 writes OUT/SPLIT/SPLIT-0000i-of-0000K.array_record, OUT/SPLIT/conversion_report.json and updates
 OUT/dataset_info.json. Converting the vocabulary split (`--vocab_split`, default "train") also
@@ -109,15 +109,19 @@ def check_items(items: list[formats.Item], videos_dir: str):
       if not isinstance(c, str):
         notes.append(_skip(item, "caption dropped", f"not a string: {c!r}"))
         continue
-      try:
-        c.encode("utf-8")
-      except UnicodeEncodeError:
+      if not formats.is_utf8(c):
         notes.append(_skip(item, "caption dropped", "not valid UTF-8"))
         continue
       c = " ".join(c.split())
       if c:
         good.append(c)
     item.captions = good
+    # Free-form metadata keeps what it can: bytes that are not UTF-8 become U+FFFD.
+    item.meta = json.loads(json.dumps(item.meta, ensure_ascii=False)
+                           .encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    if not formats.is_utf8(item.clip_id):
+      skipped.append(_skip(item, "clip id is not valid UTF-8"))
+      continue
     if item.clip_id in first:
       skipped.append(_skip(item, "duplicate clip id", f"first at {first[item.clip_id]}"))
       continue
@@ -219,7 +223,7 @@ def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_
 
 def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
   tmp = os.path.join(split_dir, name + ".tmp")
-  writer = ArrayRecordWriter(tmp, "group_size:1")  # every clip individually addressable
+  writer = ArrayRecordWriter(tmp, shards.WRITER_OPTIONS)
   part = {"num_clips": 0, "skipped": [], "notes": [], "captions": [],
           "stats": text_annotations.TextStats()}
   try:

@@ -55,6 +55,15 @@ def read_text(path: str) -> str:
     raise DataError(f"{path}: cannot read the annotation file: {e.strerror}") from e
 
 
+def is_utf8(text: str) -> bool:
+  """False for text holding bytes that were not UTF-8 in the file (see read_text)."""
+  try:
+    text.encode("utf-8")
+    return True
+  except UnicodeEncodeError:
+    return False
+
+
 def _load_json(path: str):
   try:
     return json.loads(read_text(path))
@@ -81,7 +90,7 @@ def _csv_rows(path: str, delimiter: str, required: tuple[str, ...]) -> Iterator[
           f"missing {', '.join(missing)} (header: {','.join(header)[:80]!r})")
   for row in reader:
     _expect(all(row.get(c) is not None for c in required), path, reader.line_num,
-            f"row has fewer columns than the header")
+            "row has fewer columns than the header")
     yield reader.line_num, row
 
 
@@ -147,7 +156,8 @@ def _paragraph_items(path, opts, videos: dict, where: str, candidates: Callable)
     # sentences: (start, end, text) in annotation order
     if opts.paragraph:
       ordered = sorted(sentences, key=lambda s: s[0])
-      text = " ".join(s[2].strip() for s in ordered if s[2].strip())
+      # A sentence that is not UTF-8 is left out of the paragraph rather than losing the video.
+      text = " ".join(s[2].strip() for s in ordered if s[2].strip() and is_utf8(s[2]))
       yield Item(vid, vid, candidates(vid), [text] if text else [], f"{where} {vid!r}",
                  meta={"sentences": [{"start": s, "end": e, "text": t} for s, e, t in ordered]})
     else:

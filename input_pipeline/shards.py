@@ -29,6 +29,9 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from vl_jax.errors import DataError
 
 FORMAT_VERSION = 2
+# group_size:1 keeps every record individually addressable for random access; JPEG frames do not
+# compress, so the default zstd would only cost time when reading.
+WRITER_OPTIONS = "group_size:1,uncompressed"
 INFO_FILE = "dataset_info.json"
 TOKENIZER_FILE = "tokenizer.model"
 RECORD_FIELDS = ("clip_id", "captions", "text", "frames", "fps", "meta")
@@ -62,8 +65,7 @@ def write_split(out_dir: str, split: str, records: Iterable[dict[str, Any]],
     for i, record in enumerate(records):
       s = i // per_shard
       if writers[s] is None:
-        # group_size:1 keeps every record individually addressable for random access.
-        writers[s] = ArrayRecordWriter(os.path.join(split_dir, names[s]), "group_size:1")
+        writers[s] = ArrayRecordWriter(os.path.join(split_dir, names[s]), WRITER_OPTIONS)
       writers[s].write(encode_record(record))
       count += 1
   finally:

@@ -62,11 +62,13 @@ def knowledge_of(doc) -> list[str]:
 
 
 class Annotator:
-  """spaCy annotation of captions; loads the pipeline on first use and caches repeated captions."""
+  """spaCy annotation of captions; loads the pipeline on first use and caches repeated captions
+  (templated ones repeat a lot; the oldest entries go once `cache_size` are held)."""
 
-  def __init__(self):
+  def __init__(self, cache_size: int = 100_000):
     self._nlp = None
     self._cache: dict[str, dict[str, Any]] = {}
+    self._cache_size = cache_size
 
   def _load(self):
     import spacy  # imported here: only dataset writers need it, not training
@@ -78,16 +80,20 @@ class Annotator:
                       f"(pip install {SPACY_PIPELINE.replace('_', '-')}): {e}") from e
 
   def annotate(self, captions: list[str]) -> list[dict[str, Any]]:
-    new = list(dict.fromkeys(c for c in captions if c not in self._cache))
+    found = {c: self._cache[c] for c in captions if c in self._cache}
+    new = list(dict.fromkeys(c for c in captions if c not in found))
     if new:
       if self._nlp is None:
         self._nlp = self._load()
       for caption, doc in zip(new, self._nlp.pipe(new, batch_size=256)):
-        self._cache[caption] = {
+        found[caption] = {
             "words": [t.text for t in doc], "spaces": [bool(t.whitespace_) for t in doc],
             "pos": [t.pos_ for t in doc], "lemmas": [t.lemma_.lower() for t in doc],
             "knowledge": knowledge_of(doc)}
-    return [self._cache[c] for c in captions]
+        while len(self._cache) >= self._cache_size:
+          del self._cache[next(iter(self._cache))]
+        self._cache[caption] = found[caption]
+    return [found[c] for c in captions]
 
 
 def rebuild(words: list[str], spaces: list[bool]) -> tuple[str, np.ndarray]:

@@ -246,6 +246,7 @@ def _bad_folder(videos, d):
       {"video": "bikes.mp4", "captions": ["BAD", "good three"], "id": "mixed"},  # 12 good, 1 dropped
       {"video": "bikes.mp4", "caption": "BAD", "id": "only_bad"},             # 13 no caption
       {"video": "carphone.mp4", "caption": "long", "end": 60, "id": "long"},  # 14 good, clamped
+      {"video": "carphone.mp4", "caption": "bad id", "id": "BAD"},            # 15 bad id
   ]
   text = "\n".join(json.dumps(x) for x in lines).encode()
   text = text.replace(b'"BAD"', b'"caf\xe9 au lait"')  # Latin-1, not UTF-8
@@ -253,6 +254,7 @@ def _bad_folder(videos, d):
   with open(path, "wb") as f:
     f.write(text + b"\n")
   expected = {"video file not found": 1, "no caption": 2, "duplicate clip id": 1,
+              "clip id is not valid UTF-8": 1,
               video_decode.UNREADABLE: 4, video_decode.TRUNCATED: 1, video_decode.OUTSIDE: 1}
   return path, expected, ["bunny", "dup", "mixed", "long"]
 
@@ -264,11 +266,11 @@ def test_bad_inputs_are_skipped_and_reported(videos, tmp_path, capsys):
                 "--out", out, "--split", "train", "--num_frames", "200", "--size", "32",
                 "--workers", "2", "--clips_per_shard", "3"])  # exits 0: no SystemExit
   summary = capsys.readouterr().out.strip().splitlines()
-  assert len(summary) == 1 and summary[0].startswith("train: 4 of 14 clips")
+  assert len(summary) == 1 and summary[0].startswith("train: 4 of 15 clips")
   with open(os.path.join(out, "train", convert.REPORT_FILE)) as f:
     report = json.load(f)
   assert report["skipped_by_reason"] == expected
-  assert report["num_clips"] == len(good) and report["num_skipped"] == 10
+  assert report["num_clips"] == len(good) and report["num_skipped"] == 11
   assert [r["clip_id"] for r in _read(out)] == good
   assert [r["captions"] for r in _read(out)][2] == ["good three"]
   where = {(n["where"], n["detail"].split(" ")[0]) for n in report["notes"]}
@@ -278,6 +280,22 @@ def test_bad_inputs_are_skipped_and_reported(videos, tmp_path, capsys):
              for n in report["notes"])
   by_line = {s["where"]: s["reason"] for s in report["skipped"]}
   assert by_line["line 6"] == video_decode.TRUNCATED and by_line["line 9"] == video_decode.OUTSIDE
+
+
+def test_split_list_selects_videos_and_may_replace_captions(videos, tmp_path):
+  path, _, _ = _format_case("msrvtt", str(tmp_path))
+  ids = tmp_path / "test.csv"
+  ids.write_text("key,vid_key,video_id,sentence\nret0,msr9,carphone,a man on the phone\n")
+  report = _convert(_settings("msrvtt", path, videos, split_list=str(ids)), tmp_path / "a")
+  assert [(r["clip_id"], r["captions"]) for r in _read(tmp_path / "a")] == [
+      ("carphone", ["a man on the phone"])]
+  assert report["num_items"] == 1
+  ids = tmp_path / "train.txt"
+  ids.write_text("bikes\nbunny\n")
+  report = _convert(_settings("msrvtt", path, videos, split_list=str(ids)), tmp_path / "b")
+  assert [(r["clip_id"], r["captions"]) for r in _read(tmp_path / "b")] == [
+      ("bunny", ["a rabbit", "a cartoon"])]
+  assert report["skipped_by_reason"] == {"no caption": 1}  # bikes has no sentence
 
 
 @pytest.mark.parametrize("fmt,content,line", [

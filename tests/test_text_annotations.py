@@ -68,3 +68,11 @@ def test_pipeline_emits_pos_and_idf_per_token_and_flips_them(synthetic_dir):
     assert out["token_idf"][t] == np.float32(want_idf)
   assert (out["token_pos"] == text_annotations.POS_ID["NOUN"]).any()
   assert pipeline.mirror_words(words) == ["a", "red", "circle", "moves", "Right"]
+
+
+def test_annotator_cache_is_bounded_and_answers_every_caption():
+  annotator = text_annotations.Annotator(cache_size=2)
+  first = annotator.annotate(["a dog", "a cat"])
+  again = annotator.annotate(["a dog", "a bird", "a cow", "a dog"])  # evicts while answering
+  assert [a["words"] for a in again] == [["a", "dog"], ["a", "bird"], ["a", "cow"], ["a", "dog"]]
+  assert again[0] == first[0] and len(annotator._cache) == 2
