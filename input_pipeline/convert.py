@@ -21,7 +21,9 @@ import collections
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import glob
+import hashlib
 import json
 import multiprocessing
 import os
@@ -152,9 +154,22 @@ def _locked(out: str):
     yield
 
 
+def _digest(path: str | None) -> str | None:
+  if path is None:
+    return None
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
 def _check_settings(progress_dir: str, settings: Settings) -> None:
+  """Records the settings (and the annotation files' contents) or checks a resumed run's."""
   path = os.path.join(progress_dir, SETTINGS_FILE)
   body = json.loads(json.dumps(dataclasses.asdict(settings)))
+  body["annotations_sha256"] = _digest(settings.annotations)
+  body["split_list_sha256"] = _digest(settings.split_list)
   if os.path.isfile(path):
     with open(path) as f:
       old = json.load(f)
@@ -175,11 +190,7 @@ def _results(todo: list[Work], settings: Settings, workers: int):
   # spawn, not fork: spaCy and PyAV hold threads, and a forked copy of a threaded process can hang.
   ctx = multiprocessing.get_context("spawn")
   with ctx.Pool(workers, initializer=_init_worker) as pool:
-    yield from pool.imap(_make_record_star, [(w, settings) for w in todo], chunksize=1)
-
-
-def _make_record_star(args):
-  return make_record(*args)
+    yield from pool.imap(functools.partial(make_record, settings=settings), todo, chunksize=1)
 
 
 def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_size: int,
@@ -289,10 +300,10 @@ def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_s
 def summary(report: dict[str, Any], out: str) -> str:
   s = report["settings"]
   why = ", ".join(f"{n} {r}" for r, n in sorted(report["skipped_by_reason"].items()))
+  skipped = f"{report['num_skipped']} skipped" + (f": {why}" if why else "")
   return (f"{s['split']}: {report['num_clips']} of {report['num_items']} clips in "
-          f"{os.path.join(out, s['split'])} ({report['num_skipped']} skipped{': ' + why if why else ''}"
-          f"); {report['decoded_this_run']} decoded in {report['seconds']:.1f} s; report: "
-          f"{os.path.join(out, s['split'], REPORT_FILE)}")
+          f"{os.path.join(out, s['split'])} ({skipped}); {report['decoded_this_run']} decoded in "
+          f"{report['seconds']:.1f} s; report: {os.path.join(out, s['split'], REPORT_FILE)}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

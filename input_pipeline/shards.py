@@ -13,8 +13,8 @@ never executes code) as a map with these fields:
 
     clip_id   str             unique within the dataset
     captions  list[str]       one or more captions of the clip
-    frames    list[bytes]     JPEG-encoded RGB frames in temporal order
     text      list[map]       per caption: words, POS tags, lemmas, knowledge (text_annotations.py)
+    frames    list[bytes]     JPEG-encoded RGB frames in temporal order
     fps       float           rate at which the stored frames were sampled from the source (0: image)
     meta      map             free-form, JSON-compatible (the synthetic dataset stores its scene)
 """

@@ -136,8 +136,8 @@ def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_
     captions = captions_for(scene, rng, captions_per_clip)
     yield {"clip_id": f"{split}-{i:06d}", "captions": captions,
            "text": annotator.annotate(captions),
-           "frames": [encode_jpeg(Image.fromarray(f), quality=95) for f in frames], "fps": float(num_frames),
-           "meta": scene}
+           "frames": [encode_jpeg(Image.fromarray(f), quality=95) for f in frames],
+           "fps": float(num_frames), "meta": scene}
 
 
 def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int = 8,

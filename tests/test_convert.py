@@ -367,6 +367,9 @@ def test_resuming_with_other_settings_is_refused(videos, tmp_path):
   _convert(_settings("jsonl", ann, videos), tmp_path / "out")
   with pytest.raises(convert.DataError, match="other settings .*num_frames"):
     _convert(_settings("jsonl", ann, videos, num_frames=8), tmp_path / "out")
+  ann.write_text(json.dumps({"video": "bikes.mp4", "caption": "edited"}) + "\n")
+  with pytest.raises(convert.DataError, match="other settings .annotations_sha256"):
+    _convert(_settings("jsonl", ann, videos), tmp_path / "out")
 
 
 def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
@@ -379,9 +382,10 @@ def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
          "caption": f"clip {i} of a {['rabbit', 'bike', 'phone'][i % 3]}",
          "start": (i // 3) * 0.5, "end": (i // 3) * 0.5 + 2}) + "\n" for i in ids))
     _convert(_settings("jsonl", ann, videos, split=split, size=32), out)
-  config = tiny_config(str(out), **{"batch_size": 8, "mesh.data": 4, "total_steps": 3, "optimizer.warmup_steps": 1, "log_every_steps": 1,
-                                    "checkpoint.every_steps": 3, "evals.retrieval.batch_size": 4,
-                                    "evals.retrieval.every_steps": 3})
+  config = tiny_config(str(out), **{
+      "batch_size": 8, "mesh.data": 4, "total_steps": 3, "optimizer.warmup_steps": 1,
+      "log_every_steps": 1, "checkpoint.every_steps": 3, "evals.retrieval.batch_size": 4,
+      "evals.retrieval.every_steps": 3})
   state, results = loop.train_and_evaluate(config, str(tmp_path / "work"))
   assert int(state.step) == 3
   assert 0 <= results["retrieval"]["t2v/R@1"] <= 100
