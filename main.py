@@ -5,42 +5,16 @@ r"""Pre-trains a video-text model.
 Re-running the same command resumes from the workdir's latest checkpoint.
 """
 
-import sys
+from absl import logging
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from vl_jax.errors import USER_ERRORS
-from vl_jax.train import loop, metrics
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and results")
-flags.mark_flags_as_required(["config", "workdir"])
+from vl_jax import cli
+from vl_jax.train import loop
 
 
-def parse_flags(argv):
-  """absl's parser, with a one-line error for an override of a config field that does not exist."""
-  try:
-    return app.parse_flags_with_usage(argv)
-  except (AttributeError, KeyError) as e:  # how ml_collections reports a missing field
-    name = str(e).strip("\"'")
-    bad = [a.split("=")[0] for a in argv if a.startswith("--config.") and name in a.split("=")[0]]
-    if not bad:
-      raise
-    sys.exit(f"FATAL Flags parsing error: {bad[0]}: the config has no field {name!r}")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  metrics.quiet_library_logs()
-  logging.info("workdir: %s", _WORKDIR.value)
-  try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except USER_ERRORS as e:
-    sys.exit(f"error: {e}")
+def main():
+  logging.info("workdir: %s", cli.WORKDIR.value)
+  loop.train_and_evaluate(cli.CONFIG.value, cli.WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

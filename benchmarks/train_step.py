@@ -20,9 +20,9 @@ import time
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.common import matmul_peak  # noqa: E402
 from vl_jax.models import dual_encoder  # noqa: E402
 from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
 
@@ -34,23 +34,6 @@ def _flops(compiled) -> float:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost["flops"])
-
-
-def _time(fn, repeats: int) -> float:
-  """Best wall time of `repeats` calls of `fn` (each blocks on its result)."""
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - t)
-  return best
-
-
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  return 2 * n ** 3 / _time(lambda: f(a).block_until_ready(), repeats)
 
 
 def bench_config(name: str, steps: int) -> dict:

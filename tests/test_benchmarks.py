@@ -34,3 +34,12 @@ def test_input_pipeline_benchmark_reports_every_rate(tmp_path):
       assert row[key] > 0, key
     assert row["shards_over_on_the_fly"] == (row["shards_to_batch_clips_per_core_s"]
                                              / row["on_the_fly_clips_per_core_s"])
+
+
+def test_retrieval_eval_benchmark_reports_speed_and_memory(tmp_path):
+  out = tmp_path / "bench.json"
+  subprocess.run([sys.executable, "benchmarks/retrieval_eval.py", "--n", "3000", "--block", "512",
+                  "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+  (row,) = json.loads(out.read_text())["results"]
+  assert row["n"] == 3000 and row["seconds"] > 0 and row["peak_rss_GiB"] > 0
+  assert 0 < row["fraction_of_matmul_peak"] and row["t2v_R@1"] > 0.1  # captions near their clips

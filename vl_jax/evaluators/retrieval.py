@@ -1,4 +1,7 @@
-"""Text-video retrieval: R@1/5/10 (percent), median and mean rank, both directions."""
+"""Text-video retrieval: R@1/5/10 (percent), median and mean rank, both directions.
+
+Similarities are computed in blocks (ranking.py), so memory stays O(block) for any split size.
+"""
 
 import dataclasses
 import math
@@ -10,7 +13,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
-from vl_jax.evaluators import picture
+from vl_jax.evaluators import picture, ranking
 from vl_jax.train import mesh as mesh_lib
 
 
@@ -22,22 +25,11 @@ class Embeddings:
   index: np.ndarray
 
 
-def ranks(similarity: np.ndarray) -> np.ndarray:
-  """0-based rank of the diagonal entry within each row (ties count against the target)."""
-  diag = np.diag(similarity)[:, None]
-  return (similarity > diag).sum(axis=1) + (similarity == diag).sum(axis=1) - 1
-
-
-def rank_metrics(r: np.ndarray, prefix: str) -> dict[str, float]:
-  out = {f"{prefix}/R@{k}": 100.0 * float(np.mean(r < k)) for k in (1, 5, 10)}
-  out[f"{prefix}/MedR"] = float(np.median(r + 1))
-  out[f"{prefix}/MnR"] = float(np.mean(r + 1))
-  return out
-
-
-def retrieval_metrics(similarity: np.ndarray) -> dict[str, float]:
-  """`similarity[i, j]` scores text i against video j; pair (i, i) is the match."""
-  return {**rank_metrics(ranks(similarity), "t2v"), **rank_metrics(ranks(similarity.T), "v2t")}
+def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
+                      block: int = ranking.DEFAULT_BLOCK) -> dict[str, float]:
+  """Both directions' metrics; caption i describes video `text_video[i]`."""
+  t2v, v2t = ranking.retrieval_ranks(text, video, text_video, block)
+  return {**ranking.rank_metrics(t2v, "t2v"), **ranking.rank_metrics(v2t, "v2t")}
 
 
 class RetrievalEvaluator:
@@ -96,4 +88,5 @@ class RetrievalEvaluator:
       path = os.path.join(artifacts_dir, f"{self.name}.png")
       picture.draw_retrieval(path, emb, self.data_cfg, self.tokenizer, self.cfg.split)
       logging.info("wrote %s", path)
-    return retrieval_metrics(emb.text @ emb.video.T)
+    return retrieval_metrics(emb.text, emb.video, np.arange(len(emb.video)),
+                             self.cfg.block)

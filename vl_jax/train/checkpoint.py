@@ -1,7 +1,9 @@
 """Orbax checkpoints of the train state together with the data iterator's state."""
 
 import grain
+import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class Checkpointer:
@@ -30,6 +32,28 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state),
         data=grain.checkpoint.CheckpointRestore(data_iterator)))
     return restored["state"]
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def restore_params(self, step: int, abstract_params):
+    """Only the parameters of step `step` (no optimizer or data state), in `abstract_params`'s
+    shapes and shardings: restoring works on any number of devices. Raises ValueError naming the
+    first parameter whose shape differs (checked on the metadata, before reading any array)."""
+    stored = ocp.PyTreeCheckpointHandler().metadata(
+        epath.Path(self._manager.directory) / str(step) / "state").tree["params"]
+    shapes = lambda tree: {jax.tree_util.keystr(k): tuple(v.shape)
+                           for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+    have, want = shapes(stored), shapes(abstract_params)
+    for name in sorted(have.keys() | want.keys()):
+      if have.get(name) != want.get(name):
+        raise ValueError(f"parameter {name}: the checkpoint has shape {have.get(name)}, the model "
+                         f"{want.get(name)}")
+    abstract = {"params": abstract_params}
+    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True)))
+    return restored["state"]["params"]
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -23,21 +23,10 @@ StepHook = Callable[[int, dict], bool]
 def setup(config: ml_collections.ConfigDict):
   """Everything that does not depend on the workdir: (mesh, tokenizer, model)."""
   mesh = mesh_lib.make_mesh(config.mesh)
-  mesh_lib.check_batch_size(config.batch_size, mesh)
   prepare.ensure_dataset(config.data)
   tokenizer = Tokenizer(os.path.join(config.data.dir, shards.TOKENIZER_FILE))
   model = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
   return mesh, tokenizer, model
-
-
-def _format_table(results: dict[str, dict[str, float]]) -> str:
-  lines = []
-  for name, m in results.items():
-    lines.append(f"{name}:")
-    for direction in sorted({k.split("/")[0] for k in m}):
-      cells = [f"{k.split('/')[1]} {v:7.2f}" for k, v in m.items() if k.startswith(direction + "/")]
-      lines.append(f"  {direction:4s} " + " | ".join(cells))
-  return "\n".join(lines)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -48,6 +37,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   the run early.
   """
   mesh, tokenizer, model = setup(config)
+  mesh_lib.check_batch_size(config.batch_size, mesh)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -102,7 +92,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if jax.process_index() == 0 and results:
       with open(os.path.join(workdir, "eval_results.json"), "w") as f:
         json.dump(results, f, indent=2)
-      logging.info("final evaluation at step %d:\n%s", config.total_steps, _format_table(results))
+      logging.info("final evaluation at step %d:\n%s", config.total_steps,
+                   metrics_lib.format_table(results))
     return state, results
   finally:
     ckpt.close()

@@ -15,7 +15,18 @@ from tensorboardX.proto.summary_pb2 import Summary
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The project's own code; not "anything under the root", which holds the .venv in the README's set-up.
 _OWN_CODE = tuple(os.path.join(_ROOT, p) for p in ("vl_jax" + os.sep, "input_pipeline" + os.sep,
-                                                  "main.py"))
+                                                  "main.py", "eval.py"))
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+  """Evaluator results as a table, one line per metric direction (t2v, v2t, ...)."""
+  lines = []
+  for name, m in results.items():
+    lines.append(f"{name}:")
+    for direction in sorted({k.split("/")[0] for k in m}):
+      cells = [f"{k.split('/')[1]} {v:7.2f}" for k, v in m.items() if k.startswith(direction + "/")]
+      lines.append(f"  {direction:4s} " + " | ".join(cells))
+  return "\n".join(lines)
 
 
 class MetricWriter:

@@ -56,6 +56,14 @@ def create(model: nn.Module, tx, data_cfg, mesh: Mesh, seed: int):
   return jax.jit(init, out_shardings=shardings)(rng), shardings
 
 
+def abstract_params(model: nn.Module, data_cfg, mesh: Mesh):
+  """Shapes, dtypes and (replicated) shardings of the model's parameters, with no allocation."""
+  shapes = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs(data_cfg))["params"],
+                          jax.random.key(0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                     sharding=mesh_lib.replicated(mesh)), shapes)
+
+
 def abstract_with_shardings(state, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       state, shardings)

@@ -1,0 +1,69 @@
+"""eval.py: scores a training checkpoint on another device count; one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import tiny_config
+from vl_jax.errors import ConfigError, DataError
+from vl_jax.evaluators import run
+from vl_jax.train import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OVERRIDES = {"batch_size": 16, "total_steps": 6, "log_every_steps": 3,
+             "checkpoint.every_steps": 3, "optimizer.warmup_steps": 1,
+             "evals.retrieval.every_steps": 6}
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dir, tmp_path_factory):
+  """A 6-step tiny run on 8 devices: (workdir, results logged at the end of training)."""
+  workdir = str(tmp_path_factory.mktemp("run"))
+  _, results = loop.train_and_evaluate(tiny_config(synthetic_dir, **OVERRIDES), workdir)
+  return workdir, results
+
+
+def test_eval_on_two_devices_equals_the_end_of_training(trained, synthetic_dir):
+  workdir, logged = trained
+  os.remove(os.path.join(workdir, "eval_results.json"))
+  flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run(
+      [sys.executable, "eval.py", "--config", "configs/tiny.py", "--workdir", workdir,
+       f"--config.data.dir={synthetic_dir}", *flags], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  with open(os.path.join(workdir, "eval_results.json")) as f:
+    scored = json.load(f)
+  assert scored.keys() == logged.keys() == {"retrieval"}
+  for k, v in logged["retrieval"].items():
+    assert scored["retrieval"][k] == pytest.approx(v, abs=0.3), k  # 0.3: one query of 384
+  assert "evaluation of step 6" in out.stderr and "R@1" in out.stderr
+
+
+def test_an_earlier_step_and_named_evaluators(trained, synthetic_dir):
+  workdir, logged = trained
+  config = tiny_config(synthetic_dir, **OVERRIDES)
+  step, results = run.evaluate_checkpoint(config, workdir, step=3, names=["retrieval"])
+  assert step == 3 and results["retrieval"] != logged["retrieval"]
+  with pytest.raises(DataError, match=r"no checkpoint of step 4 \(has \[3, 6\]\)"):
+    run.evaluate_checkpoint(config, workdir, step=4)
+  with pytest.raises(ConfigError, match=r"--evals: no evaluator 'zeroshot' in config.evals"):
+    run.evaluate_checkpoint(config, workdir, names=["zeroshot"])
+
+
+def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic_dir, tmp_path):
+  workdir, _ = trained
+  config = tiny_config(synthetic_dir, **OVERRIDES)
+  with pytest.raises(DataError, match="checkpoints: no such directory"):
+    run.evaluate_checkpoint(config, str(tmp_path / "nowhere"))
+  os.makedirs(tmp_path / "empty" / "checkpoints")
+  with pytest.raises(DataError, match="holds no checkpoint"):
+    run.evaluate_checkpoint(config, str(tmp_path / "empty"))
+  wider = tiny_config(synthetic_dir, **OVERRIDES, **{"model.video.width": 32})
+  with pytest.raises(ConfigError, match="do not fit the model of this config") as e:
+    run.evaluate_checkpoint(wider, workdir)
+  assert "\n" not in str(e.value)

@@ -1,0 +1,71 @@
+"""Retrieval ranks: hand-computed cases with ties, several captions per video, blocks."""
+
+import numpy as np
+import pytest
+
+from vl_jax.evaluators import ranking, retrieval
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _reference(text, video, text_video):
+  """Dense NumPy ranks: wrong candidates scoring >= the best right one."""
+  s = text @ video.T
+  t2v = np.array([np.sum(np.delete(s[i], text_video[i]) >= s[i, text_video[i]])
+                  for i in range(len(text))])
+  v2t = []
+  for j in range(len(video)):
+    right = text_video == j
+    v2t.append(np.sum(s[~right, j] >= s[right, j].max()))
+  return t2v, np.array(v2t)
+
+
+def test_hand_computed_ranks_count_ties_against_the_query():
+  e = np.eye(3, dtype=np.float32)
+  video = e
+  # text 0 matches video 0 exactly; text 1 scores videos 1 and 2 equally (a tie: rank 1);
+  # text 2 prefers video 0 over its own video 2 (rank 1).
+  text = np.array([[1, 0, 0], [0, 1, 1], [0.8, 0, 0.6]], np.float32)
+  t2v, v2t = ranking.retrieval_ranks(text, video, np.array([0, 1, 2]), block=2)
+  np.testing.assert_array_equal(t2v, [0, 1, 1])
+  # video 0: its text 0 scores 1.0, text 2 scores 0.8 -> rank 0; video 1: text 1 scores 1, no
+  # other text scores >= 1 -> 0; video 2: text 2 scores 0.6 < text 1's 1.0 -> rank 1.
+  np.testing.assert_array_equal(v2t, [0, 0, 1])
+  m = retrieval.retrieval_metrics(text, video, np.array([0, 1, 2]), block=2)
+  assert m["t2v/R@1"] == pytest.approx(100 / 3) and m["t2v/MedR"] == 2 and m["v2t/MnR"] == 4 / 3
+
+
+def test_a_constant_scorer_ranks_last():
+  video = np.ones((5, 4), np.float32) / 2
+  t2v, v2t = ranking.retrieval_ranks(video.copy(), video, np.arange(5))
+  assert (t2v == 4).all() and (v2t == 4).all()
+
+
+def test_toy_embeddings_give_r1_100_with_several_captions_per_video():
+  rng = np.random.default_rng(0)
+  video = _unit(rng.standard_normal((50, 32)).astype(np.float32))
+  text_video = np.repeat(np.arange(50), 3)
+  text = _unit(video[text_video] + 0.05 * rng.standard_normal((150, 32)).astype(np.float32))
+  m = retrieval.retrieval_metrics(text, video, text_video, block=16)
+  assert m["t2v/R@1"] == m["v2t/R@1"] == 100.0 and m["t2v/MedR"] == 1
+
+
+@pytest.mark.parametrize("block", [7, 64, 4096])
+def test_blocked_equals_dense_reference(block):
+  rng = np.random.default_rng(1)
+  video = _unit(rng.standard_normal((97, 16)).astype(np.float32))
+  text_video = rng.integers(0, 97, 230)
+  text_video[:97] = np.arange(97)  # every video has a caption
+  text = _unit(video[text_video] + 0.9 * rng.standard_normal((230, 16)).astype(np.float32))
+  text[5] = text[6]  # exact duplicate captions: ties between candidates
+  t2v, v2t = ranking.retrieval_ranks(text, video, text_video, block=block)
+  want_t2v, want_v2t = _reference(text.astype(np.float64), video.astype(np.float64), text_video)
+  np.testing.assert_array_equal(t2v, want_t2v)
+  np.testing.assert_array_equal(v2t, want_v2t)
+
+
+def test_a_video_without_caption_is_an_error():
+  with pytest.raises(ValueError, match="1 videos have no caption"):
+    ranking.retrieval_ranks(np.ones((1, 2)), np.ones((2, 2)), np.array([0]))

@@ -1,0 +1,65 @@
+"""Scores a checkpoint with the evaluators of a config: what eval.py runs.
+
+Only the parameters are restored (no optimizer or data-iterator state), into the shardings of a mesh
+of the devices at hand, so a checkpoint written on 8 devices is scored on 1 or 2.
+"""
+
+import json
+import os
+
+import jax
+from absl import logging
+
+from vl_jax import evaluators
+from vl_jax.errors import ConfigError, DataError
+from vl_jax.train import checkpoint, loop, metrics as metrics_lib, state as state_lib
+
+
+def select(evals_cfg, names: list[str] | None):
+  """The config's evaluators, or those of `names` (each must be one the config declares)."""
+  if not names:
+    return evals_cfg
+  unknown = [n for n in names if n not in evals_cfg]
+  if unknown:
+    raise ConfigError(f"--evals: no evaluator {', '.join(map(repr, unknown))} in config.evals "
+                      f"(it has {sorted(evals_cfg)})")
+  return {n: evals_cfg[n] for n in names}
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None,
+                        names: list[str] | None = None) -> tuple[int, dict[str, dict[str, float]]]:
+  """(step, {evaluator: metrics}) of `workdir`'s latest (or given) checkpoint; also writes
+  `workdir/eval_results.json` and logs a table."""
+  evals_cfg = select(config.evals, names)
+  if not evals_cfg:
+    raise ConfigError("config.evals declares no evaluator; nothing to run")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise DataError(f"{ckpt_dir}: no such directory; is --workdir={workdir!r} a training workdir?")
+  mesh, tokenizer, model = loop.setup(config)
+  ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise DataError(f"{ckpt_dir}: holds no checkpoint")
+    if step is None:
+      step = max(steps)
+    elif step not in steps:
+      raise DataError(f"{ckpt_dir}: no checkpoint of step {step} (has {sorted(steps)})")
+    abstract = state_lib.abstract_params(model, config.data, mesh)
+    try:
+      params = ckpt.restore_params(step, abstract)
+    except ValueError as e:
+      raise ConfigError(f"{ckpt_dir}/{step}: its parameters do not fit the model of this config "
+                        f"(a different model size?): {e}") from e
+  finally:
+    ckpt.close()
+  built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
+                           tokenizer=tokenizer)
+  results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    logging.info("evaluation of step %d of %s:\n%s", step, workdir,
+                 metrics_lib.format_table(results))
+  return step, results
