@@ -61,5 +61,6 @@ def get_config(arg=None):
   config.log_every_steps = 50
   config.checkpoint = dict(every_steps=500, keep=3, use_async=True)
   config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=500,
-                                     batch_size=64, block=1024))  # queries per similarity block
+                                     batch_size=64, captions="first",
+                                     block=1024))  # queries per similarity block
   return config.lock()

@@ -30,5 +30,6 @@ def get_config(arg=None):
   config.log_every_steps = 100
   config.checkpoint = dict(every_steps=2000, keep=3, use_async=True)
   config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=5000,
-                                     batch_size=96, block=1024))  # queries per similarity block
+                                     batch_size=96, captions="first",
+                                     block=1024))  # queries per similarity block
   return config.lock()

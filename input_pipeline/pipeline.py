@@ -194,6 +194,22 @@ def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int) -> gra
                                               prefetch_buffer_size=data_cfg.prefetch))
 
 
+def caption_dataset(data_cfg, tokenizer, split: str,
+                    global_batch_size: int) -> tuple[grain.IterDataset, int]:
+  """Every caption of this process's slice of `split`, in record order, as batches of tokens (with
+  POS and idf) and `index`, the caption's record; and how many captions there are."""
+  transform = make_clip_transform(data_cfg, tokenizer, train=False)
+  items = [(index, text)
+           for index, data in records(data_cfg.dir, split)[jax.process_index()::jax.process_count()]
+           for text in shards.decode_record(data)["text"]]
+  ds = grain.MapDataset.source(items).map(
+      lambda x: {**transform.text_features(x[1]["words"], x[1]["spaces"], x[1]["pos"]),
+                 "index": np.int32(x[0])})
+  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
+                                              prefetch_buffer_size=data_cfg.prefetch)), len(items)
+
+
 def eval_examples(data_cfg, tokenizer, split: str, indices) -> list[dict[str, Any]]:
   """The evaluation view of specific records (for pictures), read directly by index."""
   split_records = records(data_cfg.dir, split)

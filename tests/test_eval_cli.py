@@ -5,12 +5,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
 from vl_jax.errors import ConfigError, DataError
-from vl_jax.evaluators import run
-from vl_jax.train import loop
+from vl_jax.evaluators import retrieval, run
+from vl_jax.train import checkpoint, loop, state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = {"batch_size": 16, "total_steps": 6, "log_every_steps": 3,
@@ -67,3 +68,24 @@ def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic
   with pytest.raises(ConfigError, match="do not fit the model of this config") as e:
     run.evaluate_checkpoint(wider, workdir)
   assert "\n" not in str(e.value)
+
+
+def test_all_captions_are_separate_queries(trained, synthetic_dir):
+  """captions="all": 3 queries per clip of the synthetic split, the first of each equal to the
+  "first" mode's query; metrics count every caption."""
+  workdir, _ = trained
+  config = tiny_config(synthetic_dir, **OVERRIDES)
+  mesh, tokenizer, model = loop.setup(config)
+  params = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, 1, False) \
+      .restore_params(6, state_lib.abstract_params(model, config.data, mesh))
+  make = lambda captions: retrieval.RetrievalEvaluator(
+      "r", tiny_config(synthetic_dir, **{"evals.retrieval.captions": captions}).evals.retrieval,
+      model=model, mesh=mesh, data_cfg=config.data, tokenizer=tokenizer)
+  first, every = make("first").embed(params), make("all").embed(params)
+  n = len(first.video)
+  assert every.text.shape[0] == 3 * n
+  np.testing.assert_array_equal(every.text_video, np.repeat(np.arange(n), 3))
+  np.testing.assert_allclose(every.video, first.video, atol=1e-6)
+  np.testing.assert_allclose(every.first_captions().text, first.text, atol=1e-5)
+  with pytest.raises(ConfigError, match="captions='some': expected 'first' or 'all'"):
+    make("some")

@@ -47,7 +47,8 @@ def test_sharded_step_equals_single_device(synthetic_dir):
     np.testing.assert_allclose(p8, p1, rtol=1e-4, atol=1e-6)
 
 
-def test_batch_not_divisible_by_devices_fails_before_compiling(synthetic_dir):
+def test_batch_not_divisible_by_devices_fails_before_compiling(synthetic_dir, tmp_path):
   config = tiny_config(synthetic_dir, batch_size=12)
   with pytest.raises(ValueError, match=r"config\.batch_size=12 is not divisible by the 8 devices"):
-    loop.setup(config)
+    loop.train_and_evaluate(config, str(tmp_path / "work"))
+  assert not (tmp_path / "work").exists()

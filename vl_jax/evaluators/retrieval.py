@@ -14,15 +14,23 @@ from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
 from vl_jax.evaluators import picture, ranking
+from vl_jax.errors import ConfigError
 from vl_jax.train import mesh as mesh_lib
 
 
 @dataclasses.dataclass
 class Embeddings:
-  """Unit-norm embeddings of a split, in record order; row i of each is record `index[i]`."""
+  """Unit-norm embeddings of a split: videos in record order (row i is record `index[i]`) and
+  captions, caption i describing video row `text_video[i]`."""
   video: np.ndarray
-  text: np.ndarray
   index: np.ndarray
+  text: np.ndarray
+  text_video: np.ndarray
+
+  def first_captions(self) -> "Embeddings":
+    """One caption per video, its first, in video order."""
+    _, first = np.unique(self.text_video, return_index=True)
+    return Embeddings(self.video, self.index, self.text[first], np.arange(len(self.video)))
 
 
 def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
@@ -33,28 +41,37 @@ def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarra
 
 
 class RetrievalEvaluator:
-  """Encodes a split with the model's two towers and ranks every caption against every clip."""
+  """Encodes a split with the model's two towers and ranks every caption against every clip.
+
+  `captions`: "first" queries with each clip's first caption; "all" with every caption of every
+  clip, each a separate query (the MSVD convention).
+  """
 
   def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
+    if cfg.captions not in ("first", "all"):
+      raise ConfigError(f"config.evals.{name}.captions={cfg.captions!r}: expected 'first' or 'all'")
     self.name, self.cfg, self.model, self.mesh = name, cfg, model, mesh
     self.data_cfg, self.tokenizer = data_cfg, tokenizer
     self.every_steps = cfg.every_steps
     mesh_lib.check_batch_size(cfg.batch_size, mesh, f"config.evals.{name}.batch_size")
-    self._encode = jax.jit(
-        lambda params, frames, tokens: (
-            model.apply({"params": params}, frames, method="encode_video")["video_emb"],
-            model.apply({"params": params}, tokens, method="encode_text")["text_emb"]),
-        out_shardings=mesh_lib.replicated(mesh))
+    replicated = mesh_lib.replicated(mesh)
+    video = lambda params, b: model.apply({"params": params}, b["frames"],
+                                          method="encode_video")["video_emb"]
+    text = lambda params, b: model.apply({"params": params}, b["tokens"],
+                                         method="encode_text")["text_emb"]
+    self._encode_clips = jax.jit(  # "first": a clip and its first caption in one pass
+        lambda params, b: (video(params, b), text(params, b)) if cfg.captions == "first"
+        else (video(params, b),), out_shardings=replicated)
+    self._encode_captions = jax.jit(lambda params, b: (text(params, b),),
+                                    out_shardings=replicated)
 
-  def _batches(self):
-    """This process's padded batches; every process yields the same number (collectives)."""
-    n = pipeline.num_records(self.data_cfg.dir, self.cfg.split)
+  def _batches(self, dataset, num_local: int):
+    """This process's batches padded to the global batch; every process yields the same number,
+    since the encoders are collectives. The padding rows have index -1."""
     local_bs = pipeline.local_batch_size(self.cfg.batch_size)
-    num_batches = math.ceil(math.ceil(n / jax.process_count()) / local_bs)
-    it = iter(pipeline.eval_dataset(self.data_cfg, self.tokenizer, self.cfg.split,
-                                    self.cfg.batch_size))
-    template = None
-    for _ in range(num_batches):
+    most = int(np.max(multihost_utils.process_allgather(np.int64(num_local))))
+    it, template = iter(dataset), None
+    for _ in range(math.ceil(most / local_bs)):
       batch = next(it, None)
       if batch is None:  # this process ran out before others: an all-padding batch
         batch = {k: v[:0] for k, v in template.items()}
@@ -64,29 +81,41 @@ class RetrievalEvaluator:
       device, host = pipeline.split_host_fields(batch)
       index = np.full(local_bs, -1, np.int32)
       index[:valid] = host["index"]
-      yield {k: pad(v) for k, v in device.items()}, index
+      yield mesh_lib.global_batch({k: pad(v) for k, v in device.items()}, self.mesh), index
 
-  def embed(self, params) -> Embeddings:
-    videos, texts, indices = [], [], []
-    for device, index in self._batches():
-      batch = mesh_lib.global_batch(device, self.mesh)
-      v, t = self._encode(params, batch["frames"], batch["tokens"])
-      videos.append(np.asarray(v))
-      texts.append(np.asarray(t))
+  def _encode_all(self, encode, dataset, num_local, params):
+    """(embeddings of each output of `encode`, record index) of every real row, in record order,
+    gathered from all processes (a record's captions stay in their order)."""
+    outs, indices = [], []
+    for batch, index in self._batches(dataset, num_local):
+      outs.append([np.asarray(x) for x in encode(params, batch)])
       # Rows of the global batch are the processes' slices in process order.
       indices.append(multihost_utils.process_allgather(index, tiled=True))
     index = np.concatenate(indices)
     rows = np.flatnonzero(index >= 0)
     rows = rows[np.argsort(index[rows], kind="stable")]
-    return Embeddings(video=np.concatenate(videos)[rows], text=np.concatenate(texts)[rows],
-                      index=index[rows])
+    return [np.concatenate(x)[rows] for x in zip(*outs)], index[rows]
+
+  def embed(self, params) -> Embeddings:
+    n = len(pipeline.records(self.data_cfg.dir, self.cfg.split)
+            [jax.process_index()::jax.process_count()])
+    clips = pipeline.eval_dataset(self.data_cfg, self.tokenizer, self.cfg.split,
+                                  self.cfg.batch_size)
+    embs, index = self._encode_all(self._encode_clips, clips, n, params)
+    if self.cfg.captions == "first":
+      video, text = embs
+      return Embeddings(video, index, text, np.arange(len(video)))
+    captions, num_captions = pipeline.caption_dataset(self.data_cfg, self.tokenizer,
+                                                      self.cfg.split, self.cfg.batch_size)
+    (text,), text_index = self._encode_all(self._encode_captions, captions, num_captions, params)
+    return Embeddings(embs[0], index, text, np.searchsorted(index, text_index))
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     """Metrics of `params`; with `artifacts_dir`, also draws `<dir>/<name>.png` (process 0)."""
     emb = self.embed(params)
     if artifacts_dir is not None and jax.process_index() == 0:
       path = os.path.join(artifacts_dir, f"{self.name}.png")
-      picture.draw_retrieval(path, emb, self.data_cfg, self.tokenizer, self.cfg.split)
+      picture.draw_retrieval(path, emb.first_captions(), self.data_cfg, self.tokenizer,
+                             self.cfg.split)
       logging.info("wrote %s", path)
-    return retrieval_metrics(emb.text, emb.video, np.arange(len(emb.video)),
-                             self.cfg.block)
+    return retrieval_metrics(emb.text, emb.video, emb.text_video, self.cfg.block)
