@@ -31,5 +31,7 @@ def get_config(arg=None):
   config.checkpoint = dict(every_steps=2000, keep=3, use_async=True)
   config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=5000,
                                      batch_size=96, captions="first",
-                                     block=1024))  # queries per similarity block
+                                     num_clips=1,  # clips per video, embeddings averaged
+                                     block=1024,  # queries per similarity block
+                                     dual_softmax_scale=0.0))  # > 0: also t2v_dsl/... metrics
   return config.lock()

@@ -37,9 +37,11 @@ HOST_ONLY_FIELDS = ("clip_id", "index", "caption")
 cv2.setNumThreads(0)
 
 
-def segment_indices(num_available: int, num_frames: int, rng: np.random.Generator | None):
-  """T frame indices, one per equal segment: random inside it (rng given) or its centre."""
-  offset = 0.5 if rng is None else rng.random(num_frames)
+def segment_indices(num_available: int, num_frames: int, rng: np.random.Generator | None,
+                    position: float = 0.5):
+  """T frame indices, one per equal segment: random inside it (rng given), or at `position`
+  (0 = its start, 0.5 = its centre)."""
+  offset = position if rng is None else rng.random(num_frames)
   pos = (np.arange(num_frames) + offset) * (num_available / num_frames)
   return np.minimum(pos.astype(np.int64), num_available - 1)
 
@@ -108,11 +110,19 @@ class ClipTransform(grain.transforms.RandomMap):
     self.crop_scale, self.crop_ratio, self.hflip = tuple(crop_scale), tuple(crop_ratio), hflip
 
   def random_map(self, element, rng: np.random.Generator) -> dict[str, Any]:
+    return self._example(element, rng if self.train else None, 0.5)
+
+  def views(self, element, num_views: int) -> dict[str, Any]:
+    """The evaluation example with `num_views` clips of the video, view k taking the frames at
+    (k + 0.5) / num_views of each segment: frames [num_views, T, H, W, 3]."""
+    views = [self._example(element, None, (k + 0.5) / num_views) for k in range(num_views)]
+    return {**views[0], "frames": np.stack([v["frames"] for v in views])}
+
+  def _example(self, element, rng: np.random.Generator | None, position: float):
     index, data = element
     record = shards.decode_record(data)
     jpegs = record["frames"]
-    rng = rng if self.train else None
-    idx = segment_indices(len(jpegs), self.num_frames, rng)
+    idx = segment_indices(len(jpegs), self.num_frames, rng, position)
     first = decode_jpeg(jpegs[idx[0]])
     h, w = first.shape[:2]
     if rng is None:
@@ -184,11 +194,13 @@ def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> gra
   return it
 
 
-def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int) -> grain.IterDataset:
-  """One ordered pass over this process's slice of `split`; the last batch may be short."""
+def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int,
+                 num_views: int = 1) -> grain.IterDataset:
+  """One ordered pass over this process's slice of `split`; the last batch may be short. Frames
+  are [B, num_views, T, H, W, 3] (see ClipTransform.views)."""
   ds = records(data_cfg.dir, split)[jax.process_index()::jax.process_count()]
   transform = make_clip_transform(data_cfg, tokenizer, train=False)
-  ds = ds.map(lambda x: transform.random_map(x, None))
+  ds = ds.map(lambda x: transform.views(x, num_views))
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
                                               prefetch_buffer_size=data_cfg.prefetch))

@@ -70,9 +70,9 @@ def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic
   assert "\n" not in str(e.value)
 
 
-def test_all_captions_are_separate_queries(trained, synthetic_dir):
+def test_all_captions_and_several_clips(trained, synthetic_dir):
   """captions="all": 3 queries per clip of the synthetic split, the first of each equal to the
-  "first" mode's query; metrics count every caption."""
+  "first" mode's query; num_clips=2: unit-norm averages of two clips' embeddings."""
   workdir, _ = trained
   config = tiny_config(synthetic_dir, **OVERRIDES)
   mesh, tokenizer, model = loop.setup(config)
@@ -89,3 +89,9 @@ def test_all_captions_are_separate_queries(trained, synthetic_dir):
   np.testing.assert_allclose(every.first_captions().text, first.text, atol=1e-5)
   with pytest.raises(ConfigError, match="captions='some': expected 'first' or 'all'"):
     make("some")
+  two = retrieval.RetrievalEvaluator(
+      "r", tiny_config(synthetic_dir, **{"evals.retrieval.num_clips": 2}).evals.retrieval,
+      model=model, mesh=mesh, data_cfg=config.data, tokenizer=tokenizer).embed(params)
+  np.testing.assert_allclose(np.linalg.norm(two.video, axis=1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(two.text, first.text, atol=1e-5)
+  assert np.abs(two.video - first.video).max() > 1e-3  # other frames: other embeddings

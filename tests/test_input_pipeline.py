@@ -131,6 +131,29 @@ def test_eval_dataset_is_ordered_and_keeps_the_remainder(synthetic_dir):
   index = np.concatenate([b["index"] for b in batches])
   np.testing.assert_array_equal(index, np.arange(384))
   assert len(batches[-1]["index"]) == 84
+  assert batches[0]["frames"].shape[1:] == (1, data.num_frames, data.image_size, data.image_size, 3)
+
+
+def test_evaluation_views_sample_across_each_segment(synthetic_dir):
+  """View k of K takes the frame at (k + 0.5) / K of each segment: 8 stored frames, 4 per clip,
+  2 views -> frames 0, 2, 4, 6 and 1, 3, 5, 7."""
+  data = tiny_config(synthetic_dir).data
+  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  transform = pipeline.make_clip_transform(data, tokenizer, train=False)
+  element = pipeline.records(synthetic_dir, "val")[5]
+  two = transform.views(element, 2)["frames"]
+  assert two.shape == (2, 4, data.image_size, data.image_size, 3)
+  np.testing.assert_array_equal(pipeline.segment_indices(8, 4, None, 0.25), [0, 2, 4, 6])
+  np.testing.assert_array_equal(pipeline.segment_indices(8, 4, None, 0.75), [1, 3, 5, 7])
+  record = shards.decode_record(element[1])
+  for view, frames in ((0, [0, 2, 4, 6]), (1, [1, 3, 5, 7])):
+    for t, j in enumerate(frames):
+      img = pipeline.decode_jpeg(record["frames"][j])
+      want = pipeline.crop_resize(img, pipeline.centre_box(img.shape[1], img.shape[0]),
+                                  data.image_size)
+      np.testing.assert_array_equal(two[view, t], want)
+  np.testing.assert_array_equal(transform.views(element, 1)["frames"][0],
+                                transform.random_map(element, None)["frames"])
 
 
 def test_tokenizer_pads_and_truncates_keeping_sep(synthetic_dir):

@@ -69,3 +69,42 @@ def test_blocked_equals_dense_reference(block):
 def test_a_video_without_caption_is_an_error():
   with pytest.raises(ValueError, match="1 videos have no caption"):
     ranking.retrieval_ranks(np.ones((1, 2)), np.ones((2, 2)), np.array([0]))
+
+
+def _softmax0(x):
+  e = np.exp(x - x.max(axis=0, keepdims=True))
+  return e / e.sum(axis=0, keepdims=True)
+
+
+@pytest.mark.parametrize("block", [7, 64])
+def test_dual_softmax_equals_dense_reference(block):
+  rng = np.random.default_rng(2)
+  video = _unit(rng.standard_normal((41, 16)))
+  text_video = np.concatenate([np.arange(41), rng.integers(0, 41, 40)])
+  text = _unit(video[text_video] + 0.8 * rng.standard_normal((81, 16)))
+  scale = 30.0
+  s = text @ video.T
+  t2v_scores = s * _softmax0(scale * s)          # over texts, per video
+  v2t_scores = s.T * _softmax0(scale * s.T)      # over videos, per text
+  want_t2v = np.array([np.sum(np.delete(t2v_scores[i], text_video[i])
+                              >= t2v_scores[i, text_video[i]] - 1e-6) for i in range(81)])
+  want_v2t = np.array([np.sum(v2t_scores[j, text_video != j]
+                              >= v2t_scores[j, text_video == j].max() - 1e-6) for j in range(41)])
+  t2v, v2t = ranking.retrieval_ranks(text.astype(np.float32), video.astype(np.float32),
+                                     text_video, block=block, dual_softmax_scale=scale)
+  np.testing.assert_array_equal(t2v, want_t2v)
+  np.testing.assert_array_equal(v2t, want_v2t)
+  plain_t2v, _ = ranking.retrieval_ranks(text, video, text_video, block=block)
+  assert not np.array_equal(t2v, plain_t2v)  # the re-weighting changes some ranks
+
+
+def test_metrics_add_dual_softmax_ones_only_when_asked():
+  rng = np.random.default_rng(3)
+  video = _unit(rng.standard_normal((20, 8)).astype(np.float32))
+  text = _unit(video + 0.5 * rng.standard_normal((20, 8)).astype(np.float32))
+  plain = retrieval.retrieval_metrics(text, video, np.arange(20))
+  both = retrieval.retrieval_metrics(text, video, np.arange(20), dual_softmax_scale=50.0)
+  assert set(plain) == {f"{d}/{m}" for d in ("t2v", "v2t")
+                        for m in ("R@1", "R@5", "R@10", "MedR", "MnR")}
+  assert set(both) == set(plain) | {k.replace("/", "_dsl/") for k in plain}
+  assert all(both[k] == v for k, v in plain.items())

@@ -15,6 +15,7 @@ from jax.experimental import multihost_utils
 from input_pipeline import pipeline
 from vl_jax.evaluators import picture, ranking
 from vl_jax.errors import ConfigError
+from vl_jax.models import layers
 from vl_jax.train import mesh as mesh_lib
 
 
@@ -34,17 +35,24 @@ class Embeddings:
 
 
 def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
-                      block: int = ranking.DEFAULT_BLOCK) -> dict[str, float]:
-  """Both directions' metrics; caption i describes video `text_video[i]`."""
+                      block: int = ranking.DEFAULT_BLOCK,
+                      dual_softmax_scale: float = 0.0) -> dict[str, float]:
+  """Both directions' metrics; caption i describes video `text_video[i]`. With
+  `dual_softmax_scale` > 0, also the dual-softmax re-ranked ones as `t2v_dsl/...`, `v2t_dsl/...`."""
   t2v, v2t = ranking.retrieval_ranks(text, video, text_video, block)
-  return {**ranking.rank_metrics(t2v, "t2v"), **ranking.rank_metrics(v2t, "v2t")}
+  out = {**ranking.rank_metrics(t2v, "t2v"), **ranking.rank_metrics(v2t, "v2t")}
+  if dual_softmax_scale:
+    t2v, v2t = ranking.retrieval_ranks(text, video, text_video, block, dual_softmax_scale)
+    out |= {**ranking.rank_metrics(t2v, "t2v_dsl"), **ranking.rank_metrics(v2t, "v2t_dsl")}
+  return out
 
 
 class RetrievalEvaluator:
   """Encodes a split with the model's two towers and ranks every caption against every clip.
 
   `captions`: "first" queries with each clip's first caption; "all" with every caption of every
-  clip, each a separate query (the MSVD convention).
+  clip, each a separate query (the MSVD convention). `num_clips` clips of each video are encoded
+  and their embeddings averaged (test-time multi-clip evaluation).
   """
 
   def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
@@ -55,8 +63,13 @@ class RetrievalEvaluator:
     self.every_steps = cfg.every_steps
     mesh_lib.check_batch_size(cfg.batch_size, mesh, f"config.evals.{name}.batch_size")
     replicated = mesh_lib.replicated(mesh)
-    video = lambda params, b: model.apply({"params": params}, b["frames"],
-                                          method="encode_video")["video_emb"]
+    def video(params, b):
+      # [B, clips, T, H, W, 3]: the clips of a video are encoded and their embeddings averaged.
+      frames = b["frames"]
+      emb = model.apply({"params": params}, frames.reshape((-1,) + frames.shape[2:]),
+                        method="encode_video")["video_emb"]
+      return layers.l2_normalize(emb.reshape(frames.shape[:2] + emb.shape[1:]).mean(axis=1))
+
     text = lambda params, b: model.apply({"params": params}, b["tokens"],
                                          method="encode_text")["text_emb"]
     self._encode_clips = jax.jit(  # "first": a clip and its first caption in one pass
@@ -100,7 +113,7 @@ class RetrievalEvaluator:
     n = len(pipeline.records(self.data_cfg.dir, self.cfg.split)
             [jax.process_index()::jax.process_count()])
     clips = pipeline.eval_dataset(self.data_cfg, self.tokenizer, self.cfg.split,
-                                  self.cfg.batch_size)
+                                  self.cfg.batch_size, self.cfg.num_clips)
     embs, index = self._encode_all(self._encode_clips, clips, n, params)
     if self.cfg.captions == "first":
       video, text = embs
@@ -118,4 +131,5 @@ class RetrievalEvaluator:
       picture.draw_retrieval(path, emb.first_captions(), self.data_cfg, self.tokenizer,
                              self.cfg.split)
       logging.info("wrote %s", path)
-    return retrieval_metrics(emb.text, emb.video, emb.text_video, self.cfg.block)
+    return retrieval_metrics(emb.text, emb.video, emb.text_video, self.cfg.block,
+                             self.cfg.dual_softmax_scale)
