@@ -21,9 +21,11 @@ DEFAULT_BLOCK = 1024
 TIE_TOLERANCE = 1e-6
 
 
-def _prior(scores, lse, scale: float):
-  """Dual softmax: each score times the softmax, over all queries, of its candidate's column."""
-  return scores * jnp.exp(scale * scores - lse) if scale else scores
+def dual_softmax(scores, columns_lse, scale: float):
+  """CAMoE's dual softmax (Cheng et al. 2021): s * exp(scale * s - lse), i.e. each score times the
+  softmax over all queries of its candidate's column (lse: logsumexp of scale * s over them).
+  scale 0: the scores unchanged."""
+  return scores * jnp.exp(scale * scores - columns_lse) if scale else scores
 
 
 @functools.partial(jax.jit, static_argnames="scale")
@@ -35,8 +37,8 @@ def _count_block(queries, query_label, threshold, candidates, candidate_label, c
   4096 x 4096 ones at 42%)."""
   def body(count, block):
     c, label, lse = block
-    scores = _prior(jnp.dot(queries, c.T, precision=jax.lax.Precision.HIGHEST), lse[None, :],
-                    scale)
+    scores = dual_softmax(jnp.dot(queries, c.T, precision=jax.lax.Precision.HIGHEST),
+                          lse[None, :], scale)
     wrong = (label[None, :] != query_label[:, None]) & (label[None, :] >= 0)
     hit = (scores >= threshold[:, None] - TIE_TOLERANCE) & wrong
     return count + jnp.sum(hit, axis=1, dtype=jnp.int32), None
@@ -94,7 +96,7 @@ def count_above(queries: np.ndarray, query_label: np.ndarray, threshold: np.ndar
                 candidates: np.ndarray, candidate_label: np.ndarray,
                 block: int = DEFAULT_BLOCK, scale: float = 0.0) -> np.ndarray:
   """For each query i: #{j : label_j != label_i and s_ij >= threshold_i - TIE_TOLERANCE}, where
-  s_ij = <q_i, c_j>, or with `scale` > 0 its dual softmax (see `dual_softmax`), in blocks of
+  s_ij = <q_i, c_j>, or with `scale` > 0 its `dual_softmax`, in blocks of
   `block` queries against `block // 2` candidates."""
   b = _Blocks(queries, candidates, candidate_label, block)
   lse = column_logsumexp(b, scale) if scale else jnp.zeros((b.nb, b.bc), jnp.float32)
@@ -105,12 +107,6 @@ def count_above(queries: np.ndarray, query_label: np.ndarray, threshold: np.ndar
     counts[i:i + b.bq] = np.asarray(
         _count_block(q, ql, th, b.candidates, b.label, lse, scale))[:min(b.bq, b.nq - i)]
   return counts
-
-
-def dual_softmax(scores: np.ndarray, columns_lse: np.ndarray, scale: float) -> np.ndarray:
-  """s * softmax over queries (CAMoE's dual softmax, Cheng et al. 2021): s * exp(scale * s - lse)
-  with lse the logsumexp of scale * s over all queries of the candidate's column."""
-  return scores * np.exp(scale * scores - columns_lse)
 
 
 def retrieval_ranks(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
@@ -133,8 +129,8 @@ def retrieval_ranks(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
         _Blocks(text, video, video_ids, block), dual_softmax_scale)).reshape(-1)
     lse_text = np.asarray(column_logsumexp(
         _Blocks(video, text, text_video, block), dual_softmax_scale)).reshape(-1)
-    t2v_right = dual_softmax(raw, lse_video[text_video], dual_softmax_scale)
-    v2t_right = dual_softmax(raw, lse_text[:len(text)], dual_softmax_scale)
+    t2v_right = np.asarray(dual_softmax(raw, lse_video[text_video], dual_softmax_scale))
+    v2t_right = np.asarray(dual_softmax(raw, lse_text[:len(text)], dual_softmax_scale))
   best = np.full(len(video), -np.inf, np.float32)
   np.maximum.at(best, text_video, v2t_right)
   if np.isinf(best).any():
