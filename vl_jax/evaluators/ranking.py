@@ -62,7 +62,8 @@ def _pad(x: np.ndarray, n: int, value) -> np.ndarray:
 
 
 class _Blocks:
-  """Queries in blocks of `block` rows; candidates padded and split into blocks of `block // 2`."""
+  """Queries in blocks of `block` rows; candidates padded and split into blocks of `block // 2`,
+  put on the device once for every pass over them."""
 
   def __init__(self, queries, candidates, candidate_label, block: int):
     self.nq, self.nc = len(queries), len(candidates)
@@ -81,32 +82,29 @@ class _Blocks:
   def rows(self, i: int, x: np.ndarray, value) -> np.ndarray:
     return _pad(x[i:i + self.bq], self.bq, value)
 
+  def column_logsumexp(self, scale: float) -> jnp.ndarray:
+    """[candidate blocks, bc]: logsumexp over all queries of scale * score (the dual softmax's
+    normaliser); zeros when scale is 0 (no dual softmax)."""
+    if not scale:
+      return jnp.zeros((self.nb, self.bc), jnp.float32)
+    valid = np.ones(self.nq, bool)
+    total = None
+    for i, q in self.query_blocks():
+      lse = _column_lse_block(q, jnp.asarray(self.rows(i, valid, False)), self.candidates, scale)
+      total = lse if total is None else jnp.logaddexp(total, lse)
+    return total
 
-def column_logsumexp(b: _Blocks, scale: float) -> jnp.ndarray:
-  """[candidate blocks, bc]: logsumexp over all queries of scale * score (dual softmax's norm)."""
-  valid = np.ones(b.nq, bool)
-  total = None
-  for i, q in b.query_blocks():
-    lse = _column_lse_block(q, jnp.asarray(b.rows(i, valid, False)), b.candidates, scale)
-    total = lse if total is None else jnp.logaddexp(total, lse)
-  return total
-
-
-def count_above(queries: np.ndarray, query_label: np.ndarray, threshold: np.ndarray,
-                candidates: np.ndarray, candidate_label: np.ndarray,
-                block: int = DEFAULT_BLOCK, scale: float = 0.0) -> np.ndarray:
-  """For each query i: #{j : label_j != label_i and s_ij >= threshold_i - TIE_TOLERANCE}, where
-  s_ij = <q_i, c_j>, or with `scale` > 0 its `dual_softmax`, in blocks of
-  `block` queries against `block // 2` candidates."""
-  b = _Blocks(queries, candidates, candidate_label, block)
-  lse = column_logsumexp(b, scale) if scale else jnp.zeros((b.nb, b.bc), jnp.float32)
-  counts = np.zeros(b.nq, np.int64)
-  for i, q in b.query_blocks():
-    ql = b.rows(i, np.asarray(query_label, np.int32), -2)
-    th = b.rows(i, threshold.astype(np.float32), np.inf)
-    counts[i:i + b.bq] = np.asarray(
-        _count_block(q, ql, th, b.candidates, b.label, lse, scale))[:min(b.bq, b.nq - i)]
-  return counts
+  def count_above(self, query_label: np.ndarray, threshold: np.ndarray, lse: jnp.ndarray,
+                  scale: float) -> np.ndarray:
+    """For each query i: #{j : label_j != label_i and s_ij >= threshold_i - TIE_TOLERANCE}, where
+    s_ij = <q_i, c_j>, or with `scale` > 0 its `dual_softmax` given the columns' `lse`."""
+    counts = np.zeros(self.nq, np.int64)
+    for i, q in self.query_blocks():
+      ql = self.rows(i, np.asarray(query_label, np.int32), -2)
+      th = self.rows(i, threshold.astype(np.float32), np.inf)
+      counts[i:i + self.bq] = np.asarray(_count_block(
+          q, ql, th, self.candidates, self.label, lse, scale))[:min(self.bq, self.nq - i)]
+    return counts
 
 
 def retrieval_ranks(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
@@ -119,25 +117,22 @@ def retrieval_ranks(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
   With `dual_softmax_scale` > 0 the scores are re-weighted by the dual softmax first: for text ->
   video, over all texts of each video's column; for video -> text, over all videos of each text's.
   """
+  scale = dual_softmax_scale
   text, video = text.astype(np.float32), video.astype(np.float32)
   text_video = np.asarray(text_video, np.int64)
-  raw = np.einsum("ij,ij->i", text, video[text_video])
   video_ids = np.arange(len(video))
-  t2v_right, v2t_right = raw, raw
-  if dual_softmax_scale:
-    lse_video = np.asarray(column_logsumexp(
-        _Blocks(text, video, video_ids, block), dual_softmax_scale)).reshape(-1)
-    lse_text = np.asarray(column_logsumexp(
-        _Blocks(video, text, text_video, block), dual_softmax_scale)).reshape(-1)
-    t2v_right = np.asarray(dual_softmax(raw, lse_video[text_video], dual_softmax_scale))
-    v2t_right = np.asarray(dual_softmax(raw, lse_text[:len(text)], dual_softmax_scale))
+  t2v_blocks = _Blocks(text, video, video_ids, block)
+  v2t_blocks = _Blocks(video, text, text_video, block)
+  lse_video, lse_text = t2v_blocks.column_logsumexp(scale), v2t_blocks.column_logsumexp(scale)
+  raw = np.einsum("ij,ij->i", text, video[text_video])
+  t2v_right = np.asarray(dual_softmax(raw, np.asarray(lse_video).reshape(-1)[text_video], scale))
+  v2t_right = np.asarray(dual_softmax(raw, np.asarray(lse_text).reshape(-1)[:len(text)], scale))
   best = np.full(len(video), -np.inf, np.float32)
   np.maximum.at(best, text_video, v2t_right)
   if np.isinf(best).any():
     raise ValueError(f"{int(np.isinf(best).sum())} videos have no caption")
-  t2v = count_above(text, text_video, t2v_right, video, video_ids, block, dual_softmax_scale)
-  v2t = count_above(video, video_ids, best, text, text_video, block, dual_softmax_scale)
-  return t2v, v2t
+  return (t2v_blocks.count_above(text_video, t2v_right, lse_video, scale),
+          v2t_blocks.count_above(video_ids, best, lse_text, scale))
 
 
 def rank_metrics(r: np.ndarray, prefix: str) -> dict[str, float]:
