@@ -140,12 +140,6 @@ def check_items(items: list[formats.Item], videos_dir: str):
   return work, skipped, notes
 
 
-def _atomic_json(path: str, body: Any) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(body, f, indent=1, sort_keys=True)
-  os.replace(path + ".tmp", path)
-
-
 @contextlib.contextmanager
 def _locked(out: str):
   """Serialises dataset_info.json updates between conversions of several splits into one OUT."""
@@ -178,7 +172,7 @@ def _check_settings(progress_dir: str, settings: Settings) -> None:
       raise DataError(f"{path}: this split was converted with other settings ({', '.join(diff)}); "
                       f"use the same flags to resume, or another --split or --out")
   else:
-    _atomic_json(path, body)
+    shards.write_json(path, body, indent=1)
 
 
 def _results(todo: list[Work], settings: Settings, workers: int):
@@ -252,7 +246,7 @@ def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
   finally:
     writer.close()
   part["stats"] = part["stats"].to_json()
-  _atomic_json(part_path, part)
+  shards.write_json(part_path, part, indent=1)
   os.replace(tmp, os.path.join(split_dir, name))
 
 
@@ -276,7 +270,7 @@ def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_s
             "skipped": skipped, "notes": notes, "workers": workers,
             "decoded_this_run": num_decoded, "seconds": round(elapsed, 2),
             "clips_per_second": round(num_decoded / elapsed, 2) if elapsed else None}
-  _atomic_json(os.path.join(split_dir, REPORT_FILE), report)
+  shards.write_json(os.path.join(split_dir, REPORT_FILE), report, indent=1)
   if settings.split == vocab_split:
     if not captions:
       raise DataError(f"{split_dir}: no clip converted, so no tokenizer can be trained; "

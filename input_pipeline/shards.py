@@ -89,12 +89,15 @@ def read_info(data_dir: str) -> dict[str, Any]:
   return info
 
 
+def write_json(path: str, body: Any, indent: int | None = None) -> None:
+  """Writes `body` to `path` atomically: a reader sees the old file or the new, never a part."""
+  with open(path + ".tmp", "w") as f:
+    json.dump(body, f, indent=indent, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
 def write_info(data_dir: str, info: dict[str, Any]) -> None:
-  info = dict(info, format_version=FORMAT_VERSION)
-  tmp = os.path.join(data_dir, INFO_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(info, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(data_dir, INFO_FILE))
+  write_json(os.path.join(data_dir, INFO_FILE), dict(info, format_version=FORMAT_VERSION), indent=2)
 
 
 def split_files(data_dir: str, split: str) -> Sequence[str]:

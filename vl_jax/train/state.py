@@ -43,11 +43,15 @@ def dummy_inputs(data_cfg):
   return frames, jnp.zeros((1, data_cfg.max_text_len), jnp.int32)
 
 
+def init_params(model: nn.Module, data_cfg, rng):
+  return model.init(rng, *dummy_inputs(data_cfg))["params"]
+
+
 def create(model: nn.Module, tx, data_cfg, mesh: Mesh, seed: int):
   """Returns (state, state shardings); parameters are born in place, never on one host first."""
 
   def init(rng):
-    params = model.init(rng, *dummy_inputs(data_cfg))["params"]
+    params = init_params(model, data_cfg, rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
   rng = jax.random.key(seed)
@@ -58,10 +62,8 @@ def create(model: nn.Module, tx, data_cfg, mesh: Mesh, seed: int):
 
 def abstract_params(model: nn.Module, data_cfg, mesh: Mesh):
   """Shapes, dtypes and (replicated) shardings of the model's parameters, with no allocation."""
-  shapes = jax.eval_shape(lambda rng: model.init(rng, *dummy_inputs(data_cfg))["params"],
-                          jax.random.key(0))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                     sharding=mesh_lib.replicated(mesh)), shapes)
+  shapes = jax.eval_shape(lambda rng: init_params(model, data_cfg, rng), jax.random.key(0))
+  return abstract_with_shardings(shapes, jax.tree.map(lambda _: mesh_lib.replicated(mesh), shapes))
 
 
 def abstract_with_shardings(state, shardings):
