@@ -27,7 +27,7 @@ def parse_flags(argv):
 
 
 def run(main_fn) -> None:
-  """Runs `main_fn(argv)` under absl; a user error ends the run with one line."""
+  """Runs `main_fn()` under absl after flag parsing; a user error ends the run with one line."""
   def wrapped(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
