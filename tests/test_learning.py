@@ -1,36 +1,14 @@
 """A tiny run really learns, and it needs the order of the frames to tell directions apart."""
 
 import numpy as np
-import pytest
 
 from input_pipeline import pipeline
 from input_pipeline.tokenizer import Tokenizer
-from tests.helpers import tiny_config
+from tests.helpers import PRETRAIN_STEPS
 from vl_jax.train import loop
 
-STEPS = 400
 VAL_CLIPS = 384  # both of conftest's datasets
 CHANCE_R1 = 100.0 / VAL_CLIPS
-
-
-def _train(data_dir, workdir, num_frames):
-  config = tiny_config(data_dir, **{
-      "batch_size": 32, "total_steps": STEPS, "optimizer.warmup_steps": 50,
-      "data.num_frames": num_frames, "mesh.data": 1, "log_every_steps": 100,
-      "checkpoint.every_steps": STEPS, "evals.retrieval.every_steps": STEPS})
-  state, results = loop.train_and_evaluate(config, str(workdir))
-  return config, state, results
-
-
-@pytest.fixture(scope="module")
-def full_run(synthetic_dir, tmp_path_factory):
-  return _train(synthetic_dir, tmp_path_factory.mktemp("full"), num_frames=4)
-
-
-@pytest.fixture(scope="module")
-def motion_runs(motion_only_dir, tmp_path_factory):
-  return {t: _train(motion_only_dir, tmp_path_factory.mktemp(f"motion{t}"), num_frames=t)
-          for t in (4, 1)}
 
 
 def direction_accuracy(config, params) -> tuple[float, int]:
@@ -62,18 +40,18 @@ def direction_accuracy(config, params) -> tuple[float, int]:
   return float(right.mean()), len(right)
 
 
-def test_tiny_run_learns_retrieval(full_run):
-  _, _, results = full_run
+def test_tiny_run_learns_retrieval(pretrained):
+  *_, results = pretrained
   r1 = results["retrieval"]["t2v/R@1"]
-  print(f"t2v R@1 {r1:.2f}% after {STEPS} steps, chance {CHANCE_R1:.2f}%")
+  print(f"t2v R@1 {r1:.2f}% after {PRETRAIN_STEPS} steps, chance {CHANCE_R1:.2f}%")
   # Measured: 8.1% (31x chance) on the CI machine; 15x leaves a 2x margin.
   assert r1 > 15 * CHANCE_R1
   assert results["retrieval"]["v2t/R@1"] > 15 * CHANCE_R1
 
 
-def test_frame_order_is_needed_for_direction(motion_runs):
+def test_frame_order_is_needed_for_direction(motion_pretrained):
   """On clips that differ only in motion, 4 frames tell left from right and 1 frame cannot."""
-  (config4, state4, _), (config1, state1, _) = motion_runs[4], motion_runs[1]
+  (config4, _, state4, _), (config1, _, state1, _) = motion_pretrained[4], motion_pretrained[1]
   acc4, n = direction_accuracy(config4, state4.params)
   acc1, _ = direction_accuracy(config1, state1.params)
   print(f"direction accuracy over {n} clips: 4 frames {acc4:.3f}, 1 frame {acc1:.3f}")

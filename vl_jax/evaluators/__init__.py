@@ -6,9 +6,10 @@ Each has `every_steps` and `run(params, artifacts_dir=None) -> {metric: value}`.
 """
 
 from vl_jax.errors import ConfigError
-from vl_jax.evaluators import retrieval
+from vl_jax.evaluators import multiple_choice, qa, retrieval, zeroshot
 
-REGISTRY = {"retrieval": retrieval.RetrievalEvaluator}
+REGISTRY = {"retrieval": retrieval.RetrievalEvaluator, "zeroshot": zeroshot.ZeroShotEvaluator,
+            "multiple_choice": multiple_choice.MultipleChoiceEvaluator, "qa": qa.QAEvaluator}
 
 
 def build(evals_cfg, **context):

@@ -4,19 +4,14 @@ Similarities are computed in blocks (ranking.py), so memory stays O(block) for a
 """
 
 import dataclasses
-import math
 import os
 
 import jax
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
-from input_pipeline import pipeline
-from vl_jax.evaluators import picture, ranking
+from vl_jax.evaluators import encode, picture, ranking
 from vl_jax.errors import ConfigError
-from vl_jax.models import layers
-from vl_jax.train import mesh as mesh_lib
 
 
 @dataclasses.dataclass
@@ -58,70 +53,19 @@ class RetrievalEvaluator:
   def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
     if cfg.captions not in ("first", "all"):
       raise ConfigError(f"config.evals.{name}.captions={cfg.captions!r}: expected 'first' or 'all'")
-    self.name, self.cfg, self.model, self.mesh = name, cfg, model, mesh
-    self.data_cfg, self.tokenizer = data_cfg, tokenizer
+    self.name, self.cfg, self.data_cfg, self.tokenizer = name, cfg, data_cfg, tokenizer
     self.every_steps = cfg.every_steps
-    mesh_lib.check_batch_size(cfg.batch_size, mesh, f"config.evals.{name}.batch_size")
-    replicated = mesh_lib.replicated(mesh)
-    def video(params, b):
-      # [B, clips, T, H, W, 3]: the clips of a video are encoded and their embeddings averaged.
-      frames = b["frames"]
-      emb = model.apply({"params": params}, frames.reshape((-1,) + frames.shape[2:]),
-                        method="encode_video")["video_emb"]
-      return layers.l2_normalize(emb.reshape(frames.shape[:2] + emb.shape[1:]).mean(axis=1))
-
-    text = lambda params, b: model.apply({"params": params}, b["tokens"],
-                                         method="encode_text")["text_emb"]
-    self._encode_clips = jax.jit(  # "first": a clip and its first caption in one pass
-        lambda params, b: (video(params, b), text(params, b)) if cfg.captions == "first"
-        else (video(params, b),), out_shardings=replicated)
-    self._encode_captions = jax.jit(lambda params, b: (text(params, b),),
-                                    out_shardings=replicated)
-
-  def _batches(self, dataset, num_local: int):
-    """This process's batches padded to the global batch; every process yields the same number,
-    since the encoders are collectives. The padding rows have index -1."""
-    local_bs = pipeline.local_batch_size(self.cfg.batch_size)
-    most = int(np.max(multihost_utils.process_allgather(np.int64(num_local))))
-    it, template = iter(dataset), None
-    for _ in range(math.ceil(most / local_bs)):
-      batch = next(it, None)
-      if batch is None:  # this process ran out before others: an all-padding batch
-        batch = {k: v[:0] for k, v in template.items()}
-      template = batch
-      valid = len(batch["index"])
-      pad = lambda x: np.concatenate([x, np.zeros((local_bs - valid,) + x.shape[1:], x.dtype)])
-      device, host = pipeline.split_host_fields(batch)
-      index = np.full(local_bs, -1, np.int32)
-      index[:valid] = host["index"]
-      yield mesh_lib.global_batch({k: pad(v) for k, v in device.items()}, self.mesh), index
-
-  def _encode_all(self, encode, dataset, num_local, params):
-    """(embeddings of each output of `encode`, record index) of every real row, in record order,
-    gathered from all processes (a record's captions stay in their order)."""
-    outs, indices = [], []
-    for batch, index in self._batches(dataset, num_local):
-      outs.append([np.asarray(x) for x in encode(params, batch)])
-      # Rows of the global batch are the processes' slices in process order.
-      indices.append(multihost_utils.process_allgather(index, tiled=True))
-    index = np.concatenate(indices)
-    rows = np.flatnonzero(index >= 0)
-    rows = rows[np.argsort(index[rows], kind="stable")]
-    return [np.concatenate(x)[rows] for x in zip(*outs)], index[rows]
+    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+                                  f"config.evals.{name}.batch_size")
 
   def embed(self, params) -> Embeddings:
-    n = len(pipeline.records(self.data_cfg.dir, self.cfg.split)
-            [jax.process_index()::jax.process_count()])
-    clips = pipeline.eval_dataset(self.data_cfg, self.tokenizer, self.cfg.split,
-                                  self.cfg.batch_size, self.cfg.num_clips)
-    embs, index = self._encode_all(self._encode_clips, clips, n, params)
-    if self.cfg.captions == "first":
-      video, text = embs
-      return Embeddings(video, index, text, np.arange(len(video)))
-    captions, num_captions = pipeline.caption_dataset(self.data_cfg, self.tokenizer,
-                                                      self.cfg.split, self.cfg.batch_size)
-    (text,), text_index = self._encode_all(self._encode_captions, captions, num_captions, params)
-    return Embeddings(embs[0], index, text, np.searchsorted(index, text_index))
+    first = self.cfg.captions == "first"
+    video, *text, index = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips,
+                                             first_caption=first)
+    if first:
+      return Embeddings(video, index, text[0], np.arange(len(video)))
+    text, text_index = self.encoder.captions(params, self.cfg.split)
+    return Embeddings(video, index, text, np.searchsorted(index, text_index))
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     """Metrics of `params`; with `artifacts_dir`, also draws `<dir>/<name>.png` (process 0)."""

@@ -4,7 +4,6 @@ Only the parameters are restored (no optimizer or data-iterator state), into the
 of the devices at hand, so a checkpoint written on 8 devices is scored on 1 or 2.
 """
 
-import json
 import os
 
 import jax
@@ -28,15 +27,16 @@ def select(evals_cfg, names: list[str] | None):
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None,
                         names: list[str] | None = None) -> tuple[int, dict[str, dict[str, float]]]:
-  """(step, {evaluator: metrics}) of `workdir`'s latest (or given) checkpoint; also writes
-  `workdir/eval_results.json` and logs a table."""
+  """(step, {evaluator: metrics}) of `workdir`'s latest (or given) checkpoint; also logs a table
+  and writes the metrics into `workdir/eval_results.json`, keeping the entries of evaluators that
+  did not run (a zero-shot config scored on a pre-training workdir adds to its results)."""
   evals_cfg = select(config.evals, names)
   if not evals_cfg:
     raise ConfigError("config.evals declares no evaluator; nothing to run")
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise DataError(f"{ckpt_dir}: no such directory; is --workdir={workdir!r} a training workdir?")
-  mesh, tokenizer, model = loop.setup(config)
+  mesh, tokenizer, model = loop.setup(config, workdir)
   ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
   try:
     steps = ckpt.all_steps()
@@ -57,9 +57,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
+  metrics_lib.write_eval_results(workdir, results)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
-      json.dump(results, f, indent=2)
     logging.info("evaluation of step %d of %s:\n%s", step, workdir,
                  metrics_lib.format_table(results))
   return step, results

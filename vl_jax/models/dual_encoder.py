@@ -13,16 +13,36 @@ from vl_jax.models.text_transformer import TextTransformer
 from vl_jax.models.video_vit import VideoViT
 
 
+class AnswerHead(nn.Module):
+  """Open-ended QA classifier on top of the two towers: an MLP over [v, q, v * q] of the clip's
+  and the question's unit embeddings, to one logit per answer class.
+
+  Our choice: the papers fine-tune QA heads on fused features that a dual encoder does not have;
+  the product term gives the MLP the pair's interaction, as in bilinear-pooling VQA heads.
+  """
+  num_answers: int
+  hidden: int
+
+  @nn.compact
+  def __call__(self, video_emb, text_emb):
+    x = jnp.concatenate([video_emb, text_emb, video_emb * text_emb], axis=-1)
+    x = nn.LayerNorm(name="norm")(nn.gelu(nn.Dense(self.hidden, name="fc1")(x), approximate=False))
+    return nn.Dense(self.num_answers, name="fc2")(x)
+
+
 class DualEncoder(nn.Module):
   video: VideoViT
   text: TextTransformer
   embed_dim: int
   temperature_init: float
   learn_temperature: bool
+  num_answers: int = 0  # > 0: an AnswerHead, and outputs hold `answer_logits`
 
   def setup(self):
     self.video_proj = nn.Dense(self.embed_dim, name="video_proj")
     self.text_proj = nn.Dense(self.embed_dim, name="text_proj")
+    if self.num_answers:
+      self.answer_head = AnswerHead(self.num_answers, 2 * self.embed_dim, name="answer_head")
     if self.learn_temperature:
       # Learned in log space (CLIP), so it stays positive.
       # A strongly typed float32: a weak-typed init would change type after the first update,
@@ -46,9 +66,16 @@ class DualEncoder(nn.Module):
       return jnp.exp(self.log_inv_temperature)
     return jnp.full((), 1.0 / self.temperature_init, jnp.float32)
 
+  def answer_logits(self, video_emb, text_emb):
+    """[B, num_answers] logits of the answers to questions `text_emb` about clips `video_emb`."""
+    return self.answer_head(video_emb, text_emb)
+
   def __call__(self, frames, tokens) -> dict[str, Any]:
-    return {**self.encode_video(frames), **self.encode_text(tokens),
-            "inverse_temperature": self.inverse_temperature()}
+    out = {**self.encode_video(frames), **self.encode_text(tokens),
+           "inverse_temperature": self.inverse_temperature()}
+    if self.num_answers:
+      out["answer_logits"] = self.answer_logits(out["video_emb"], out["text_emb"])
+    return out
 
 
 def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
@@ -62,4 +89,5 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
       text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
                            num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len),
       embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,
-      learn_temperature=model_cfg.temperature.learn)
+      learn_temperature=model_cfg.temperature.learn,
+      num_answers=data_cfg.num_answers if data_cfg.text == "question" else 0)

@@ -12,9 +12,9 @@ from typing import Callable
 import jax.numpy as jnp
 
 from vl_jax.errors import ConfigError
-from vl_jax.objectives import contrastive
+from vl_jax.objectives import contrastive, qa
 
-REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective}
+REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.objective}
 
 
 def total_loss(outputs, batch, objectives_cfg):

@@ -1,9 +1,9 @@
 """Orbax checkpoints of the train state together with the data iterator's state."""
 
 import grain
-import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 
 class Checkpointer:
@@ -36,20 +36,23 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def restore_params(self, step: int, abstract_params):
-    """Only the parameters of step `step` (no optimizer or data state), in `abstract_params`'s
-    shapes and shardings: restoring works on any number of devices. Raises ValueError naming the
-    first parameter whose shape differs (checked on the metadata, before reading any array)."""
-    stored = ocp.PyTreeCheckpointHandler().metadata(
-        epath.Path(self._manager.directory) / str(step) / "state").tree["params"]
-    shapes = lambda tree: {jax.tree_util.keystr(k): tuple(v.shape)
-                           for k, v in jax.tree_util.tree_leaves_with_path(tree)}
-    have, want = shapes(stored), shapes(abstract_params)
-    for name in sorted(have.keys() | want.keys()):
-      if have.get(name) != want.get(name):
-        raise ValueError(f"parameter {name}: the checkpoint has shape {have.get(name)}, the model "
-                         f"{want.get(name)}")
-    abstract = {"params": abstract_params}
+  def restore_params(self, step: int, abstract_params, partial: bool = False):
+    """The parameters of step `step` (no optimizer or data state), in `abstract_params`'s shapes
+    and shardings: restoring works on any number of devices.
+
+    Raises ValueError naming the first parameter whose shape differs (checked on the metadata,
+    before reading any array), or that one side has and the other lacks. With `partial`, a
+    parameter that only one side has is no error: the returned tree holds the shared ones only.
+    """
+    stored = flatten_dict(ocp.PyTreeCheckpointHandler().metadata(
+        epath.Path(self._manager.directory) / str(step) / "state").tree["params"], sep="/")
+    wanted = flatten_dict(abstract_params, sep="/")
+    names = stored.keys() & wanted.keys() if partial else stored.keys() | wanted.keys()
+    for name in sorted(names):
+      have, want = (tuple(t[name].shape) if name in t else None for t in (stored, wanted))
+      if have != want:
+        raise ValueError(f"parameter {name}: the checkpoint has shape {have}, the model {want}")
+    abstract = {"params": unflatten_dict({n: wanted[n] for n in names}, sep="/")}
     restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
         partial_restore=True)))

@@ -1,7 +1,7 @@
 """The one train loop: every method is a set of objectives on the same loop."""
 
-import json
 import os
+import shutil
 from typing import Callable, Optional
 
 import jax
@@ -13,18 +13,18 @@ from input_pipeline.tokenizer import Tokenizer
 from vl_jax import evaluators
 from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import dual_encoder
-from vl_jax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib
+from vl_jax.train import checkpoint, init_from, mesh as mesh_lib, metrics as metrics_lib
 from vl_jax.train import state as state_lib, step as step_lib
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
 StepHook = Callable[[int, dict], bool]
 
 
-def setup(config: ml_collections.ConfigDict):
-  """Everything that does not depend on the workdir: (mesh, tokenizer, model)."""
+def setup(config: ml_collections.ConfigDict, workdir: str | None = None):
+  """(mesh, tokenizer, model); the tokenizer is `workdir`'s if it has one (init_from.py)."""
   mesh = mesh_lib.make_mesh(config.mesh)
   prepare.ensure_dataset(config.data)
-  tokenizer = Tokenizer(os.path.join(config.data.dir, shards.TOKENIZER_FILE))
+  tokenizer = Tokenizer(init_from.tokenizer_path(config, workdir))
   model = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
   return mesh, tokenizer, model
 
@@ -36,12 +36,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns (final train state, {evaluator: metrics}); the metrics are empty if `on_step` stopped
   the run early.
   """
-  mesh, tokenizer, model = setup(config)
+  mesh, tokenizer, model = setup(config, workdir)
   mesh_lib.check_batch_size(config.batch_size, mesh)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    # The model's vocabulary: eval.py and fine-tuning runs from this workdir read this copy.
+    if tokenizer.model_path != os.path.join(workdir, shards.TOKENIZER_FILE):
+      shutil.copyfile(tokenizer.model_path, os.path.join(workdir, shards.TOKENIZER_FILE))
 
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, state_shardings = state_lib.create(model, tx, config.data, mesh, config.seed)
@@ -53,6 +56,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info("resuming from step %d of %s", start, workdir)
     state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings),
                          train_iter)
+  elif config.init_from.workdir:
+    state = state.replace(params=init_from.load(
+        config.init_from, state.params,
+        state_lib.abstract_with_shardings(state.params, state_shardings.params)))
 
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config.objectives), state_shardings,
@@ -89,9 +96,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for name, ev in evals.items():
       results[name] = ev.run(state.params, artifacts_dir=workdir)
       writer.write(config.total_steps, results[name])
+    metrics_lib.write_eval_results(workdir, results)
     if jax.process_index() == 0 and results:
-      with open(os.path.join(workdir, "eval_results.json"), "w") as f:
-        json.dump(results, f, indent=2)
       logging.info("final evaluation at step %d:\n%s", config.total_steps,
                    metrics_lib.format_table(results))
     return state, results

@@ -12,6 +12,10 @@ from absl import logging
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
 
+from input_pipeline import shards
+
+EVAL_RESULTS_FILE = "eval_results.json"
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The project's own code; not "anything under the root", which holds the .venv in the README's set-up.
 _OWN_CODE = tuple(os.path.join(_ROOT, p) for p in ("vl_jax" + os.sep, "input_pipeline" + os.sep,
@@ -81,3 +85,16 @@ def quiet_library_logs() -> None:
   def keep(record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OWN_CODE)
   logging.get_absl_handler().addFilter(keep)
+
+
+def write_eval_results(workdir: str, results: dict[str, dict[str, float]]) -> None:
+  """Merges {evaluator: metrics} into `workdir/eval_results.json` (process 0): the entries of
+  evaluators that did not run stay, so zero-shot scores can join a pre-training run's results."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, EVAL_RESULTS_FILE)
+  previous = {}
+  if os.path.isfile(path):
+    with open(path) as f:
+      previous = json.load(f)
+  shards.write_json(path, previous | results, indent=2)

@@ -1,0 +1,98 @@
+r"""Downstream tasks: fine-tuning and zero-shot configs for each benchmark, and synthetic ones.
+
+    configs/downstream.py:TASK    TASK is one of the names below
+
+Fine-tuning (main.py) starts from a pre-trained workdir's parameters and tokenizer:
+
+    python main.py --config configs/downstream.py:msrvtt_retrieval --workdir runs/msrvtt \
+        --config.init_from.workdir=runs/pretrain --config.data.dir=data/msrvtt
+
+Zero-shot tasks train nothing: eval.py scores the pre-trained workdir and adds to its
+eval_results.json (multiple choice is also scored on a retrieval-fine-tuned workdir):
+
+    python eval.py --config configs/downstream.py:ucf101_zeroshot --workdir runs/pretrain \
+        --config.data.dir=data/ucf101
+
+Real benchmarks use the Frozen-in-Time sizes of configs/vit_b16_bert_base.py; the synthetic ones the
+tiny model of configs/tiny.py, on the synthetic dataset (its clips carry labels, questions and
+multiple-choice candidates). docs/EVAL.md lists every task with its data and protocol.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from configs import tiny, vit_b16_bert_base
+from input_pipeline import synthetic
+
+# Prompt templates for action names (our selection, in the style of CLIP's Kinetics prompts).
+ACTION_TEMPLATES = ("a video of a person {}.", "a person is {}.", "a video of {}.",
+                    "someone doing {}.", "a clip of a person doing {}.")
+# The synthetic captions name a shape; ensembling over every colour and shape names the motion alone.
+SYNTHETIC_TEMPLATES = tuple(f"a {c} {s} {{}}" for c in synthetic.COLOURS for s in synthetic.SHAPES)
+
+# task: (kind, dataset, evaluation split, evaluator settings)
+REAL = {
+    # The retrieval test sets are converted as split "val" (docs/DATA.md).
+    "msrvtt_retrieval": ("retrieval", "msrvtt", "val", dict(captions="first")),  # 1k-A
+    "msvd_retrieval": ("retrieval", "msvd", "val", dict(captions="all")),
+    "didemo_retrieval": ("retrieval", "didemo", "val", dict(captions="first")),  # paragraphs
+    "lsmdc_retrieval": ("retrieval", "lsmdc", "val", dict(captions="first")),
+    "msrvtt_mc": ("multiple_choice", "msrvtt_mc", "test", {}),
+    "msrvtt_qa": ("qa", "msrvtt_qa", "test", {}),
+    "ucf101_zeroshot": ("zeroshot", "ucf101", "test",
+                        dict(labels="ucf101", templates=ACTION_TEMPLATES)),
+    "hmdb51_zeroshot": ("zeroshot", "hmdb51", "test",
+                        dict(labels="hmdb51", templates=ACTION_TEMPLATES)),
+    "kinetics400_zeroshot": ("zeroshot", "kinetics400", "val",
+                             dict(labels="kinetics400", templates=ACTION_TEMPLATES)),
+}
+SYNTHETIC = {
+    "synthetic_retrieval": ("retrieval", dict(captions="all")),
+    "synthetic_mc": ("multiple_choice", {}),
+    "synthetic_qa": ("qa", {}),
+    "synthetic_zeroshot": ("zeroshot", dict(labels="synthetic_motions",
+                                            templates=SYNTHETIC_TEMPLATES)),
+}
+MSRVTT_QA_ANSWERS = 1000  # the answer vocabulary of published MSRVTT-QA numbers
+SYNTHETIC_ANSWERS = len(synthetic.SHAPES) + len(synthetic.COLOURS) + len(synthetic.MOTIONS)
+
+
+def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settings):
+  base = dict(type=kind, split=split, every_steps=every_steps, batch_size=batch_size, num_clips=1)
+  if kind == "retrieval":
+    base |= dict(captions="first", block=1024, dual_softmax_scale=0.0)
+  return base | settings
+
+
+def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):
+  """A pre-trained config turned into a fine-tuning one for `kind` from `config.init_from`."""
+  config.init_from = dict(workdir=config_dict.placeholder(str), step=-1)
+  config.total_steps = total_steps
+  config.optimizer.lr = lr
+  config.optimizer.warmup_steps = total_steps // 10
+  if kind == "qa":
+    config.data.text = "question"
+    config.data.num_answers = num_answers
+    config.objectives = dict(qa=dict(weight=1.0))
+
+
+def get_config(task: str):
+  kinds = sorted(REAL) + sorted(SYNTHETIC)
+  if task in REAL:
+    kind, dataset, split, settings = REAL[task]
+    config = vit_b16_bert_base.get_config().unlock()
+    config.data.name = dataset
+    steps, lr, batch = 5000, 3e-5, config.batch_size
+  elif task in SYNTHETIC:
+    kind, settings = SYNTHETIC[task]
+    split = "val"
+    config = tiny.get_config().unlock()
+    steps, lr, batch = 300, 3e-4, 64
+  else:
+    raise ValueError(f"configs/downstream.py:{task}: unknown task; one of {kinds}")
+  if kind in ("retrieval", "qa"):
+    fine_tune(config, kind, MSRVTT_QA_ANSWERS if task in REAL else SYNTHETIC_ANSWERS, steps, lr)
+    config.checkpoint.every_steps = steps
+  config.evals = ml_collections.ConfigDict(
+      {kind: evaluator(kind, split, batch, every_steps=config.total_steps, **settings)})
+  return config.lock()

@@ -1,0 +1,44 @@
+"""Multiple choice (MSR-VTT MC): each clip's candidate captions are scored against the clip; the
+highest-scoring one is the answer. The records' `mc` field holds the candidates and the right one."""
+
+import numpy as np
+
+from input_pipeline import pipeline
+from vl_jax.errors import DataError
+from vl_jax.evaluators import encode
+
+
+def choice_accuracy(video: np.ndarray, options: np.ndarray, answers: np.ndarray) -> float:
+  """Percent of clips whose right option scores highest; video [N, D], options [N, K, D]. A tie
+  with the right option counts as wrong."""
+  scores = np.einsum("nd,nkd->nk", video, options)
+  right = np.take_along_axis(scores, answers[:, None], axis=1)
+  return float(100.0 * np.mean((scores >= right).sum(axis=1) == 1))
+
+
+class MultipleChoiceEvaluator:
+  """Accuracy (percent) of picking each clip's right caption among its candidates.
+
+  Config: `split`, `batch_size`, `num_clips`, `every_steps`.
+  """
+
+  def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
+    self.name, self.cfg, self.data_dir = name, cfg, data_cfg.dir
+    self.every_steps = cfg.every_steps
+    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+                                  f"config.evals.{name}.batch_size")
+
+  def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
+    del artifacts_dir
+    mc = pipeline.read_field(self.data_dir, self.cfg.split, "mc",
+                             f"evaluator {self.name!r} (multiple choice)")
+    k = len(mc[0]["options"])
+    bad = [i for i, m in enumerate(mc)
+           if len(m["options"]) != k or not 0 <= m["answer"] < k]
+    if bad:
+      raise DataError(f"{self.data_dir}/{self.cfg.split}: record {bad[0]}'s 'mc' field has other "
+                      f"than {k} options or an answer outside them")
+    video, _ = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)
+    options = self.encoder.texts(params, [o for m in mc for o in m["options"]])
+    return {"accuracy": choice_accuracy(video, options.reshape(len(mc), k, -1),
+                                        np.asarray([m["answer"] for m in mc]))}
