@@ -7,11 +7,14 @@ Fine-tuning (main.py) starts from a pre-trained workdir's parameters and tokeniz
     python main.py --config configs/downstream.py:msrvtt_retrieval --workdir runs/msrvtt \
         --config.init_from.workdir=runs/pretrain --config.data.dir=data/msrvtt
 
-Zero-shot tasks train nothing: eval.py scores the pre-trained workdir and adds to its
-eval_results.json (multiple choice is also scored on a retrieval-fine-tuned workdir):
+Zero-shot tasks train nothing: eval.py scores the pre-trained workdir, adding to its
+eval_results.json, or, given a new workdir, the checkpoint of `config.init_from.workdir` (multiple
+choice is also scored on a retrieval-fine-tuned workdir):
 
     python eval.py --config configs/downstream.py:ucf101_zeroshot --workdir runs/pretrain \
         --config.data.dir=data/ucf101
+    python eval.py --config configs/downstream.py:ucf101_zeroshot --workdir runs/ucf101 \
+        --config.init_from.workdir=runs/pretrain --config.data.dir=data/ucf101
 
 Real benchmarks use the Frozen-in-Time sizes of configs/vit_b16_bert_base.py; the synthetic ones the
 tiny model of configs/tiny.py, on the synthetic dataset (its clips carry labels, questions and

@@ -102,12 +102,17 @@ def test_zero_shot_motion_classes_beat_chance(motion_pretrained):
     assert json.load(f).keys() == {"retrieval", "zeroshot"}
 
 
-def test_multiple_choice_beats_chance(pretrained):
+def test_multiple_choice_beats_chance(pretrained, tmp_path):
+  """eval.py's path with a new workdir: the checkpoint of config.init_from is scored and the
+  results go to the new workdir."""
   config, workdir, _, _ = pretrained
-  _, results = run.evaluate_checkpoint(task_config("synthetic_mc", config.data.dir), workdir)
+  mc = task_config("synthetic_mc", config.data.dir, **{"init_from.workdir": workdir})
+  step, results = run.evaluate_checkpoint(mc, str(tmp_path / "mc"))
   accuracy = results["multiple_choice"]["accuracy"]
   print(f"multiple choice: {accuracy:.1f}% (chance 20%)")
-  assert accuracy > 1.4 * 20
+  assert step == config.total_steps and accuracy > 1.4 * 20
+  with open(tmp_path / "mc" / "eval_results.json") as f:
+    assert json.load(f) == results
 
 
 def _question_only_accuracy(data_dir: str) -> float:

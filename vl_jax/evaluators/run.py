@@ -29,14 +29,25 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
                         names: list[str] | None = None) -> tuple[int, dict[str, dict[str, float]]]:
   """(step, {evaluator: metrics}) of `workdir`'s latest (or given) checkpoint; also logs a table
   and writes the metrics into `workdir/eval_results.json`, keeping the entries of evaluators that
-  did not run (a zero-shot config scored on a pre-training workdir adds to its results)."""
+  did not run (a zero-shot config scored on a pre-training workdir adds to its results).
+
+  A workdir without checkpoints scores those of `config.init_from` instead (its `step` unless
+  `step` is given), still writing the results into `workdir`: how a zero-shot task is kept apart
+  from the pre-training run.
+  """
   evals_cfg = select(config.evals, names)
   if not evals_cfg:
     raise ConfigError("config.evals declares no evaluator; nothing to run")
   ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir) and config.init_from.workdir:
+    ckpt_dir = os.path.join(config.init_from.workdir, "checkpoints")
+    if step is None and config.init_from.step != -1:
+      step = config.init_from.step
+    logging.info("%s has no checkpoints: scoring those of config.init_from.workdir", workdir)
   if not os.path.isdir(ckpt_dir):
     raise DataError(f"{ckpt_dir}: no such directory; is --workdir={workdir!r} a training workdir?")
   mesh, tokenizer, model = loop.setup(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
   try:
     steps = ckpt.all_steps()
