@@ -70,6 +70,6 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
   metrics_lib.write_eval_results(workdir, results)
   if jax.process_index() == 0:
-    logging.info("evaluation of step %d of %s:\n%s", step, workdir,
+    logging.info("evaluation of step %d of %s:\n%s", step, ckpt_dir,
                  metrics_lib.format_table(results))
   return step, results
