@@ -56,6 +56,7 @@ def get_config(arg=None):
                  # From scratch, frame order needs a strong start: see models/video_vit.py.
                  temporal_embedding_init_std=1.0),
       text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
+      fusion=dict(depth=0, width=64, num_heads=4, mlp_dim=256),  # TACo's; depth 0: none
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
   )

@@ -21,6 +21,7 @@ def get_config(arg=None):
   config.model.video = dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072,
                             zero_init_temporal=True, temporal_embedding_init_std=0.02)
   config.model.text = dict(width=768, depth=12, num_heads=12, mlp_dim=3072)
+  config.model.fusion = dict(depth=0, width=768, num_heads=12, mlp_dim=3072)
   config.model.embed_dim = 256
   config.model.temperature = dict(init=0.05, learn=False)
   config.batch_size = 96

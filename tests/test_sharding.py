@@ -26,9 +26,19 @@ def _loss_and_grads(config, batch):
   return jax.device_get((loss, grads, new_state.params)), mesh.devices.size
 
 
-def test_sharded_step_equals_single_device(synthetic_dir):
+CONTENT = {"pos_tags": ("NOUN", "VERB"), "max_tokens": 12}
+TACO = {"model.fusion.depth": 2, "objectives": {
+    "contrastive": {"weight": 1.0},
+    "token_contrastive": {"weight": 0.5, "temperature": 1.0, **CONTENT},
+    "cascade_matching": {"weight": 1.0, "num_negatives": 4, **CONTENT}}}
+
+
+@pytest.mark.parametrize("overrides", [{}, TACO], ids=["contrastive", "taco"])
+def test_sharded_step_equals_single_device(synthetic_dir, overrides):
+  """With TACo's objectives the token similarities, the cascade's choice of negatives across the
+  global batch and the fused pairs must agree too."""
   assert jax.device_count() == 8
-  config = tiny_config(synthetic_dir, batch_size=16)
+  config = tiny_config(synthetic_dir, batch_size=16, **overrides)
   tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
   batch, _ = pipeline.split_host_fields(
       next(iter(pipeline.train_dataset(config.data, tokenizer, 16, seed=0))))

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 
 from input_pipeline.tokenizer import PAD_ID
+from vl_jax.models.fusion import FusionEncoder
 from vl_jax.models.layers import l2_normalize
 from vl_jax.models.text_transformer import TextTransformer
 from vl_jax.models.video_vit import VideoViT
@@ -37,6 +38,7 @@ class DualEncoder(nn.Module):
   temperature_init: float
   learn_temperature: bool
   num_answers: int = 0  # > 0: an AnswerHead, and outputs hold `answer_logits`
+  fusion: FusionEncoder | None = None  # TACo: outputs hold `pair_scores`, the fused pairs' scores
 
   def setup(self):
     self.video_proj = nn.Dense(self.embed_dim, name="video_proj")
@@ -52,14 +54,20 @@ class DualEncoder(nn.Module):
           lambda _: jnp.full((), np.log(1.0 / self.temperature_init), jnp.float32))
 
   def encode_video(self, frames) -> dict[str, Any]:
+    """Tower tokens [B, T, N, D]; the unit embedding of their mean; each token projected into the
+    shared space, [B, T * N, E] (TACo's token loss; unused outputs cost nothing under jit)."""
     tokens = self.video(frames)  # [B, T, N, D]
     pooled = tokens.mean(axis=(1, 2))
-    return {"video_tokens": tokens, "video_emb": l2_normalize(self.video_proj(pooled))}
+    return {"video_tokens": tokens, "video_emb": l2_normalize(self.video_proj(pooled)),
+            "video_token_emb": self.video_proj(tokens.reshape(tokens.shape[0], -1,
+                                                              tokens.shape[-1]))}
 
   def encode_text(self, tokens) -> dict[str, Any]:
+    """Tower tokens [B, L, D]; the unit embedding of [CLS]; each token projected, [B, L, E]."""
     feats = self.text(tokens)  # [B, L, D]
     return {"text_tokens": feats, "text_mask": tokens != PAD_ID,
-            "text_emb": l2_normalize(self.text_proj(feats[:, 0]))}
+            "text_emb": l2_normalize(self.text_proj(feats[:, 0])),
+            "text_token_emb": self.text_proj(feats)}
 
   def inverse_temperature(self):
     if self.learn_temperature:
@@ -70,17 +78,27 @@ class DualEncoder(nn.Module):
     """[B, num_answers] logits of the answers to questions `text_emb` about clips `video_emb`."""
     return self.answer_head(video_emb, text_emb)
 
+  def fuse(self, frame_tokens, text_tokens, text_mask):
+    """[P] fusion scores of pairs: P clips' frame tokens [P, T, Dv] (`frame_tokens` of the
+    outputs) and P captions' tower tokens [P, L, Dt] with their mask."""
+    return self.fusion(frame_tokens, text_tokens, text_mask)
+
   def __call__(self, frames, tokens) -> dict[str, Any]:
     out = {**self.encode_video(frames), **self.encode_text(tokens),
            "inverse_temperature": self.inverse_temperature()}
     if self.num_answers:
       out["answer_logits"] = self.answer_logits(out["video_emb"], out["text_emb"])
+    if self.fusion is not None:
+      # A clip enters the fusion encoder as one token per frame, the mean of its patch tokens.
+      out["frame_tokens"] = out["video_tokens"].mean(axis=2)
+      # Each clip with its own caption: the positives of cascade matching.
+      out["pair_scores"] = self.fuse(out["frame_tokens"], out["text_tokens"], out["text_mask"])
     return out
 
 
 def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
           vocab_size: int) -> DualEncoder:
-  v, t = model_cfg.video, model_cfg.text
+  v, t, f = model_cfg.video, model_cfg.text, model_cfg.fusion
   return DualEncoder(
       video=VideoViT(patch_size=v.patch_size, width=v.width, depth=v.depth, num_heads=v.num_heads,
                      mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
@@ -90,4 +108,7 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
                            num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len),
       embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,
       learn_temperature=model_cfg.temperature.learn,
-      num_answers=data_cfg.num_answers if data_cfg.text == "question" else 0)
+      num_answers=data_cfg.num_answers if data_cfg.text == "question" else 0,
+      fusion=FusionEncoder(width=f.width, depth=f.depth, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
+                           max_text_len=data_cfg.max_text_len, num_frames=data_cfg.num_frames)
+      if f.depth else None)

@@ -12,9 +12,11 @@ from typing import Callable
 import jax.numpy as jnp
 
 from vl_jax.errors import ConfigError
-from vl_jax.objectives import contrastive, qa
+from vl_jax.objectives import cascade_matching, contrastive, qa, token_contrastive
 
-REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.objective}
+REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.objective,
+                                 "token_contrastive": token_contrastive.objective,
+                                 "cascade_matching": cascade_matching.objective}
 
 
 def total_loss(outputs, batch, objectives_cfg):

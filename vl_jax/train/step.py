@@ -1,5 +1,7 @@
 """The loss over a batch and the jitted train step."""
 
+import functools
+
 import jax
 import optax
 
@@ -10,6 +12,8 @@ from vl_jax.train.state import TrainState
 def make_loss_fn(model, objectives_cfg):
   def loss_fn(params, batch):
     outputs = model.apply({"params": params}, batch["frames"], batch["tokens"])
+    if model.fusion is not None:  # objectives fuse the pairs they choose (cascade matching)
+      outputs["fuse"] = functools.partial(model.apply, {"params": params}, method="fuse")
     return total_loss(outputs, batch, objectives_cfg)
   return loss_fn
 

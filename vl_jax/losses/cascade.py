@@ -1,0 +1,31 @@
+"""TACo's cascade sampling and its matching loss L3 over the fusion encoder's scores."""
+
+import jax
+import jax.numpy as jnp
+
+from vl_jax.losses.token_contrastive import token_similarities
+
+
+def cascade_scores(video_emb, text_emb, video_tokens, text_tokens, weights):
+  """[B_text, B_video] scores that pick the hard negatives (TACo Sec. 3.3): the sentence-level
+  similarity <v_j, t_i> plus the caption's token-level similarities, sum_p w_ip s(x_j, y_i^p),
+  with the weights of the token loss (idf normalised per caption: our reading of "the sum of its
+  token similarities", so a caption's score does not grow with its number of nouns and verbs)."""
+  sentence = jnp.einsum("id,jd->ij", text_emb, video_emb, precision=jax.lax.Precision.HIGHEST)
+  tokens = jnp.einsum("ip,ipj->ij", weights, token_similarities(video_tokens, text_tokens))
+  return sentence + tokens
+
+
+def hardest_negatives(scores, k: int):
+  """[B, k] indices of the k highest-scoring columns of each row i of `scores` [B, B], column i
+  (the positive) excluded. The selection is not differentiated."""
+  scores = jax.lax.stop_gradient(scores)
+  masked = jnp.where(jnp.eye(scores.shape[0], dtype=bool), -jnp.inf, scores)
+  return jax.lax.top_k(masked, k)[1]
+
+
+def candidate_infonce(positive, negatives):
+  """InfoNCE of each positive's score [B] against its negatives' scores [B, K] (TACo's L3, no
+  temperature): mean_i -log( e^{f_i} / (e^{f_i} + sum_k e^{f_ik}) )."""
+  logits = jnp.concatenate([positive[:, None], negatives], axis=1)
+  return -jax.nn.log_softmax(logits, axis=1)[:, 0].mean()
