@@ -34,5 +34,8 @@ def get_config(arg=None):
                                      batch_size=96, captions="first",
                                      num_clips=1,  # clips per video, embeddings averaged
                                      block=1024,  # queries per similarity block
-                                     dual_softmax_scale=0.0))  # > 0: also t2v_dsl/... metrics
+                                     dual_softmax_scale=0.0,  # > 0: also t2v_dsl/... metrics
+                                     # > 0: TACo's re-ranking of each query's top k candidates,
+                                     # also as t2v_rerank/... (needs config.model.fusion)
+                                     rerank_top_k=0))
   return config.lock()

@@ -8,14 +8,16 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
-from input_pipeline.tokenizer import PAD_ID
+from vl_jax.losses.token_contrastive import content_token_weights
 from vl_jax.models import layers
 from vl_jax.train import mesh as mesh_lib
 
 
 class Encoder:
   """Unit-norm embeddings of clips and texts, replicated on every process; `what` names the
-  batch-size field in errors."""
+  batch-size field in errors. With `tokens`, also the token-level features that TACo's scores
+  need: each clip's frame tokens and projected tokens, each caption's tower tokens, mask,
+  projected tokens and content-token weights."""
 
   def __init__(self, model, mesh, data_cfg, tokenizer, batch_size: int, what: str):
     mesh_lib.check_batch_size(batch_size, mesh, what)
@@ -23,19 +25,32 @@ class Encoder:
     self.batch_size = batch_size
     replicated = mesh_lib.replicated(mesh)
 
-    def video(params, b):
-      # [B, clips, T, H, W, 3]: the clips of a video are encoded and their embeddings averaged.
+    def video(params, b, tokens):
+      # [B, clips, T, H, W, 3]: the clips of a video are encoded and their outputs averaged.
       frames = b["frames"]
-      emb = model.apply({"params": params}, frames.reshape((-1,) + frames.shape[2:]),
-                        method="encode_video")["video_emb"]
-      return layers.l2_normalize(emb.reshape(frames.shape[:2] + emb.shape[1:]).mean(axis=1))
+      out = model.apply({"params": params}, frames.reshape((-1,) + frames.shape[2:]),
+                        method="encode_video")
+      per_video = lambda x: x.reshape(frames.shape[:2] + x.shape[1:]).mean(axis=1)
+      res = {"video": layers.l2_normalize(per_video(out["video_emb"]))}
+      if tokens:
+        res |= {"frame_tokens": per_video(out["video_tokens"].mean(axis=2)),
+                "video_token_emb": per_video(out["video_token_emb"])}
+      return res
 
-    text = lambda params, b: model.apply({"params": params}, b["tokens"],
-                                         method="encode_text")["text_emb"]
-    self._video = jax.jit(lambda params, b: (video(params, b),), out_shardings=replicated)
-    self._video_text = jax.jit(lambda params, b: (video(params, b), text(params, b)),
-                               out_shardings=replicated)
-    self._text = jax.jit(lambda params, b: (text(params, b),), out_shardings=replicated)
+    def text(params, b, tokens):
+      out = model.apply({"params": params}, b["tokens"], method="encode_text")
+      res = {"text": out["text_emb"]}
+      if tokens:
+        res |= {"text_tokens": out["text_tokens"], "text_mask": out["text_mask"],
+                "text_token_emb": out["text_token_emb"],
+                "weights": content_token_weights(b["token_pos"], b["token_idf"])}
+      return res
+
+    jit = lambda f: jax.jit(f, static_argnames="tokens", out_shardings=replicated)
+    self._video = jit(video)
+    self._video_text = jit(lambda params, b, tokens: video(params, b, tokens) | text(params, b,
+                                                                                     tokens))
+    self._text = jit(text)
 
   def _batches(self, dataset, num_local: int):
     """This process's batches padded to the global batch; every process yields the same number,
@@ -55,48 +70,57 @@ class Encoder:
       index[:valid] = host["index"]
       yield mesh_lib.global_batch({k: pad(v) for k, v in device.items()}, self.mesh), index
 
-  def _encode_all(self, encode, dataset, num_local, params):
-    """(embeddings of each output of `encode`, record index) of every real row, in record order,
-    gathered from all processes (a record's captions stay in their order)."""
+  def _encode_all(self, encode, dataset, num_local, params, tokens):
+    """({output: array} of every real row, record index), in record order, gathered from all
+    processes (a record's captions stay in their order)."""
     outs, indices = [], []
     for batch, index in self._batches(dataset, num_local):
-      outs.append([np.asarray(x) for x in encode(params, batch)])
+      outs.append(jax.tree.map(np.asarray, encode(params, batch, tokens=tokens)))
       # Rows of the global batch are the processes' slices in process order.
       indices.append(multihost_utils.process_allgather(index, tiled=True))
     index = np.concatenate(indices)
     rows = np.flatnonzero(index >= 0)
     rows = rows[np.argsort(index[rows], kind="stable")]
-    return [np.concatenate(x)[rows] for x in zip(*outs)], index[rows]
+    return {k: np.concatenate([o[k] for o in outs])[rows] for k in outs[0]}, index[rows]
 
-  def clips(self, params, split: str, num_clips: int = 1, first_caption: bool = False):
-    """(video embeddings in record order, record index) of `split`, each the average over
-    `num_clips` clips of the video; with `first_caption`, also each clip's first caption's
-    embedding (one pass for both)."""
+  def clips(self, params, split: str, num_clips: int = 1, first_caption: bool = False,
+            tokens: bool = False):
+    """({"video": embeddings[, token features]}, record index) of `split` in record order, each
+    video's outputs averaged over `num_clips` clips of it; with `first_caption`, also "text", each
+    clip's first caption's embedding (one pass for both)."""
     n = len(pipeline.records(self.data_cfg.dir, split)
             [jax.process_index()::jax.process_count()])
     dataset = pipeline.eval_dataset(self.data_cfg, self.tokenizer, split, self.batch_size,
                                     num_clips)
-    embs, index = self._encode_all(self._video_text if first_caption else self._video, dataset,
-                                   n, params)
-    return (*embs, index)
+    return self._encode_all(self._video_text if first_caption else self._video, dataset, n,
+                            params, tokens)
 
-  def captions(self, params, split: str):
-    """(embedding of every caption of `split`, its record index), in record order."""
+  def captions(self, params, split: str, tokens: bool = False):
+    """({"text": embedding of every caption of `split`[, token features]}, its record index), in
+    record order."""
     dataset, n = pipeline.caption_dataset(self.data_cfg, self.tokenizer, split, self.batch_size)
-    (text,), index = self._encode_all(self._text, dataset, n, params)
-    return text, index
+    return self._encode_all(self._text, dataset, n, params, tokens)
+
+  def map_rows(self, fn, params, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`fn(params, batch) -> {name: [rows, ...]}`, jitted with replicated outputs, over the rows
+    of `inputs` (the same arrays on every process) in global batches of `batch_size`: each
+    process supplies its slice of every batch. The last batch is padded with zeros (for token
+    ids: padding)."""
+    rows = len(next(iter(inputs.values())))
+    local_bs = pipeline.local_batch_size(self.batch_size)
+    total = math.ceil(rows / self.batch_size) * self.batch_size
+    padded = {k: np.concatenate([v, np.zeros((total - rows,) + v.shape[1:], v.dtype)])
+              for k, v in inputs.items()}
+    outs = []
+    for start in range(0, total, self.batch_size):
+      mine = start + jax.process_index() * local_bs
+      batch = mesh_lib.global_batch({k: v[mine:mine + local_bs] for k, v in padded.items()},
+                                    self.mesh)
+      outs.append(jax.tree.map(np.asarray, fn(params, batch)))
+    return {k: np.concatenate([o[k] for o in outs])[:rows] for k in outs[0]}
 
   def texts(self, params, texts: list[str]) -> np.ndarray:
     """Embeddings of `texts` (the same list on every process), in order."""
     tokens = self.tokenizer.encode(texts, self.data_cfg.max_text_len)
-    local_bs = pipeline.local_batch_size(self.batch_size)
-    rows = math.ceil(len(tokens) / self.batch_size) * self.batch_size
-    tokens = np.concatenate([tokens, np.full((rows - len(tokens), tokens.shape[1]), PAD_ID,
-                                             tokens.dtype)])
-    out = []
-    for start in range(0, rows, self.batch_size):
-      # Each process supplies its slice of the global batch; the result is replicated.
-      mine = start + jax.process_index() * local_bs
-      batch = mesh_lib.global_batch({"tokens": tokens[mine:mine + local_bs]}, self.mesh)
-      out.append(np.asarray(self._text(params, batch)[0]))
-    return np.concatenate(out)[:len(texts)] if out else np.zeros((0, 0), np.float32)
+    return self.map_rows(lambda params, b: self._text(params, b, tokens=False), params,
+                         {"tokens": tokens})["text"]

@@ -38,7 +38,7 @@ class MultipleChoiceEvaluator:
     if bad:
       raise DataError(f"{self.data_dir}/{self.cfg.split}: record {bad[0]}'s 'mc' field has other "
                       f"than {k} options or an answer outside them")
-    video, _ = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)
+    video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
     options = self.encoder.texts(params, [o for m in mc for o in m["options"]])
     return {"accuracy": choice_accuracy(video, options.reshape(len(mc), k, -1),
                                         np.asarray([m["answer"] for m in mc]))}

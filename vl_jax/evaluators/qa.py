@@ -39,7 +39,7 @@ class QAEvaluator:
     questions = [q for questions in qa for q in questions]
     if not questions:
       raise DataError(f"{self.data_dir}/{self.cfg.split}: no record has a question")
-    video, _ = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)
+    video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
     text = self.encoder.texts(params, [q["question"] for q in questions])
     predicted = np.concatenate([
         np.asarray(self._logits(params, video[clip[s:s + LOGIT_CHUNK]],

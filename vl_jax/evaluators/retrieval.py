@@ -4,29 +4,35 @@ Similarities are computed in blocks (ranking.py), so memory stays O(block) for a
 """
 
 import dataclasses
+import functools
 import os
 
 import jax
 import numpy as np
 from absl import logging
 
-from vl_jax.evaluators import encode, picture, ranking
+from vl_jax.evaluators import encode, picture, ranking, rerank
 from vl_jax.errors import ConfigError
+from vl_jax.train import mesh as mesh_lib
 
 
 @dataclasses.dataclass
 class Embeddings:
   """Unit-norm embeddings of a split: videos in record order (row i is record `index[i]`) and
-  captions, caption i describing video row `text_video[i]`."""
+  captions, caption i describing video row `text_video[i]`; optionally the token features of each
+  video and caption (encode.Encoder's `tokens` outputs, for TACo's re-ranking)."""
   video: np.ndarray
   index: np.ndarray
   text: np.ndarray
   text_video: np.ndarray
+  video_features: dict = dataclasses.field(default_factory=dict)
+  text_features: dict = dataclasses.field(default_factory=dict)
 
   def first_captions(self) -> "Embeddings":
     """One caption per video, its first, in video order."""
     _, first = np.unique(self.text_video, return_index=True)
-    return Embeddings(self.video, self.index, self.text[first], np.arange(len(self.video)))
+    return Embeddings(self.video, self.index, self.text[first], np.arange(len(self.video)),
+                      self.video_features, {k: v[first] for k, v in self.text_features.items()})
 
 
 def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
@@ -47,33 +53,69 @@ class RetrievalEvaluator:
 
   `captions`: "first" queries with each clip's first caption; "all" with every caption of every
   clip, each a separate query (the MSVD convention). `num_clips` clips of each video are encoded
-  and their embeddings averaged (test-time multi-clip evaluation).
+  and their embeddings averaged (test-time multi-clip evaluation). With `rerank_top_k` > 0 (a
+  model with a fusion encoder: TACo), each query's top-k candidates are also re-ranked by TACo's
+  summed score, reported as `t2v_rerank/...` and `v2t_rerank/...` (rerank.py).
   """
 
   def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
     if cfg.captions not in ("first", "all"):
       raise ConfigError(f"config.evals.{name}.captions={cfg.captions!r}: expected 'first' or 'all'")
+    if cfg.rerank_top_k and model.fusion is None:
+      raise ConfigError(f"config.evals.{name}.rerank_top_k={cfg.rerank_top_k} needs a model with "
+                        f"a fusion encoder (config.model.fusion.depth > 0)")
     self.name, self.cfg, self.data_cfg, self.tokenizer = name, cfg, data_cfg, tokenizer
     self.every_steps = cfg.every_steps
     self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
+    self._pair_scores = jax.jit(functools.partial(rerank.pair_scores, model),
+                                out_shardings=mesh_lib.replicated(mesh))
 
-  def embed(self, params) -> Embeddings:
+  def embed(self, params, tokens: bool = False) -> Embeddings:
+    """The split's embeddings; with `tokens`, also their token features."""
     first = self.cfg.captions == "first"
-    video, *text, index = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips,
-                                             first_caption=first)
-    if first:
-      return Embeddings(video, index, text[0], np.arange(len(video)))
-    text, text_index = self.encoder.captions(params, self.cfg.split)
-    return Embeddings(video, index, text, np.searchsorted(index, text_index))
+    clips, index = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips,
+                                      first_caption=first and not tokens, tokens=tokens)
+    video = clips.pop("video")
+    if first and not tokens:
+      return Embeddings(video, index, clips["text"], np.arange(len(video)))
+    captions, text_index = self.encoder.captions(params, self.cfg.split, tokens=tokens)
+    emb = Embeddings(video, index, captions.pop("text"), np.searchsorted(index, text_index),
+                     clips, captions)
+    return emb.first_captions() if first else emb
+
+  def reranked_metrics(self, params, emb: Embeddings,
+                       base: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """TACo's re-ranking of the top `rerank_top_k` candidates, both directions; `base` are the
+    dual encoder's ranks."""
+    k = self.cfg.rerank_top_k
+    out = {}
+    for direction, queries, candidates, ranks in (
+        ("t2v", emb.text, emb.video, base[0]), ("v2t", emb.video, emb.text, base[1])):
+      top = rerank.top_candidates(queries, candidates, k, self.cfg.block)
+      q = np.repeat(np.arange(len(queries)), top.shape[1])
+      video_rows, text_rows = (top.ravel(), q) if direction == "t2v" else (q, top.ravel())
+      pairs = {**{n: v[video_rows] for n, v in emb.video_features.items()},
+               **{n: v[text_rows] for n, v in emb.text_features.items()}}
+      s1 = np.einsum("pd,pd->p", emb.video[video_rows], emb.text[text_rows])
+      scores = s1 + self.encoder.map_rows(self._pair_scores, params, pairs)["score"]
+      right = emb.text_video[text_rows] == video_rows
+      out |= ranking.rank_metrics(rerank.reranked_ranks(ranks, scores.reshape(top.shape),
+                                                        right.reshape(top.shape)),
+                                  f"{direction}_rerank")
+    return out
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     """Metrics of `params`; with `artifacts_dir`, also draws `<dir>/<name>.png` (process 0)."""
-    emb = self.embed(params)
+    emb = self.embed(params, tokens=bool(self.cfg.rerank_top_k))
     if artifacts_dir is not None and jax.process_index() == 0:
       path = os.path.join(artifacts_dir, f"{self.name}.png")
       picture.draw_retrieval(path, emb.first_captions(), self.data_cfg, self.tokenizer,
                              self.cfg.split)
       logging.info("wrote %s", path)
-    return retrieval_metrics(emb.text, emb.video, emb.text_video, self.cfg.block,
-                             self.cfg.dual_softmax_scale)
+    out = retrieval_metrics(emb.text, emb.video, emb.text_video, self.cfg.block,
+                            self.cfg.dual_softmax_scale)
+    if self.cfg.rerank_top_k:
+      base = ranking.retrieval_ranks(emb.text, emb.video, emb.text_video, self.cfg.block)
+      out |= self.reranked_metrics(params, emb, base)
+    return out

@@ -72,7 +72,7 @@ class ZeroShotEvaluator:
     if unknown:
       raise DataError(f"{self.data_dir}/{self.cfg.split}: labels {unknown[:3]} are not in the "
                       f"class list {self.cfg.labels!r} of evaluator {self.name!r}")
-    video, _ = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)
+    video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
     scores = video @ self.class_embeddings(params).T
     y = np.asarray([index[l] for l in labels])
     return {"top1": topk_accuracy(scores, y, 1),

@@ -1,0 +1,51 @@
+"""TACo's inference: each query's top-k candidates under the dual encoder are scored again with
+the sum of its three scores, s1 + s2 + s3 (sentence similarity, idf-weighted token similarity,
+fusion encoder score), and ranked by it. Fusing every pair would cost O(N^2) encoder passes; the
+top-k re-ranking costs N x k."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vl_jax.evaluators.ranking import TIE_TOLERANCE
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _top_k_block(queries, candidates, k: int):
+  return jax.lax.top_k(jnp.dot(queries, candidates.T, precision=jax.lax.Precision.HIGHEST), k)[1]
+
+
+def top_candidates(queries: np.ndarray, candidates: np.ndarray, k: int,
+                   block: int = 1024) -> np.ndarray:
+  """[num queries, k] indices of each query's k highest-scoring candidates (dot products)."""
+  k = min(k, len(candidates))
+  cand = jnp.asarray(candidates, jnp.float32)
+  out = []
+  for i in range(0, len(queries), block):
+    q = queries[i:i + block].astype(np.float32)
+    q = np.concatenate([q, np.zeros((min(block, len(queries)) - len(q),) + q.shape[1:], q.dtype)])
+    out.append(np.asarray(_top_k_block(q, cand, k))[:min(block, len(queries) - i)])
+  return np.concatenate(out)
+
+
+def reranked_ranks(base_ranks: np.ndarray, scores: np.ndarray, right: np.ndarray) -> np.ndarray:
+  """0-based ranks after re-scoring. `scores` [Q, k] are each query's candidates' new scores and
+  `right` [Q, k] marks its right ones. A query with a right candidate ranks by the new scores
+  among its candidates (wrong ones scoring at least as high as its best right one, ties against
+  it); a query without keeps its dual-encoder rank, which is k or more."""
+  best = np.where(right, scores, -np.inf).max(axis=1)
+  above = ((scores >= best[:, None] - TIE_TOLERANCE) & ~right).sum(axis=1)
+  return np.where(right.any(axis=1), above, base_ranks)
+
+
+def pair_scores(model, params, batch):
+  """{"score": s2 + s3} of P (clip, caption) pairs given their token features (encode.Encoder's
+  `tokens` outputs, one row per pair)."""
+  sims = jnp.einsum("pld,pkd->plk", batch["text_token_emb"], batch["video_token_emb"],
+                    precision=jax.lax.Precision.HIGHEST).max(axis=-1)
+  s2 = (batch["weights"] * sims).sum(axis=1)
+  s3 = model.apply({"params": params}, batch["frame_tokens"], batch["text_tokens"],
+                   batch["text_mask"], method="fuse")
+  return {"score": s2 + s3}
