@@ -37,7 +37,7 @@ def token_similarities(video_tokens, text_tokens):
 
 
 def token_infonce(video_tokens, text_tokens, weights, inverse_temperature):
-  """TACo's token-level InfoNCE (its Eq. 2-3), text tokens against clips over the global batch.
+  """TACo's token-level InfoNCE, the paper's L2: text tokens against clips over the global batch.
 
   With x_j^k the K token embeddings of clip j, y_i^p the embedding of token p of caption i and
   w_ip its weight (`content_token_weights`),
