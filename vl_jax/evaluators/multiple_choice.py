@@ -23,22 +23,22 @@ class MultipleChoiceEvaluator:
   """
 
   def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
-    self.name, self.cfg, self.data_dir = name, cfg, data_cfg.dir
+    self.name, self.cfg = name, cfg
     self.every_steps = cfg.every_steps
     self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
+    # The candidates do not change between runs: read (and checked) once.
+    mc = pipeline.read_field(data_cfg.dir, cfg.split, "mc", f"evaluator {name!r} (multiple choice)")
+    k = len(mc[0]["options"])
+    bad = [i for i, m in enumerate(mc) if len(m["options"]) != k or not 0 <= m["answer"] < k]
+    if bad:
+      raise DataError(f"{data_cfg.dir}/{cfg.split}: record {bad[0]}'s 'mc' field has other "
+                      f"than {k} options or an answer outside them")
+    self.options = [o for m in mc for o in m["options"]]
+    self.answers = np.asarray([m["answer"] for m in mc])
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     del artifacts_dir
-    mc = pipeline.read_field(self.data_dir, self.cfg.split, "mc",
-                             f"evaluator {self.name!r} (multiple choice)")
-    k = len(mc[0]["options"])
-    bad = [i for i, m in enumerate(mc)
-           if len(m["options"]) != k or not 0 <= m["answer"] < k]
-    if bad:
-      raise DataError(f"{self.data_dir}/{self.cfg.split}: record {bad[0]}'s 'mc' field has other "
-                      f"than {k} options or an answer outside them")
     video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
-    options = self.encoder.texts(params, [o for m in mc for o in m["options"]])
-    return {"accuracy": choice_accuracy(video, options.reshape(len(mc), k, -1),
-                                        np.asarray([m["answer"] for m in mc]))}
+    options = self.encoder.texts(params, self.options).reshape(len(video), -1, video.shape[1])
+    return {"accuracy": choice_accuracy(video, options, self.answers)}

@@ -36,11 +36,12 @@ class Embeddings:
 
 
 def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
-                      block: int = ranking.DEFAULT_BLOCK,
-                      dual_softmax_scale: float = 0.0) -> dict[str, float]:
-  """Both directions' metrics; caption i describes video `text_video[i]`. With
-  `dual_softmax_scale` > 0, also the dual-softmax re-ranked ones as `t2v_dsl/...`, `v2t_dsl/...`."""
-  t2v, v2t = ranking.retrieval_ranks(text, video, text_video, block)
+                      block: int = ranking.DEFAULT_BLOCK, dual_softmax_scale: float = 0.0,
+                      ranks: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+  """Both directions' metrics; caption i describes video `text_video[i]` (`ranks`: the plain
+  ranks if already computed). With `dual_softmax_scale` > 0, also the dual-softmax re-ranked ones
+  as `t2v_dsl/...`, `v2t_dsl/...`."""
+  t2v, v2t = ranks or ranking.retrieval_ranks(text, video, text_video, block)
   out = {**ranking.rank_metrics(t2v, "t2v"), **ranking.rank_metrics(v2t, "v2t")}
   if dual_softmax_scale:
     t2v, v2t = ranking.retrieval_ranks(text, video, text_video, block, dual_softmax_scale)
@@ -113,9 +114,9 @@ class RetrievalEvaluator:
       picture.draw_retrieval(path, emb.first_captions(), self.data_cfg, self.tokenizer,
                              self.cfg.split)
       logging.info("wrote %s", path)
+    ranks = ranking.retrieval_ranks(emb.text, emb.video, emb.text_video, self.cfg.block)
     out = retrieval_metrics(emb.text, emb.video, emb.text_video, self.cfg.block,
-                            self.cfg.dual_softmax_scale)
+                            self.cfg.dual_softmax_scale, ranks)
     if self.cfg.rerank_top_k:
-      base = ranking.retrieval_ranks(emb.text, emb.video, emb.text_video, self.cfg.block)
-      out |= self.reranked_metrics(params, emb, base)
+      out |= self.reranked_metrics(params, emb, ranks)
     return out

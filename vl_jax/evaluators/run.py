@@ -50,13 +50,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   os.makedirs(workdir, exist_ok=True)
   ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
   try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise DataError(f"{ckpt_dir}: holds no checkpoint")
-    if step is None:
-      step = max(steps)
-    elif step not in steps:
-      raise DataError(f"{ckpt_dir}: no checkpoint of step {step} (has {sorted(steps)})")
+    step = ckpt.pick_step(step)
     abstract = state_lib.abstract_params(model, config.data, mesh)
     try:
       params = ckpt.restore_params(step, abstract)

@@ -56,7 +56,15 @@ class ZeroShotEvaluator:
                         f"(got {list(cfg.templates)!r})")
     self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
-    self.data_dir = data_cfg.dir
+    # The clips' classes do not change between runs: read (and checked) once.
+    index = {label: i for i, (label, _) in enumerate(self.classes)}
+    labels = pipeline.read_field(data_cfg.dir, cfg.split, "label",
+                                 f"evaluator {name!r} (zero-shot classification)")
+    unknown = sorted(set(labels) - index.keys())
+    if unknown:
+      raise DataError(f"{data_cfg.dir}/{cfg.split}: labels {unknown[:3]} are not in the "
+                      f"class list {cfg.labels!r} of evaluator {name!r}")
+    self.labels = np.asarray([index[l] for l in labels])
 
   def class_embeddings(self, params) -> np.ndarray:
     texts = [t.format(c) for _, c in self.classes for t in self.cfg.templates]
@@ -65,15 +73,7 @@ class ZeroShotEvaluator:
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     del artifacts_dir
-    index = {label: i for i, (label, _) in enumerate(self.classes)}
-    labels = pipeline.read_field(self.data_dir, self.cfg.split, "label",
-                                 f"evaluator {self.name!r} (zero-shot classification)")
-    unknown = sorted(set(labels) - index.keys())
-    if unknown:
-      raise DataError(f"{self.data_dir}/{self.cfg.split}: labels {unknown[:3]} are not in the "
-                      f"class list {self.cfg.labels!r} of evaluator {self.name!r}")
     video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
     scores = video @ self.class_embeddings(params).T
-    y = np.asarray([index[l] for l in labels])
-    return {"top1": topk_accuracy(scores, y, 1),
-            "top5": topk_accuracy(scores, y, min(5, len(self.classes)))}
+    return {"top1": topk_accuracy(scores, self.labels, 1),
+            "top5": topk_accuracy(scores, self.labels, min(5, len(self.classes)))}

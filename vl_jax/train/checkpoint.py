@@ -5,6 +5,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from vl_jax.errors import DataError
+
 
 class Checkpointer:
   """Async, keep-N checkpoints under `directory`; each holds the state and the iterator state."""
@@ -35,6 +37,18 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
+
+  def pick_step(self, step: int | None) -> int:
+    """`step` if a checkpoint of it exists, the latest one for None; DataError otherwise."""
+    steps = self.all_steps()
+    if not steps:
+      raise DataError(f"{self._manager.directory}: holds no checkpoint")
+    if step is None:
+      return max(steps)
+    if step not in steps:
+      raise DataError(f"{self._manager.directory}: no checkpoint of step {step} "
+                      f"(has {sorted(steps)})")
+    return step
 
   def restore_params(self, step: int, abstract_params, partial: bool = False):
     """The parameters of step `step` (no optimizer or data state), in `abstract_params`'s shapes

@@ -37,11 +37,10 @@ def load(init_cfg, params, abstract_params):
     raise DataError(f"config.init_from.workdir={init_cfg.workdir!r}: no checkpoints directory")
   ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
   try:
-    steps = ckpt.all_steps()
-    step = max(steps, default=None) if init_cfg.step == -1 else init_cfg.step
-    if step not in steps:
-      raise DataError(f"config.init_from: {ckpt_dir} has no checkpoint of step "
-                      f"{'any' if step is None else step} (has {sorted(steps)})")
+    try:
+      step = ckpt.pick_step(None if init_cfg.step == -1 else init_cfg.step)
+    except DataError as e:
+      raise DataError(f"config.init_from: {e}") from e
     try:
       stored = flatten_dict(ckpt.restore_params(step, abstract_params, partial=True), sep="/")
     except ValueError as e:
