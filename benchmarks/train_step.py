@@ -1,10 +1,12 @@
 r"""Train-step speed: steps/s, clips/s and achieved FLOP/s against the matmul peak of this machine.
 
-    python benchmarks/train_step.py [--configs tiny,vit_b16_bert_base] [--out results.json]
+    python benchmarks/train_step.py [--configs tiny,taco_tiny,...] [--out results.json]
 
 The FLOP count of a step (forward, backward and optimizer update) is XLA's own cost analysis of the
 compiled step; the peak is the best rate of a large float32 matmul measured in the same run. Inputs
-are random uint8 frames and token ids on the config's mesh (all local devices by default).
+are random uint8 frames, token ids, POS tags and idf on the config's mesh (all local devices by
+default). A method's config is timed against the plain dual encoder of its size (BASELINES) at the
+same batch: `overhead` is its extra time per step.
 """
 
 import argparse
@@ -23,11 +25,16 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import matmul_peak  # noqa: E402
+from input_pipeline.text_annotations import UPOS  # noqa: E402
 from vl_jax.models import dual_encoder  # noqa: E402
 from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
 
-BATCH_SIZES = {"tiny": None, "vit_b16_bert_base": 2}  # None: the config's own batch size
-VOCAB_SIZES = {"tiny": 128, "vit_b16_bert_base": 30522}
+# The base size at the smallest batch that holds TACo's K' = 8 negatives besides the positive.
+BATCH_SIZES = {"tiny": None, "taco_tiny": None,  # None: the config's own batch size
+               "vit_b16_bert_base": 10, "taco_howto100m": 10}
+VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "vit_b16_bert_base": 30522, "taco_howto100m": 30522}
+BASELINES = {"taco_tiny": "tiny", "taco_howto100m": "vit_b16_bert_base"}
+TIMED_STEPS = {"tiny": 20, "taco_tiny": 20}  # others: 3
 
 
 def _flops(compiled) -> float:
@@ -46,12 +53,15 @@ def bench_config(name: str, steps: int) -> dict:
   state, shardings = state_lib.create(model, tx, config.data, mesh, seed=0)
   rng = np.random.default_rng(0)
   d = config.data
+  shape = (batch, d.max_text_len)
   host = {"frames": rng.integers(0, 256, (batch, d.num_frames, d.image_size, d.image_size, 3),
                                  dtype=np.uint8),
-          "tokens": rng.integers(4, VOCAB_SIZES[name], (batch, d.max_text_len)).astype(np.int32)}
+          "tokens": rng.integers(4, VOCAB_SIZES[name], shape).astype(np.int32),
+          "token_pos": rng.integers(1, len(UPOS) + 1, shape).astype(np.int32),
+          "token_idf": rng.uniform(1, 10, shape).astype(np.float32)}
   inputs = mesh_lib.global_batch(host, mesh)
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config.objectives), shardings,
+      step_lib.make_train_step(model, tx, schedule, config.objectives, config.seed), shardings,
       mesh_lib.batch_sharding(mesh))
   t = time.perf_counter()
   compiled = train_step.lower(state, inputs).compile()
@@ -73,22 +83,26 @@ def bench_config(name: str, steps: int) -> dict:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--configs", default="tiny,vit_b16_bert_base")
-  p.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 tiny, 3 others)")
+  p.add_argument("--configs", default="tiny,taco_tiny,vit_b16_bert_base,taco_howto100m")
+  p.add_argument("--steps", type=int, default=None, help="timed steps (default: TIMED_STEPS, else 3)")
   p.add_argument("--out", default="benchmarks/train_step_results.json")
   args = p.parse_args()
   peak = matmul_peak()
   rows = []
   for name in args.configs.split(","):
-    row = bench_config(name, args.steps or (20 if name == "tiny" else 3))
+    row = bench_config(name, args.steps or TIMED_STEPS.get(name, 3))
     row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
     rows.append(row)
+  by_name = {r["config"]: r for r in rows}
+  for r in rows:
+    base = by_name.get(BASELINES.get(r["config"]))
+    r["overhead"] = r["step_s"] / base["step_s"] - 1 if base else 0.0
   machine = {"platform": platform.platform(), "processor": platform.processor(),
              "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
              "matmul_peak_GFLOPs": peak / 1e9}
   print(f"matmul peak (float32 2048^3): {peak / 1e9:.1f} GFLOP/s on {jax.devices()[0].platform}")
-  cols = ["config", "batch", "frames", "params_M", "steps_per_s", "clips_per_s", "step_GFLOP",
-          "achieved_GFLOPs", "fraction_of_matmul_peak", "compile_s"]
+  cols = ["config", "batch", "frames", "params_M", "steps_per_s", "clips_per_s", "overhead",
+          "step_GFLOP", "achieved_GFLOPs", "fraction_of_matmul_peak", "compile_s"]
   print(" | ".join(cols))
   for r in rows:
     print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))

@@ -63,7 +63,8 @@ SYNTHETIC_ANSWERS = len(synthetic.SHAPES) + len(synthetic.COLOURS) + len(synthet
 def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settings):
   base = dict(type=kind, split=split, every_steps=every_steps, batch_size=batch_size, num_clips=1)
   if kind == "retrieval":
-    base |= dict(captions="first", block=1024, dual_softmax_scale=0.0, rerank_top_k=0)
+    base |= dict(captions="first", block=1024, dual_softmax_scale=0.0, rerank_top_k=0,
+                 rerank_terms=("sentence", "token", "fusion"))
   return base | settings
 
 

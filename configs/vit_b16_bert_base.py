@@ -37,5 +37,7 @@ def get_config(arg=None):
                                      dual_softmax_scale=0.0,  # > 0: also t2v_dsl/... metrics
                                      # > 0: TACo's re-ranking of each query's top k candidates,
                                      # also as t2v_rerank/... (needs config.model.fusion)
-                                     rerank_top_k=0))
+                                     rerank_top_k=0,
+                                     # the re-ranking score: the sum of these (evaluators/rerank.py)
+                                     rerank_terms=("sentence", "token", "fusion")))
   return config.lock()

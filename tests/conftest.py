@@ -1,9 +1,19 @@
-"""Test session setup: 8 fake CPU devices (set before JAX starts) and a shared small dataset."""
+"""Test session setup: 8 fake CPU devices and a compilation cache (set before JAX starts), and
+shared small datasets and pre-training runs."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
+# The suite compiles the same train steps and evaluators many times (each run of the loop, each
+# subprocess): a compilation cache for the session, inherited by subprocesses, compiles each once.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="vl_jax_test_jit_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 

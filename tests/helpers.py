@@ -8,9 +8,10 @@ from vl_jax.train import loop
 PRETRAIN_STEPS = 400
 
 
-def tiny_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  """`configs/tiny.py` on `data_dir`; `overrides` use dotted names: {"data.num_frames": 1}."""
-  config = tiny.get_config()
+def tiny_config(data_dir: str, base=None, **overrides) -> ml_collections.ConfigDict:
+  """`base` (default: `configs/tiny.py`'s config) on `data_dir`; `overrides` use dotted names:
+  {"data.num_frames": 1}."""
+  config = base or tiny.get_config()
   config.data.dir = data_dir
   config.data.num_threads = 1
   with config.unlocked():  # whole blocks may be replaced, e.g. {"evals": {}}

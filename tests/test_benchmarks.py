@@ -8,18 +8,25 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_train_step_benchmark_reports_rates_and_flops(tmp_path):
+def test_train_step_benchmark_reports_rates_flops_and_method_overhead(tmp_path):
   out = tmp_path / "bench.json"
-  subprocess.run([sys.executable, "benchmarks/train_step.py", "--configs", "tiny", "--steps", "2",
-                  "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+  subprocess.run([sys.executable, "benchmarks/train_step.py", "--configs", "tiny,taco_tiny",
+                  "--steps", "2", "--out", str(out)], cwd=ROOT, check=True, capture_output=True,
+                 timeout=600)
   report = json.loads(out.read_text())
   assert report["machine"]["matmul_peak_GFLOPs"] > 0
-  (row,) = report["results"]
-  assert row["config"] == "tiny" and row["batch"] == 64
-  for key in ("steps_per_s", "clips_per_s", "step_GFLOP", "achieved_GFLOPs",
-              "fraction_of_matmul_peak"):
-    assert row[key] > 0, key
-  assert abs(row["clips_per_s"] - row["batch"] * row["steps_per_s"]) < 1e-6 * row["clips_per_s"]
+  tiny, taco = report["results"]
+  assert (tiny["config"], taco["config"]) == ("tiny", "taco_tiny")
+  for row in (tiny, taco):
+    assert row["batch"] == 64
+    for key in ("steps_per_s", "clips_per_s", "step_GFLOP", "achieved_GFLOPs",
+                "fraction_of_matmul_peak"):
+      assert row[key] > 0, key
+    assert abs(row["clips_per_s"] - row["batch"] * row["steps_per_s"]) < 1e-6 * row["clips_per_s"]
+  # TACo's step does strictly more work (L2, cascade, 2 x K' x B fused pairs) than L1's alone.
+  assert taco["step_GFLOP"] > 2 * tiny["step_GFLOP"]
+  assert tiny["overhead"] == 0
+  assert taco["overhead"] == taco["step_s"] / tiny["step_s"] - 1
 
 
 def test_input_pipeline_benchmark_reports_every_rate(tmp_path):

@@ -43,15 +43,15 @@ def test_candidate_infonce_value_and_gradient_match_numpy():
   np.testing.assert_allclose(g_neg, p[:, 1:] / 5, rtol=1e-4, atol=1e-7)
 
 
-def test_cascade_scores_add_sentence_and_weighted_token_similarities():
+def test_cascade_scores_add_sentence_logits_and_weighted_token_similarities():
   rng = np.random.default_rng(1)
   b, k, l, d = 3, 4, 5, 6
   v, t = rng.normal(size=(b, d)), rng.normal(size=(b, d))
   x, y = rng.normal(size=(b, k, d)), rng.normal(size=(b, l, d))
   w = rng.uniform(size=(b, l))
-  want = np.array([[t[i] @ v[j] + sum(w[i, p] * (x[j] @ y[i, p]).max() for p in range(l))
+  want = np.array([[20 * t[i] @ v[j] + sum(w[i, p] * (x[j] @ y[i, p]).max() for p in range(l))
                     for j in range(b)] for i in range(b)])
-  np.testing.assert_allclose(cascade_scores(v, t, x, y, w), want, rtol=1e-5)
+  np.testing.assert_allclose(cascade_scores(v, t, x, y, w, 20.0), want, rtol=1e-5)
 
 
 def test_cascade_objective_on_the_tiny_model_with_a_fusion_encoder():
@@ -67,18 +67,38 @@ def test_cascade_objective_on_the_tiny_model_with_a_fusion_encoder():
   pos = np.where(tokens > 0, POS_ID["NOUN"], 0)
   batch = {"frames": frames, "tokens": tokens, "token_pos": pos,
            "token_idf": np.where(tokens > 0, 1.5, 0).astype(np.float32)}
-  params = model.init(jax.random.key(0), frames, tokens)["params"]
+  params = jax.jit(model.init)(jax.random.key(0), frames, tokens)["params"]
   assert "fusion" in params and "layer_1" in params["fusion"]
-  objectives = {"cascade_matching": dict(weight=1.0, num_negatives=3, pos_tags=("NOUN", "VERB"),
-                                          max_tokens=4)}
-  loss_fn = step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives))
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-  assert np.isfinite(loss) and 0 < loss < 2 * np.log(4)
-  for part in ("fusion", "video", "text"):
-    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[part])) > 0, part
-  assert "cascade_matching/positive_score" in metrics
+  for sampling in ("cascade", "random"):
+    objectives = {"cascade_matching": dict(weight=1.0, num_negatives=3, sampling=sampling,
+                                            pos_tags=("NOUN", "VERB"), max_tokens=4)}
+    loss_fn = step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives))
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+        params, batch, jax.random.key(0))
+    assert np.isfinite(loss) and 0 < loss < 2 * np.log(4), sampling
+    for part in ("fusion", "video", "text"):
+      assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[part])) > 0, part
+    assert "cascade_matching/positive_score" in metrics
   plain = dual_encoder.build(tiny.get_config().model, config.data, 50)  # fusion depth 0: none
-  outputs = plain.apply({"params": plain.init(jax.random.key(0), frames, tokens)["params"]},
-                        frames, tokens)
+  outputs = jax.eval_shape(lambda: plain.apply(
+      {"params": plain.init(jax.random.key(0), frames, tokens)["params"]}, frames, tokens))
   with pytest.raises(ConfigError, match="cascade_matching needs a fusion encoder"):
-    total_loss(outputs, batch, ml_collections.ConfigDict(objectives))
+    total_loss(outputs, batch, ml_collections.ConfigDict(objectives), jax.random.key(0))
+  objectives["cascade_matching"].update(num_negatives=6)
+  with pytest.raises(ConfigError, match=r"num_negatives=6 must be in \[1, 6\)"):
+    jax.eval_shape(step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives)), params,
+                   batch, jax.random.key(0))
+
+
+def test_random_negatives_are_distinct_others_drawn_uniformly():
+  """TACo's ablation baseline: the top k of uniform noise with the diagonal excluded."""
+  b, k, draws = 5, 2, 4000
+  keys = jax.random.split(jax.random.key(0), draws)
+  picks = np.asarray(jax.vmap(lambda key: hardest_negatives(jax.random.uniform(key, (b, b)),
+                                                            k))(keys))  # [draws, B, K]
+  rows = np.arange(b)[None, :, None]
+  assert (picks != rows).all() and (picks[..., 0] != picks[..., 1]).all()
+  counts = np.stack([(picks == j).sum(axis=(0, 2)) for j in range(b)], axis=1)  # [B, B]
+  off_diagonal = counts[~np.eye(b, dtype=bool)]
+  # Each of the 4 others is picked with probability k / 4 = 1/2 per draw: 2000 +- 32 (1 sd).
+  assert np.all(np.abs(off_diagonal - draws * k / (b - 1)) < 160), counts

@@ -52,14 +52,22 @@ def test_reranking_every_candidate_ranks_all_pairs_by_the_summed_score(small_dir
   emb = ev.embed(params, tokens=True)
   clips, caps = emb.video_features, emb.text_features
   nt, nv = len(emb.text), len(emb.video)
-  # Every (caption, clip) pair scored directly: s1 + s2 + s3.
+  # Every (caption, clip) pair scored directly, each term the logit of its loss: clips for a
+  # caption by s1 + s2 + s3.
   ti, vj = np.repeat(np.arange(nt), nv), np.tile(np.arange(nv), nt)
-  pairs = {**{k: v[vj] for k, v in clips.items()}, **{k: v[ti] for k, v in caps.items()}}
-  s23 = np.asarray(jax.jit(lambda p: rerank.pair_scores(model, params, p))(pairs)["score"])
-  total = (np.einsum("pd,pd->p", emb.text[ti], emb.video[vj]) + s23).reshape(nt, nv)
+  p = {**{k: v[vj] for k, v in clips.items()}, **{k: v[ti] for k, v in caps.items()}}
+  s1 = np.asarray(model.apply({"params": params}, method="inverse_temperature")) * np.einsum(
+      "pd,pd->p", emb.text[ti], emb.video[vj])
+  s2 = (p["weights"] * np.einsum("pld,pkd->plk", p["text_token_emb"],
+                                 p["video_token_emb"]).max(-1)).sum(1)
+  s3 = np.asarray(jax.jit(lambda *x: model.apply({"params": params}, *x, method="fuse"))(
+      p["frame_tokens"], p["text_tokens"], p["text_mask"]))
+  total = (s1 + s2 + s3).reshape(nt, nv)
   right = emb.text_video[:, None] == np.arange(nv)[None, :]
   best_t = np.where(right, total, -np.inf).max(1)
   t2v = ((total >= best_t[:, None] - ranking.TIE_TOLERANCE) & ~right).sum(1)
+  # Captions for a clip by s1 + s3: without the token term.
+  total = (s1 + s3).reshape(nt, nv)
   best_v = np.where(right, total, -np.inf).max(0)
   v2t = ((total >= best_v[None, :] - ranking.TIE_TOLERANCE) & ~right).sum(0)
   want = ranking.rank_metrics(t2v, "t2v_rerank") | ranking.rank_metrics(v2t, "v2t_rerank")
@@ -68,9 +76,15 @@ def test_reranking_every_candidate_ranks_all_pairs_by_the_summed_score(small_dir
   assert metrics["t2v/R@1"] >= 0 and "t2v_dsl/R@1" not in metrics
 
 
-def test_reranking_needs_a_fusion_encoder(small_dir):
+def test_reranking_needs_a_fusion_encoder_and_known_terms(small_dir):
   config = tiny_config(small_dir, **{"evals.retrieval.rerank_top_k": 5})
   mesh, tokenizer, model = loop.setup(config)
   with pytest.raises(ConfigError, match="rerank_top_k=5 needs a model with a fusion encoder"):
+    retrieval.RetrievalEvaluator("r", config.evals.retrieval, model=model, mesh=mesh,
+                                 data_cfg=config.data, tokenizer=tokenizer)
+  config = tiny_config(small_dir, **{"model.fusion.depth": 2, "evals.retrieval.rerank_top_k": 5,
+                                     "evals.retrieval.rerank_terms": ("sentence", "tokens")})
+  mesh, tokenizer, model = loop.setup(config)
+  with pytest.raises(ConfigError, match=r"rerank_terms=\('sentence', 'tokens'\): a non-empty"):
     retrieval.RetrievalEvaluator("r", config.evals.retrieval, model=model, mesh=mesh,
                                  data_cfg=config.data, tokenizer=tokenizer)

@@ -1,6 +1,6 @@
 """TACo's inference: each query's top-k candidates under the dual encoder are scored again with
-the sum of its three scores, s1 + s2 + s3 (sentence similarity, idf-weighted token similarity,
-fusion encoder score), and ranked by it. Fusing every pair would cost O(N^2) encoder passes; the
+the sum of its three scores, s1 + s2 + s3 (sentence logit, idf-weighted token similarity, fusion
+encoder score), and ranked by it. Fusing every pair would cost O(N^2) encoder passes; the
 top-k re-ranking costs N x k."""
 
 import functools
@@ -40,12 +40,25 @@ def reranked_ranks(base_ranks: np.ndarray, scores: np.ndarray, right: np.ndarray
   return np.where(right.any(axis=1), above, base_ranks)
 
 
-def pair_scores(model, params, batch):
-  """{"score": s2 + s3} of P (clip, caption) pairs given their token features (encode.Encoder's
-  `tokens` outputs, one row per pair)."""
-  sims = jnp.einsum("pld,pkd->plk", batch["text_token_emb"], batch["video_token_emb"],
-                    precision=jax.lax.Precision.HIGHEST).max(axis=-1)
-  s2 = (batch["weights"] * sims).sum(axis=1)
-  s3 = model.apply({"params": params}, batch["frame_tokens"], batch["text_tokens"],
-                   batch["text_mask"], method="fuse")
-  return {"score": s2 + s3}
+TERMS = ("sentence", "token", "fusion")
+
+
+def pair_scores(model, params, batch, terms=TERMS):
+  """{"score": the sum of `terms`} of P (clip, caption) pairs given their unit embeddings
+  `video_emb`, `text_emb` and token features (encode.Encoder's `tokens` outputs), one row per
+  pair. Each term is the logit its loss sees: "sentence" s1, the cosine times the model's inverse
+  temperature (L1); "token" s2, the weighted token similarities (L2 at TACo's tau_2 = 1);
+  "fusion" s3, the fused score (L3). A model trained without L2 has token similarities no loss
+  shaped: leave "token" out."""
+  score = jnp.zeros(batch["video_emb"].shape[:1], jnp.float32)
+  if "sentence" in terms:
+    score += model.apply({"params": params}, method="inverse_temperature") * jnp.einsum(
+        "pd,pd->p", batch["video_emb"], batch["text_emb"], precision=jax.lax.Precision.HIGHEST)
+  if "token" in terms:
+    sims = jnp.einsum("pld,pkd->plk", batch["text_token_emb"], batch["video_token_emb"],
+                      precision=jax.lax.Precision.HIGHEST).max(axis=-1)
+    score += (batch["weights"] * sims).sum(axis=1)
+  if "fusion" in terms:
+    score += model.apply({"params": params}, batch["frame_tokens"], batch["text_tokens"],
+                         batch["text_mask"], method="fuse")
+  return {"score": score}

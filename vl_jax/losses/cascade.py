@@ -6,15 +6,17 @@ import jax.numpy as jnp
 from vl_jax.losses.token_contrastive import token_similarities
 
 
-def cascade_scores(video_emb, text_emb, video_tokens, text_tokens, weights):
+def cascade_scores(video_emb, text_emb, video_tokens, text_tokens, weights, inverse_temperature):
   """[B_text, B_video] scores that pick the hard negatives (TACo's cascade sampling): the
-  sentence-level similarity <v_j, t_i> plus the caption's token-level similarities,
-  sum_p w_ip s(x_j, y_i^p), with the weights of the token loss (idf normalised per caption: our
-  reading of "the sum of its token similarities", so a caption's score does not grow with its
-  number of nouns and verbs)."""
+  sentence-level logit of L1, <v_j, t_i> / tau_1, plus the caption's token-level similarities,
+  sum_p w_ip s(x_j, y_i^p), with the weights of the token loss. Both terms are the logits their
+  losses see: TACo's tau_1 = 1 applies to unnormalised embeddings, ours are unit vectors under a
+  learned temperature (a bare cosine in [-1, 1] would leave the choice to the token term). The
+  weighted sum (idf normalised per caption) is our reading of "the sum of its token
+  similarities", so a caption's score does not grow with its number of nouns and verbs."""
   sentence = jnp.einsum("id,jd->ij", text_emb, video_emb, precision=jax.lax.Precision.HIGHEST)
   tokens = jnp.einsum("ip,ipj->ij", weights, token_similarities(video_tokens, text_tokens))
-  return sentence + tokens
+  return inverse_temperature * sentence + tokens
 
 
 def hardest_negatives(scores, k: int):

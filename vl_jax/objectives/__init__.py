@@ -1,14 +1,19 @@
-"""Objectives: each maps (model outputs, batch, its config) to (loss, metrics).
+"""Objectives: each maps (model outputs, batch, its config, a PRNG key) to (loss, metrics).
 
 A config lists the objectives to train with and their weights,
 
     config.objectives = {"contrastive": {"weight": 1.0}, ...}
 
 and the train step minimises the weighted sum. Methods are combinations of objectives.
+
+Each objective draws from its own key (random negatives, masks), folded from the step's key with
+a hash of its name: adding or removing one objective leaves the others' draws unchanged.
 """
 
+import zlib
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from vl_jax.errors import ConfigError
@@ -19,14 +24,15 @@ REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.
                                  "cascade_matching": cascade_matching.objective}
 
 
-def total_loss(outputs, batch, objectives_cfg):
+def total_loss(outputs, batch, objectives_cfg, rng):
   """Weighted sum of the configured objectives, with each one's metrics prefixed by its name."""
   unknown = sorted(set(objectives_cfg) - set(REGISTRY))
   if unknown:
     raise ConfigError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
   total, metrics = jnp.zeros(()), {}
   for name, cfg in objectives_cfg.items():
-    loss, m = REGISTRY[name](outputs, batch, cfg)
+    key = jax.random.fold_in(rng, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+    loss, m = REGISTRY[name](outputs, batch, cfg, key)
     total = total + cfg.weight * loss
     metrics.update({f"{name}/{k}": v for k, v in m.items()})
     metrics[f"{name}/loss"] = loss

@@ -13,7 +13,8 @@ counted).
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens, token_infonce
 
 
-def objective(outputs, batch, cfg):
+def objective(outputs, batch, cfg, rng):
+  del rng
   weights = content_token_weights(batch["token_pos"], batch["token_idf"], tuple(cfg.pos_tags))
   tokens, weights = content_tokens(outputs["text_token_emb"], weights, cfg.max_tokens)
   loss = token_infonce(outputs["video_token_emb"], tokens, weights, 1.0 / cfg.temperature)
