@@ -1,12 +1,12 @@
 r"""Train-step speed: steps/s, clips/s and achieved FLOP/s against the matmul peak of this machine.
 
-    python benchmarks/train_step.py [--configs tiny,taco_tiny,...] [--out results.json]
+    python benchmarks/train_step.py [--configs tiny,miles_webvid_cc3m:contrastive,...] [--out F]
 
 The FLOP count of a step (forward, backward and optimizer update) is XLA's own cost analysis of the
 compiled step; the peak is the best rate of a large float32 matmul measured in the same run. Inputs
 are random uint8 frames, token ids, POS tags and idf on the config's mesh (all local devices by
-default). A method's config is timed against the plain dual encoder of its size (BASELINES) at the
-same batch: `overhead` is its extra time per step.
+default). Configs are `module[:arg]` of configs/. A method's config is timed against the plain dual
+encoder of its size (BASELINES) at the same batch: `overhead` is its extra time per step.
 """
 
 import argparse
@@ -29,12 +29,18 @@ from input_pipeline.text_annotations import UPOS  # noqa: E402
 from vl_jax.models import dual_encoder  # noqa: E402
 from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
 
-# The base size at the smallest batch that holds TACo's K' = 8 negatives besides the positive.
-BATCH_SIZES = {"tiny": None, "taco_tiny": None,  # None: the config's own batch size
-               "vit_b16_bert_base": 10, "taco_howto100m": 10}
-VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "vit_b16_bert_base": 30522, "taco_howto100m": 30522}
-BASELINES = {"taco_tiny": "tiny", "taco_howto100m": "vit_b16_bert_base"}
-TIMED_STEPS = {"tiny": 20, "taco_tiny": 20}  # others: 3
+# Configs as `module[:arg]`. The base size runs at the smallest batch that holds TACo's K' = 8
+# negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
+# through the video tower, 27 GB at batch 10 on CPU. None: the config's own batch size.
+BATCH_SIZES = {"tiny": None, "taco_tiny": None, "miles_tiny": None,
+               "vit_b16_bert_base": 10, "taco_howto100m": 10, "miles_webvid_cc3m": 4}
+VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "vit_b16_bert_base": 30522,
+               "taco_howto100m": 30522, "miles_webvid_cc3m": 30522}
+# MILES's base size is timed against its own dual encoder (a 6-layer text tower), masked modeling
+# and snapshot left out.
+BASELINES = {"taco_tiny": "tiny", "miles_tiny": "tiny", "taco_howto100m": "vit_b16_bert_base",
+             "miles_webvid_cc3m": "miles_webvid_cc3m:contrastive"}
+TIMED_STEPS = {"tiny": 20, "taco_tiny": 20, "miles_tiny": 20}  # others: 3
 
 
 def _flops(compiled) -> float:
@@ -44,24 +50,25 @@ def _flops(compiled) -> float:
 
 
 def bench_config(name: str, steps: int) -> dict:
-  config = importlib.import_module(f"configs.{name}").get_config()
-  batch = BATCH_SIZES[name] or config.batch_size
+  module, _, arg = name.partition(":")
+  config = importlib.import_module(f"configs.{module}").get_config(arg or None)
+  batch = BATCH_SIZES[module] or config.batch_size
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_batch_size(batch, mesh, "--batch")
-  model = dual_encoder.build(config.model, config.data, VOCAB_SIZES[name])
+  model = dual_encoder.build(config.model, config.data, VOCAB_SIZES[module])
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
-  state, shardings = state_lib.create(model, tx, config.data, mesh, seed=0)
+  state, shardings = state_lib.create(model, tx, config, mesh)
   rng = np.random.default_rng(0)
   d = config.data
   shape = (batch, d.max_text_len)
   host = {"frames": rng.integers(0, 256, (batch, d.num_frames, d.image_size, d.image_size, 3),
                                  dtype=np.uint8),
-          "tokens": rng.integers(4, VOCAB_SIZES[name], shape).astype(np.int32),
+          "tokens": rng.integers(4, VOCAB_SIZES[module], shape).astype(np.int32),
           "token_pos": rng.integers(1, len(UPOS) + 1, shape).astype(np.int32),
           "token_idf": rng.uniform(1, 10, shape).astype(np.float32)}
   inputs = mesh_lib.global_batch(host, mesh)
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config.objectives, config.seed), shardings,
+      step_lib.make_train_step(model, tx, schedule, config), shardings,
       mesh_lib.batch_sharding(mesh))
   t = time.perf_counter()
   compiled = train_step.lower(state, inputs).compile()
@@ -83,7 +90,8 @@ def bench_config(name: str, steps: int) -> dict:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--configs", default="tiny,taco_tiny,vit_b16_bert_base,taco_howto100m")
+  p.add_argument("--configs", default="tiny,taco_tiny,miles_tiny,vit_b16_bert_base,taco_howto100m,"
+                                      "miles_webvid_cc3m:contrastive,miles_webvid_cc3m")
   p.add_argument("--steps", type=int, default=None, help="timed steps (default: TIMED_STEPS, else 3)")
   p.add_argument("--out", default="benchmarks/train_step_results.json")
   args = p.parse_args()

@@ -34,7 +34,11 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       prefetch=8,  # batches buffered ahead
       worker_count=0,  # grain worker processes (0: threads only)
       synthetic=dict(num_train=6000, num_val=256, seed=0, num_frames=8, size=40,
-                     captions_per_clip=3),
+                     captions_per_clip=3, still=False),
+      weight=1.0,  # this source's share of the training examples when there is a mixture
+      # More training sources, mixed example by example: name -> dict(name, dir, train_split,
+      # weight[, synthetic]) (configs/miles_tiny.py mixes image-text pairs with videos)
+      mixture={},
   ))
   data.update(overrides)
   return data
@@ -57,10 +61,13 @@ def get_config(arg=None):
                  temporal_embedding_init_std=1.0),
       text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
       fusion=dict(depth=0, width=64, num_heads=4, mlp_dim=256),  # TACo's; depth 0: none
+      masked_video=dict(predictor_hidden=0),  # MILES's predictor head; 0: none
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
   )
   config.objectives = dict(contrastive=dict(weight=1.0))
+  # Exponential moving averages of parameter groups (MILES's snapshot encoder; vl_jax/train/ema.py)
+  config.ema = dict(modules=(), momentum=0.996, final_momentum=1.0)
   config.batch_size = 64
   config.total_steps = 1000
   config.optimizer = dict(lr=1e-3, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,

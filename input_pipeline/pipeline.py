@@ -10,7 +10,9 @@ builds `global_batch / process_count` examples per batch. Batches hold:
     token_idf float32 [B, L]          idf of each token's word over the training captions (0: none)
     clip_id   str   [B]               host-only fields, never sent to the device: the clip's id,
     index     int32 [B]                 its record index in the split,
-    caption   str   [B]                 and the caption that `tokens` encodes
+    caption   str   [B]                 the caption that `tokens` encodes,
+    source    int32 [B]                 and (training) its source: 0 for config.data, then the
+                                          entries of config.data.mixture in order
 
 With `config.data.text = "question"` (open-ended QA fine-tuning) `tokens` encodes one of the clip's
 questions instead (`caption` holds it), there is no `token_pos` or `token_idf`, and
@@ -39,7 +41,7 @@ from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.synthetic import MIRROR_WORDS
 from vl_jax.errors import ConfigError, DataError
 
-HOST_ONLY_FIELDS = ("clip_id", "index", "caption")
+HOST_ONLY_FIELDS = ("clip_id", "index", "caption", "source")
 # grain runs transforms on its own threads; OpenCV's thread pool on top of them costs more in
 # hand-offs than it gains on frames this small (measured: 15% more CPU per clip).
 cv2.setNumThreads(0)
@@ -192,12 +194,14 @@ def answer_vocab(data_cfg) -> text_annotations.AnswerVocab | None:
   return text_annotations.AnswerVocab(data_cfg.dir, data_cfg.num_answers)
 
 
-def make_clip_transform(data_cfg, tokenizer, train: bool) -> ClipTransform:
+def make_clip_transform(data_cfg, tokenizer, train: bool, source_dir: str | None = None
+                        ) -> ClipTransform:
   """Training examples hold the config's text (`config.data.text`); evaluation ones always a
-  caption (evaluators that need questions read them with `read_field`)."""
-  return ClipTransform(tokenizer, text_annotations.IdfTable(data_cfg.dir), data_cfg.num_frames,
-                       data_cfg.image_size, data_cfg.max_text_len, train=train,
-                       crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
+  caption (evaluators that need questions read them with `read_field`). `source_dir`: a mixture
+  source's dataset, whose idf weights its captions (default: `config.data.dir`)."""
+  return ClipTransform(tokenizer, text_annotations.IdfTable(source_dir or data_cfg.dir),
+                       data_cfg.num_frames, data_cfg.image_size, data_cfg.max_text_len,
+                       train=train, crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
                        hflip=data_cfg.hflip, answers=answer_vocab(data_cfg) if train else None)
 
 
@@ -211,17 +215,36 @@ def records(data_dir: str, split: str) -> grain.MapDataset:
   return grain.MapDataset.source(source).map_with_index(lambda i, data: (i, data))
 
 
+def training_sources(data_cfg) -> list[tuple[str, str, str, float]]:
+  """(config name, dataset dir, split, weight) of each training source: `config.data` itself, then
+  the entries of `config.data.mixture` (e.g. image-text pairs as 1-frame clips next to videos)."""
+  sources = [("config.data", data_cfg.dir, data_cfg.train_split, data_cfg.weight)]
+  sources += [(f"config.data.mixture.{name}", src.dir, src.train_split, src.weight)
+              for name, src in data_cfg.mixture.items()]
+  for name, _, _, weight in sources:
+    if not weight > 0:
+      raise ConfigError(f"{name}.weight={weight}: a training source's weight must be > 0")
+  return sources
+
+
 def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> grain.IterDataset:
   """Infinite, shuffled batches of this process's disjoint slice; the iterator is checkpointable.
 
   Every random choice (shuffle order per epoch, frames, crop, flip, caption) is a pure function of
   `seed` and the element's position, so a restored iterator sees exactly what an uninterrupted one
-  would have seen.
+  would have seen. With a mixture (`config.data.mixture`) each source is shuffled and transformed
+  on its own (with its own idf, all with this tokenizer and frame count: a 1-frame image fills
+  the T frames of a clip with copies of itself) and grain interleaves them in proportion to their
+  weights, example by example, so a batch holds examples of every source.
   """
-  ds = records(data_cfg.dir, data_cfg.train_split)
-  ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.seed(seed).shuffle().repeat(None)
-  ds = ds.random_map(make_clip_transform(data_cfg, tokenizer, train=True))
+  parts = []
+  for i, (_, source_dir, split, _) in enumerate(training_sources(data_cfg)):
+    ds = records(source_dir, split)[jax.process_index()::jax.process_count()]
+    ds = ds.seed(seed + i).shuffle().repeat(None)
+    ds = ds.random_map(make_clip_transform(data_cfg, tokenizer, train=True, source_dir=source_dir))
+    parts.append(ds.map(lambda example, i=i: {**example, "source": np.int32(i)}))
+  weights = [w for *_, w in training_sources(data_cfg)]
+  ds = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, weights)
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
                                             prefetch_buffer_size=data_cfg.prefetch))

@@ -9,29 +9,37 @@ from vl_jax.errors import ConfigError, DataError
 
 
 def ensure_dataset(data_cfg) -> None:
+  """`config.data`'s dataset and those of its mixture sources (`config.data.mixture`)."""
+  _ensure_one(data_cfg, "config.data")
+  for name, source in data_cfg.mixture.items():
+    _ensure_one(source, f"config.data.mixture.{name}")
+
+
+def _ensure_one(data_cfg, field: str) -> None:
   if not data_cfg.dir:
-    raise ConfigError("config.data.dir is not set: pass --config.data.dir=PATH to a dataset")
+    raise ConfigError(f"{field}.dir is not set: pass --{field}.dir=PATH to a dataset")
   info = os.path.join(data_cfg.dir, shards.INFO_FILE)
   if os.path.isfile(info):
     missing = [f for f in (shards.TOKENIZER_FILE, text_annotations.IDF_FILE)
                if not os.path.isfile(os.path.join(data_cfg.dir, f))]
     if missing:
-      raise DataError(f"config.data.dir={data_cfg.dir!r}: no {' or '.join(missing)}; convert the "
+      raise DataError(f"{field}.dir={data_cfg.dir!r}: no {' or '.join(missing)}; convert the "
                       f"dataset's training split into it first (input_pipeline.convert --split "
                       f"train), or give a test-only dataset's split --vocab_split")
     return
   if data_cfg.name != "synthetic":
-    raise DataError(f"config.data.dir={data_cfg.dir!r}: no dataset there (no "
+    raise DataError(f"{field}.dir={data_cfg.dir!r}: no dataset there (no "
                     f"{shards.INFO_FILE}); convert one with input_pipeline.convert")
   if os.path.exists(data_cfg.dir):
-    raise DataError(f"config.data.dir={data_cfg.dir!r} exists but holds no "
+    raise DataError(f"{field}.dir={data_cfg.dir!r} exists but holds no "
                     f"{shards.INFO_FILE}; remove it or point elsewhere")
   s = data_cfg.synthetic
   logging.info("generating the synthetic dataset in %s (%d train, %d val clips)", data_cfg.dir,
                s.num_train, s.num_val)
   try:
     synthetic.generate(data_cfg.dir, s.num_train, s.num_val, s.seed, num_frames=s.num_frames,
-                       size=s.size, captions_per_clip=s.captions_per_clip)
+                       size=s.size, captions_per_clip=s.captions_per_clip,
+                       palette=synthetic.Palette(still=s.still))
   except OSError:
     # Another process (a second host or a concurrent run) finished it first: fine if complete.
     if not os.path.isfile(info):

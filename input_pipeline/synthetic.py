@@ -75,6 +75,9 @@ class Palette:
   num_shapes: int = len(SHAPES)
   num_backgrounds: int = len(BACKGROUNDS)
   two_shape_prob: float = 0.3
+  # Every shape stays still: with 1 frame, image-text pairs whose captions hold nothing an image
+  # cannot show (MILES's 1-frame stage mixes them with videos).
+  still: bool = False
 
   def __post_init__(self):
     for name, n, most in (("num_colours", self.num_colours, len(COLOURS)),
@@ -90,7 +93,8 @@ def sample_scene(rng: np.random.Generator, palette: Palette) -> dict:
   n = 2 if rng.random() < palette.two_shape_prob else 1
   colours = rng.choice(list(COLOURS)[:palette.num_colours], size=n, replace=False)
   objects = [{"colour": str(c), "shape": str(rng.choice(SHAPES[:palette.num_shapes])),
-              "motion": str(rng.choice(list(MOTIONS)))} for c in colours]
+              "motion": "still" if palette.still else str(rng.choice(list(MOTIONS)))}
+             for c in colours]
   return {"background": str(rng.choice(list(BACKGROUNDS)[:palette.num_backgrounds])),
           "objects": objects}
 
@@ -237,7 +241,10 @@ def main(argv=None):
   p.add_argument("--size", type=int, default=40, help="frame height and width in pixels")
   p.add_argument("--captions_per_clip", type=int, default=3)
   for field in dataclasses.fields(Palette):
-    p.add_argument(f"--{field.name}", type=field.type, default=field.default)
+    if field.type is bool:
+      p.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=field.default)
+    else:
+      p.add_argument(f"--{field.name}", type=field.type, default=field.default)
   args = p.parse_args(argv)
   try:
     palette = Palette(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Palette)})

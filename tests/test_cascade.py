@@ -74,7 +74,7 @@ def test_cascade_objective_on_the_tiny_model_with_a_fusion_encoder():
                                             pos_tags=("NOUN", "VERB"), max_tokens=4)}
     loss_fn = step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives))
     (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
-        params, batch, jax.random.key(0))
+        params, batch, jax.random.key(0), {})
     assert np.isfinite(loss) and 0 < loss < 2 * np.log(4), sampling
     for part in ("fusion", "video", "text"):
       assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[part])) > 0, part
@@ -87,7 +87,7 @@ def test_cascade_objective_on_the_tiny_model_with_a_fusion_encoder():
   objectives["cascade_matching"].update(num_negatives=6)
   with pytest.raises(ConfigError, match=r"num_negatives=6 must be in \[1, 6\)"):
     jax.eval_shape(step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives)), params,
-                   batch, jax.random.key(0))
+                   batch, jax.random.key(0), {})
 
 
 def test_random_negatives_are_distinct_others_drawn_uniformly():

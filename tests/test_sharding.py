@@ -13,15 +13,14 @@ from vl_jax.train import loop, mesh as mesh_lib, state as state_lib, step as ste
 def _loss_and_grads(config, batch):
   mesh, _, model = loop.setup(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
-  state, shardings = state_lib.create(model, tx, config.data, mesh, config.seed)
+  state, shardings = state_lib.create(model, tx, config, mesh)
   fn = jax.jit(jax.value_and_grad(step_lib.make_loss_fn(model, config.objectives), has_aux=True),
-               in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh), None))
+               in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh), None, None))
   (loss, metrics), grads = fn(state.params, mesh_lib.global_batch(batch, mesh),
-                             step_lib.step_rng(config.seed, 0))
+                             step_lib.step_rng(config.seed, 0), state.ema_params)
   loss = jax.block_until_ready(loss)  # block on each step: see DESIGN.md on fake devices
   # One full train step too: the updated parameters must agree as well.
-  train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule,
-                                                                config.objectives, config.seed),
+  train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, config),
                                        shardings, mesh_lib.batch_sharding(mesh))
   new_state, _ = train_step(state, mesh_lib.global_batch(batch, mesh))
   return jax.device_get((loss, grads, new_state.params)), mesh.devices.size

@@ -31,6 +31,19 @@ class AnswerHead(nn.Module):
     return nn.Dense(self.num_answers, name="fc2")(x)
 
 
+class MaskedPatchPredictor(nn.Module):
+  """MILES's predictor head: each token of the masked clip's video tower output, through a
+  two-layer MLP, to the snapshot encoder's feature width (our choice of a "small" head: BEiT's
+  is linear; one hidden layer lets the tower's last block serve the contrastive loss too)."""
+  hidden: int
+  out_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(self.out_dim, name="fc2")(nn.gelu(nn.Dense(self.hidden, name="fc1")(x),
+                                                      approximate=False))
+
+
 class DualEncoder(nn.Module):
   video: VideoViT
   text: TextTransformer
@@ -39,6 +52,9 @@ class DualEncoder(nn.Module):
   learn_temperature: bool
   num_answers: int = 0  # > 0: an AnswerHead, and outputs hold `answer_logits`
   fusion: FusionEncoder | None = None  # TACo: outputs hold `pair_scores`, the fused pairs' scores
+  # MILES: predicts masked patches' snapshot features (`predict_masked`); the video tower then
+  # has a mask token.
+  predictor: MaskedPatchPredictor | None = None
 
   def setup(self):
     self.video_proj = nn.Dense(self.embed_dim, name="video_proj")
@@ -83,6 +99,15 @@ class DualEncoder(nn.Module):
     outputs) and P captions' tower tokens [P, L, Dt] with their mask."""
     return self.fusion(frame_tokens, text_tokens, text_mask)
 
+  def video_features(self, frames, layer: int | None = None):
+    """The video tower's tokens [B, T, N, D] after block `layer` (None: the tower's output)."""
+    return self.video(frames, layer=layer)
+
+  def predict_masked(self, frames, mask):
+    """[B, T, N, D'] predictions of every patch's snapshot feature from the clip with the patches
+    of `mask` [B, T, N] replaced by the mask token (only the masked ones are trained)."""
+    return self.predictor(self.video(frames, mask=mask))
+
   def __call__(self, frames, tokens) -> dict[str, Any]:
     out = {**self.encode_video(frames), **self.encode_text(tokens),
            "inverse_temperature": self.inverse_temperature()}
@@ -93,17 +118,21 @@ class DualEncoder(nn.Module):
       out["frame_tokens"] = out["video_tokens"].mean(axis=2)
       # Each clip with its own caption: the positives of cascade matching.
       out["pair_scores"] = self.fuse(out["frame_tokens"], out["text_tokens"], out["text_mask"])
+    if self.predictor is not None and self.is_initializing():  # creates the predictor's parameters
+      self.predict_masked(frames, jnp.zeros(out["video_tokens"].shape[:3], bool))
     return out
 
 
 def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
           vocab_size: int) -> DualEncoder:
   v, t, f = model_cfg.video, model_cfg.text, model_cfg.fusion
+  predictor_hidden = model_cfg.masked_video.predictor_hidden
   return DualEncoder(
       video=VideoViT(patch_size=v.patch_size, width=v.width, depth=v.depth, num_heads=v.num_heads,
                      mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
                      image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal,
-                     temporal_embedding_init_std=v.temporal_embedding_init_std),
+                     temporal_embedding_init_std=v.temporal_embedding_init_std,
+                     use_mask_token=predictor_hidden > 0),
       text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
                            num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len),
       embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,
@@ -111,4 +140,5 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
       num_answers=data_cfg.num_answers if data_cfg.text == "question" else 0,
       fusion=FusionEncoder(width=f.width, depth=f.depth, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
                            max_text_len=data_cfg.max_text_len, num_frames=data_cfg.num_frames)
-      if f.depth else None)
+      if f.depth else None,
+      predictor=MaskedPatchPredictor(predictor_hidden, v.width) if predictor_hidden else None)

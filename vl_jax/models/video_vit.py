@@ -39,7 +39,7 @@ class DividedSpaceTimeBlock(nn.Module):
 
 
 class VideoViT(nn.Module):
-  """Returns the final-normed space-time tokens [B, T, N, D]."""
+  """Returns the final-normed space-time tokens [B, T, N, D] (or an earlier block's, unnormed)."""
   patch_size: int
   width: int
   depth: int
@@ -52,10 +52,20 @@ class VideoViT(nn.Module):
   # next to the patch embeddings, and a from-scratch contrastive run makes "left" and "right"
   # captions alike before the temporal branch learns to tell them apart (docs/DATA.md).
   temporal_embedding_init_std: float = 0.02
+  use_mask_token: bool = False  # MILES: a learned embedding takes the place of masked patches
 
   @nn.compact
-  def __call__(self, frames):  # frames: uint8 [B, T, H, W, 3]
+  def __call__(self, frames, mask=None, layer: int | None = None):
+    """frames: uint8 [B, T, H, W, 3]; mask: bool [B, T, N], True where the patch embedding is
+    replaced by the mask token (before the position embeddings are added, as in BEiT); layer: the
+    block (1 .. depth, or -depth .. -1 from the end) whose output is returned, the last one's
+    through the final norm (None: the last)."""
     b, t, h, w, _ = frames.shape
+    layer = self.depth if layer is None else layer
+    if not (1 <= layer <= self.depth or -self.depth <= layer <= -1):
+      raise ValueError(f"layer {layer}: the video tower has blocks 1 .. {self.depth} "
+                       f"(-{self.depth} .. -1 from the end)")
+    layer = layer if layer > 0 else self.depth + 1 + layer
     if t > self.num_frames or h != self.image_size or w != self.image_size:
       raise ValueError(f"video tower built for <= {self.num_frames} x {self.image_size}^2 frames, "
                        f"got {t} x {h} x {w}")
@@ -65,10 +75,16 @@ class VideoViT(nn.Module):
     x = x.reshape(b, t, -1, self.width)
     n = x.shape[2]
     init = nn.initializers.normal(0.02)
+    if self.use_mask_token:
+      mask_token = self.param("mask_token", init, (1, 1, 1, self.width))
+      if mask is not None:
+        x = jnp.where(mask[..., None], mask_token.astype(x.dtype), x)
+    elif mask is not None:
+      raise ValueError("a mask needs the video tower built with use_mask_token")
     x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
     x = x + self.param("temporal_embedding", nn.initializers.normal(self.temporal_embedding_init_std),
                        (1, self.num_frames, 1, self.width))[:, :t]
-    for i in range(self.depth):
+    for i in range(layer):
       x = DividedSpaceTimeBlock(self.num_heads, self.mlp_dim, self.zero_init_temporal,
                                 name=f"block_{i}")(x)
-    return nn.LayerNorm(name="encoder_norm")(x)
+    return nn.LayerNorm(name="encoder_norm")(x) if layer == self.depth else x

@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from vl_jax.errors import ConfigError
-from vl_jax.objectives import cascade_matching, contrastive, qa, token_contrastive
+from vl_jax.objectives import cascade_matching, contrastive, masked_video, qa, token_contrastive
 
 REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.objective,
                                  "token_contrastive": token_contrastive.objective,
-                                 "cascade_matching": cascade_matching.objective}
+                                 "cascade_matching": cascade_matching.objective,
+                                 "masked_video": masked_video.objective}
 
 
 def total_loss(outputs, batch, objectives_cfg, rng):

@@ -1,6 +1,7 @@
 """Orbax checkpoints of the train state together with the data iterator's state."""
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from flax.traverse_util import flatten_dict, unflatten_dict
@@ -50,23 +51,28 @@ class Checkpointer:
                       f"(has {sorted(steps)})")
     return step
 
-  def restore_params(self, step: int, abstract_params, partial: bool = False):
+  def restore_params(self, step: int, abstract_params, partial: bool = False,
+                     resizable: tuple[str, ...] = ()):
     """The parameters of step `step` (no optimizer or data state), in `abstract_params`'s shapes
     and shardings: restoring works on any number of devices.
 
     Raises ValueError naming the first parameter whose shape differs (checked on the metadata,
     before reading any array), or that one side has and the other lacks. With `partial`, a
     parameter that only one side has is no error: the returned tree holds the shared ones only.
+    The parameters named in `resizable` ("video/temporal_embedding") come back in their stored
+    shape, for the caller to resize.
     """
     stored = flatten_dict(ocp.PyTreeCheckpointHandler().metadata(
         epath.Path(self._manager.directory) / str(step) / "state").tree["params"], sep="/")
     wanted = flatten_dict(abstract_params, sep="/")
     names = stored.keys() & wanted.keys() if partial else stored.keys() | wanted.keys()
+    shapes = {}
     for name in sorted(names):
       have, want = (tuple(t[name].shape) if name in t else None for t in (stored, wanted))
-      if have != want:
+      if have != want and not (name in resizable and None not in (have, want)):
         raise ValueError(f"parameter {name}: the checkpoint has shape {have}, the model {want}")
-    abstract = {"params": unflatten_dict({n: wanted[n] for n in names}, sep="/")}
+      shapes[name] = jax.ShapeDtypeStruct(have, wanted[name].dtype, sharding=wanted[name].sharding)
+    abstract = {"params": unflatten_dict(shapes, sep="/")}
     restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
         partial_restore=True)))

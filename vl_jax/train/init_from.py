@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 from absl import logging
 from flax.traverse_util import flatten_dict, unflatten_dict
 
@@ -28,9 +29,21 @@ def tokenizer_path(config, workdir: str | None) -> str:
   return os.path.join(config.data.dir, shards.TOKENIZER_FILE)
 
 
+def interpolate_frames(stored, shape):
+  """Temporal position embeddings [1, T, 1, D] resized linearly along T to `shape`'s frames
+  (Frozen-in-Time's curriculum: a 1-frame model's single embedding becomes every frame's, a 4-frame
+  model's four are spread over 8 frames)."""
+  return jax.image.resize(stored, shape, method="linear")
+
+
+# Parameters that may differ in shape between a checkpoint and the model, and how they adapt.
+RESIZE = {"video/temporal_embedding": interpolate_frames}
+
+
 def load(init_cfg, params, abstract_params):
   """`params` with every parameter that the checkpoint of `init_cfg.workdir` shares replaced by
-  the stored one; the others (a new head) keep their fresh initialisation. A shared parameter of
+  the stored one; the others (a new head) keep their fresh initialisation. The temporal position
+  embeddings of another frame count are interpolated (RESIZE); any other shared parameter of
   another shape (another model size) is an error naming it."""
   ckpt_dir = os.path.join(init_cfg.workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
@@ -42,13 +55,19 @@ def load(init_cfg, params, abstract_params):
     except DataError as e:
       raise DataError(f"config.init_from: {e}") from e
     try:
-      stored = flatten_dict(ckpt.restore_params(step, abstract_params, partial=True), sep="/")
+      stored = flatten_dict(ckpt.restore_params(step, abstract_params, partial=True,
+                                                resizable=tuple(RESIZE)), sep="/")
     except ValueError as e:
       raise ConfigError(f"config.init_from: {ckpt_dir}/{step} does not fit the model of this "
                         f"config: {e}") from e
   finally:
     ckpt.close()
   fresh = flatten_dict(params, sep="/")
+  for name, resize in RESIZE.items():
+    if name in stored and stored[name].shape != fresh[name].shape:
+      logging.info("%s: resized from %s to %s", name, stored[name].shape, fresh[name].shape)
+      stored[name] = jax.device_put(resize(stored[name], fresh[name].shape),
+                                    fresh[name].sharding)
   new = sorted(fresh.keys() - stored.keys())
   logging.info("initialised %d of %d parameter arrays from step %d of %s; new: %s", len(stored),
                len(fresh), step, init_cfg.workdir, ", ".join(new) or "none")

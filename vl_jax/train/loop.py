@@ -47,7 +47,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       shutil.copyfile(tokenizer.model_path, os.path.join(workdir, shards.TOKENIZER_FILE))
 
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
-  state, state_shardings = state_lib.create(model, tx, config.data, mesh, config.seed)
+  state, state_shardings = state_lib.create(model, tx, config, mesh)
   train_iter = iter(pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed))
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
                                  config.checkpoint.keep, config.checkpoint.use_async)
@@ -57,12 +57,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings),
                          train_iter)
   elif config.init_from.workdir:
-    state = state.replace(params=init_from.load(
+    state = state_lib.with_params(state, init_from.load(
         config.init_from, state.params,
-        state_lib.abstract_with_shardings(state.params, state_shardings.params)))
+        state_lib.abstract_with_shardings(state.params, state_shardings.params)), config.ema)
 
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config.objectives, config.seed),
+      step_lib.make_train_step(model, tx, schedule, config),
       state_shardings, mesh_lib.batch_sharding(mesh))
   evals = evaluators.build(config.evals, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)

@@ -23,12 +23,14 @@ _OWN_CODE = tuple(os.path.join(_ROOT, p) for p in ("vl_jax" + os.sep, "input_pip
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-  """Evaluator results as a table, one line per metric direction (t2v, v2t, ...)."""
+  """Evaluator results as a table, one line per metric direction (t2v, v2t, ...; metrics without
+  one, such as top1, share a line)."""
   lines = []
   for name, m in results.items():
     lines.append(f"{name}:")
-    for direction in sorted({k.split("/")[0] for k in m}):
-      cells = [f"{k.split('/')[1]} {v:7.2f}" for k, v in m.items() if k.startswith(direction + "/")]
+    split = {k: k.split("/", 1) if "/" in k else ("", k) for k in m}
+    for direction in sorted({d for d, _ in split.values()}):
+      cells = [f"{metric} {m[k]:7.2f}" for k, (d, metric) in split.items() if d == direction]
       lines.append(f"  {direction:4s} " + " | ".join(cells))
   return "\n".join(lines)
 

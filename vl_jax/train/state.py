@@ -10,7 +10,7 @@ import optax
 from jax.sharding import Mesh
 
 from vl_jax.errors import ConfigError
-from vl_jax.train import mesh as mesh_lib
+from vl_jax.train import ema as ema_lib, mesh as mesh_lib
 
 
 @flax.struct.dataclass
@@ -18,6 +18,7 @@ class TrainState:
   step: jax.Array
   params: Any
   opt_state: Any
+  ema_params: dict  # averaged copies of the groups of config.ema.modules ({}: none)
 
 
 def make_optimizer(opt_cfg, total_steps: int):
@@ -47,17 +48,25 @@ def init_params(model: nn.Module, data_cfg, rng):
   return model.init(rng, *dummy_inputs(data_cfg))["params"]
 
 
-def create(model: nn.Module, tx, data_cfg, mesh: Mesh, seed: int):
-  """Returns (state, state shardings); parameters are born in place, never on one host first."""
+def create(model: nn.Module, tx, config, mesh: Mesh):
+  """Returns (state, state shardings) of `config`'s data shapes, seed and averaged groups
+  (config.ema); parameters are born in place, never on one host first."""
 
   def init(rng):
-    params = init_params(model, data_cfg, rng)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    params = init_params(model, config.data, rng)
+    ema_lib.validate(config.ema, params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      ema_params=ema_lib.init(config.ema, params))
 
-  rng = jax.random.key(seed)
+  rng = jax.random.key(config.seed)
   abstract = jax.eval_shape(init, rng)
   shardings = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
   return jax.jit(init, out_shardings=shardings)(rng), shardings
+
+
+def with_params(state: TrainState, params, ema_cfg) -> TrainState:
+  """`state` with new parameters (loaded ones) and its averages restarted from them."""
+  return state.replace(params=params, ema_params=ema_lib.init(ema_cfg, params))
 
 
 def abstract_params(model: nn.Module, data_cfg, mesh: Mesh):

@@ -6,14 +6,25 @@ import jax
 import optax
 
 from vl_jax.objectives import total_loss
+from vl_jax.train import ema as ema_lib
 from vl_jax.train.state import TrainState
 
 
 def make_loss_fn(model, objectives_cfg):
-  def loss_fn(params, batch, rng):
+  """loss_fn(params, batch, rng, ema_params) -> (loss, metrics); `ema_params` (the train state's,
+  possibly {}) reach the objectives through `outputs["ema_apply"]` and receive no gradient."""
+
+  def loss_fn(params, batch, rng, ema_params):
     outputs = model.apply({"params": params}, batch["frames"], batch["tokens"])
     if model.fusion is not None:  # objectives fuse the pairs they choose (cascade matching)
       outputs["fuse"] = functools.partial(model.apply, {"params": params}, method="fuse")
+    if model.predictor is not None:  # masked video modeling masks clips its own way
+      outputs["predict_masked"] = functools.partial(model.apply, {"params": params},
+                                                    method="predict_masked")
+    if ema_params:  # the model with its averaged groups in place of the trained ones
+      outputs["ema_apply"] = functools.partial(
+          model.apply, {"params": {**params, **jax.lax.stop_gradient(ema_params)}})
+      outputs["ema_modules"] = tuple(ema_params)
     return total_loss(outputs, batch, objectives_cfg, rng)
   return loss_fn
 
@@ -24,16 +35,23 @@ def step_rng(seed: int, step):
   return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def make_train_step(model, tx, schedule, objectives_cfg, seed: int):
-  loss_fn = make_loss_fn(model, objectives_cfg)
+def make_train_step(model, tx, schedule, config):
+  """The step of `config`'s objectives, seed and parameter averages (config.ema)."""
+  loss_fn = make_loss_fn(model, config.objectives)
 
   def train_step(state: TrainState, batch):
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, batch, step_rng(seed, state.step))
+        state.params, batch, step_rng(config.seed, state.step), state.ema_params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    ema_params = state.ema_params
+    if ema_params:
+      m = ema_lib.momentum(config.ema, state.step, config.total_steps)
+      ema_params = ema_lib.update(ema_params, params, m)
+      metrics["ema_momentum"] = m
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         ema_params=ema_params), metrics
 
   return train_step
 
