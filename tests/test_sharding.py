@@ -23,21 +23,29 @@ def _loss_and_grads(config, batch):
   train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, config),
                                        shardings, mesh_lib.batch_sharding(mesh))
   new_state, _ = train_step(state, mesh_lib.global_batch(batch, mesh))
-  return jax.device_get((loss, grads, new_state.params)), mesh.devices.size
+  return jax.device_get((loss, grads, new_state.params, new_state.ema_params)), mesh.devices.size
 
 
 CONTENT = {"pos_tags": ("NOUN", "VERB"), "max_tokens": 12}
-TACO = {"model.fusion.depth": 2, "objectives": {
-    "contrastive": {"weight": 1.0},
-    "token_contrastive": {"weight": 0.5, "temperature": 1.0, **CONTENT},
-    "cascade_matching": {"weight": 1.0, "num_negatives": 4, "sampling": "cascade", **CONTENT}}}
+# TACo's and MILES's objectives in one model (objectives combine freely).
+METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
+           "ema": {"modules": ("video",), "momentum": 0.9, "final_momentum": 1.0},
+           "objectives": {
+               "contrastive": {"weight": 1.0},
+               "token_contrastive": {"weight": 0.5, "temperature": 1.0, **CONTENT},
+               "cascade_matching": {"weight": 1.0, "num_negatives": 4, "sampling": "cascade",
+                                    **CONTENT},
+               "masked_video": {"weight": 1.0, "mask_ratio": 0.5, "pattern": "tube",
+                                "block_size": (2, 2, 2), "target_layer": -1,
+                                "normalize_targets": True, "loss": "smooth_l1"}}}
 
 
 def test_sharded_step_equals_single_device(synthetic_dir):
-  """With TACo's objectives: the sentence-level InfoNCE over the global batch, and the token
-  similarities, the cascade's choice of negatives across the global batch and the fused pairs."""
+  """With TACo's objectives (the sentence-level InfoNCE over the global batch, the token
+  similarities, the cascade's choice of negatives across the global batch and the fused pairs)
+  and MILES's (masks drawn the same on any number of devices, the snapshot's targets, its EMA)."""
   assert jax.device_count() == 8
-  config = tiny_config(synthetic_dir, batch_size=16, **TACO)
+  config = tiny_config(synthetic_dir, batch_size=16, **METHODS)
   tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
   batch, _ = pipeline.split_host_fields(
       next(iter(pipeline.train_dataset(config.data, tokenizer, 16, seed=0))))
@@ -46,13 +54,13 @@ def test_sharded_step_equals_single_device(synthetic_dir):
   for devices in (1, 8):
     config.mesh.data = devices
     results[devices] = _loss_and_grads(config, batch)
-  (loss1, grads1, params1), n1 = results[1]
-  (loss8, grads8, params8), n8 = results[8]
+  (loss1, grads1, params1, ema1), n1 = results[1]
+  (loss8, grads8, params8, ema8), n8 = results[8]
   assert (n1, n8) == (1, 8)
   np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
   for g8, g1 in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1)):
     np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-6)
-  for p8, p1 in zip(jax.tree.leaves(params8), jax.tree.leaves(params1)):
+  for p8, p1 in zip(jax.tree.leaves((params8, ema8)), jax.tree.leaves((params1, ema1))):
     np.testing.assert_allclose(p8, p1, rtol=1e-4, atol=1e-6)
 
 
