@@ -10,12 +10,12 @@ video tower, trained 1 frame first and then 4 frames at 224^2.
         --config.init_from.workdir=runs/miles1
 
 Both datasets are converted with input_pipeline.convert (docs/DATA.md: `webvid` and `cc3m`); CC3M
-images are 1-frame clips, mixed example by example with the videos at equal weight. ",contrastive"
-after the stage drops masked modeling (the plain dual encoder of the same size, the benchmark's
-baseline); the stage defaults to frames4. MILES's text gives neither batch size, schedule nor the masked-modeling settings: the
-batch, steps and warm-up here are ours (Frozen-in-Time's batch of 96 clips), and the masked-modeling
-defaults are documented in vl_jax/objectives/masked_video.py. Zero-shot action recognition, the
-paper's second claim, runs on a checkpoint of either stage:
+images are 1-frame clips, mixed example by example with the videos at equal weight. The stage
+defaults to frames4; ",contrastive" after it drops masked modeling (the plain dual encoder of the
+same size, the benchmark's baseline). MILES's text gives neither batch size, schedule nor the
+masked-modeling settings: the batch, steps and warm-up here are ours (Frozen-in-Time's batch of 96
+clips), and the masked-modeling defaults are documented in vl_jax/objectives/masked_video.py.
+Zero-shot action recognition, the paper's second claim, runs on a checkpoint of either stage:
 
     python eval.py --config configs/downstream.py:ucf101_zeroshot --workdir runs/miles4 \
         --config.data.dir=data/ucf101 --config.model.text.depth=6

@@ -242,7 +242,8 @@ def main(argv=None):
   p.add_argument("--captions_per_clip", type=int, default=3)
   for field in dataclasses.fields(Palette):
     if field.type is bool:
-      p.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=field.default)
+      p.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction,
+                     default=field.default)
     else:
       p.add_argument(f"--{field.name}", type=field.type, default=field.default)
   args = p.parse_args(argv)

@@ -101,7 +101,8 @@ def test_tiny_miles_run_learns(pretrained, tmp_path):
   pretrained_config, pretrained_dir, _, before = pretrained
   config = tiny_config(pretrained_config.data.dir, base=miles_tiny.get_config(), **{
       "batch_size": 32, "total_steps": MILES_STEPS, "optimizer.warmup_steps": 6, "mesh.data": 1,
-      "log_every_steps": 1, "checkpoint.every_steps": MILES_STEPS, "init_from.workdir": pretrained_dir,
+      "log_every_steps": 1, "checkpoint.every_steps": MILES_STEPS,
+      "init_from.workdir": pretrained_dir,
       "evals.retrieval.every_steps": MILES_STEPS})
   with config.unlocked():
     del config.evals["zeroshot"]

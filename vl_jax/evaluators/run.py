@@ -57,7 +57,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
       # Parameters only the checkpoint has are training-only parts (MILES's predictor head and
       # mask token) that evaluation does not use; every one the model has must be there.
       params = ckpt.restore_params(step, abstract, partial=True)
-      missing = sorted(flatten_dict(abstract, sep="/").keys() - flatten_dict(params, sep="/").keys())
+      missing = sorted(flatten_dict(abstract, sep="/").keys()
+                       - flatten_dict(params, sep="/").keys())
       if missing:
         raise ValueError(f"it lacks {', '.join(missing)}")
     except ValueError as e:
