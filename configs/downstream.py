@@ -61,11 +61,10 @@ SYNTHETIC_ANSWERS = len(synthetic.SHAPES) + len(synthetic.COLOURS) + len(synthet
 
 
 def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settings):
-  base = dict(type=kind, split=split, every_steps=every_steps, batch_size=batch_size, num_clips=1)
   if kind == "retrieval":
-    base |= dict(captions="first", block=1024, dual_softmax_scale=0.0, rerank_top_k=0,
-                 rerank_terms=("sentence", "token", "fusion"))
-  return base | settings
+    return tiny.retrieval_eval(batch_size, every_steps, split=split, **settings)
+  return dict(type=kind, split=split, every_steps=every_steps, batch_size=batch_size,
+              num_clips=1) | settings
 
 
 def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):

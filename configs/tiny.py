@@ -44,6 +44,21 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   return data
 
 
+def retrieval_eval(batch_size: int, every_steps: int, **overrides) -> dict:
+  """A `config.evals` entry of the retrieval evaluator; configs of other sizes and the downstream
+  tasks share it."""
+  return dict(type="retrieval", split="val", every_steps=every_steps, batch_size=batch_size,
+              captions="first",
+              num_clips=1,  # clips per video, embeddings averaged
+              block=1024,  # queries per similarity block
+              dual_softmax_scale=0.0,  # > 0: also t2v_dsl/... metrics
+              # > 0: TACo's re-ranking of each query's top k candidates, also as t2v_rerank/...
+              # (needs config.model.fusion)
+              rerank_top_k=0,
+              # the re-ranking score: the sum of these (evaluators/rerank.py)
+              rerank_terms=("sentence", "token", "fusion")) | overrides
+
+
 def get_config(arg=None):
   del arg  # one size only
   config = ml_collections.ConfigDict()
@@ -75,14 +90,5 @@ def get_config(arg=None):
   config.mesh = dict(data=-1)  # devices on the data axis; -1: all
   config.log_every_steps = 50
   config.checkpoint = dict(every_steps=500, keep=3, use_async=True)
-  config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=500,
-                                     batch_size=64, captions="first",
-                                     num_clips=1,  # clips per video, embeddings averaged
-                                     block=1024,  # queries per similarity block
-                                     dual_softmax_scale=0.0,  # > 0: also t2v_dsl/... metrics
-                                     # > 0: TACo's re-ranking of each query's top k candidates,
-                                     # also as t2v_rerank/... (needs config.model.fusion)
-                                     rerank_top_k=0,
-                                     # the re-ranking score: the sum of these (evaluators/rerank.py)
-                                     rerank_terms=("sentence", "token", "fusion")))
+  config.evals = dict(retrieval=retrieval_eval(batch_size=64, every_steps=500))
   return config.lock()

@@ -30,14 +30,5 @@ def get_config(arg=None):
                           b1=0.9, b2=0.999, grad_clip_norm=1.0)
   config.log_every_steps = 100
   config.checkpoint = dict(every_steps=2000, keep=3, use_async=True)
-  config.evals = dict(retrieval=dict(type="retrieval", split="val", every_steps=5000,
-                                     batch_size=96, captions="first",
-                                     num_clips=1,  # clips per video, embeddings averaged
-                                     block=1024,  # queries per similarity block
-                                     dual_softmax_scale=0.0,  # > 0: also t2v_dsl/... metrics
-                                     # > 0: TACo's re-ranking of each query's top k candidates,
-                                     # also as t2v_rerank/... (needs config.model.fusion)
-                                     rerank_top_k=0,
-                                     # the re-ranking score: the sum of these (evaluators/rerank.py)
-                                     rerank_terms=("sentence", "token", "fusion")))
+  config.evals = dict(retrieval=tiny.retrieval_eval(batch_size=96, every_steps=5000))
   return config.lock()

@@ -237,14 +237,13 @@ def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> gra
   the T frames of a clip with copies of itself) and grain interleaves them in proportion to their
   weights, example by example, so a batch holds examples of every source.
   """
-  parts = []
-  for i, (_, source_dir, split, _) in enumerate(training_sources(data_cfg)):
+  sources, parts = training_sources(data_cfg), []
+  for i, (_, source_dir, split, _) in enumerate(sources):
     ds = records(source_dir, split)[jax.process_index()::jax.process_count()]
     ds = ds.seed(seed + i).shuffle().repeat(None)
     ds = ds.random_map(make_clip_transform(data_cfg, tokenizer, train=True, source_dir=source_dir))
     parts.append(ds.map(lambda example, i=i: {**example, "source": np.int32(i)}))
-  weights = [w for *_, w in training_sources(data_cfg)]
-  ds = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, weights)
+  ds = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, [w for *_, w in sources])
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
                                             prefetch_buffer_size=data_cfg.prefetch))

@@ -8,7 +8,6 @@ import os
 
 import jax
 from absl import logging
-from flax.traverse_util import flatten_dict
 
 from vl_jax import evaluators
 from vl_jax.errors import ConfigError, DataError
@@ -54,13 +53,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
     step = ckpt.pick_step(step)
     abstract = state_lib.abstract_params(model, config.data, mesh)
     try:
-      # Parameters only the checkpoint has are training-only parts (MILES's predictor head and
-      # mask token) that evaluation does not use; every one the model has must be there.
-      params = ckpt.restore_params(step, abstract, partial=True)
-      missing = sorted(flatten_dict(abstract, sep="/").keys()
-                       - flatten_dict(params, sep="/").keys())
-      if missing:
-        raise ValueError(f"it lacks {', '.join(missing)}")
+      params = ckpt.restore_params(step, abstract)
     except ValueError as e:
       raise ConfigError(f"{ckpt_dir}/{step}: its parameters do not fit the model of this config "
                         f"(a different model size?): {e}") from e

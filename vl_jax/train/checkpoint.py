@@ -51,25 +51,26 @@ class Checkpointer:
                       f"(has {sorted(steps)})")
     return step
 
-  def restore_params(self, step: int, abstract_params, partial: bool = False,
+  def restore_params(self, step: int, abstract_params, missing_ok: bool = False,
                      resizable: tuple[str, ...] = ()):
     """The parameters of step `step` (no optimizer or data state), in `abstract_params`'s shapes
     and shardings: restoring works on any number of devices.
 
-    Raises ValueError naming the first parameter whose shape differs (checked on the metadata,
-    before reading any array), or that one side has and the other lacks. With `partial`, a
-    parameter that only one side has is no error: the returned tree holds the shared ones only.
-    The parameters named in `resizable` ("video/temporal_embedding") come back in their stored
-    shape, for the caller to resize.
+    Parameters only the checkpoint has are skipped: training-only parts (MILES's predictor head
+    and mask token) or another head. Raises ValueError naming the first parameter whose shape
+    differs (checked on the metadata, before reading any array), or that the model has and the
+    checkpoint lacks, unless `missing_ok` (a new head): the returned tree then holds the shared
+    ones only. The parameters named in `resizable` ("video/temporal_embedding") come back in their
+    stored shape, for the caller to resize.
     """
     stored = flatten_dict(ocp.PyTreeCheckpointHandler().metadata(
         epath.Path(self._manager.directory) / str(step) / "state").tree["params"], sep="/")
     wanted = flatten_dict(abstract_params, sep="/")
-    names = stored.keys() & wanted.keys() if partial else stored.keys() | wanted.keys()
+    names = stored.keys() & wanted.keys() if missing_ok else wanted.keys()
     shapes = {}
     for name in sorted(names):
       have, want = (tuple(t[name].shape) if name in t else None for t in (stored, wanted))
-      if have != want and not (name in resizable and None not in (have, want)):
+      if have != want and not (name in resizable and have is not None):
         raise ValueError(f"parameter {name}: the checkpoint has shape {have}, the model {want}")
       shapes[name] = jax.ShapeDtypeStruct(have, wanted[name].dtype, sharding=wanted[name].sharding)
     abstract = {"params": unflatten_dict(shapes, sep="/")}

@@ -55,7 +55,7 @@ def load(init_cfg, params, abstract_params):
     except DataError as e:
       raise DataError(f"config.init_from: {e}") from e
     try:
-      stored = flatten_dict(ckpt.restore_params(step, abstract_params, partial=True,
+      stored = flatten_dict(ckpt.restore_params(step, abstract_params, missing_ok=True,
                                                 resizable=tuple(RESIZE)), sep="/")
     except ValueError as e:
       raise ConfigError(f"config.init_from: {ckpt_dir}/{step} does not fit the model of this "
