@@ -32,15 +32,21 @@ from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib 
 # Configs as `module[:arg]`. The base size runs at the smallest batch that holds TACo's K' = 8
 # negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
 # through the video tower, 27 GB at batch 10 on CPU. None: the config's own batch size.
-BATCH_SIZES = {"tiny": None, "taco_tiny": None, "miles_tiny": None,
-               "vit_b16_bert_base": 10, "taco_howto100m": 10, "miles_webvid_cc3m": 4}
-VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "vit_b16_bert_base": 30522,
-               "taco_howto100m": 30522, "miles_webvid_cc3m": 30522}
+BATCH_SIZES = {"tiny": None, "taco_tiny": None, "miles_tiny": None, "coco_tiny": None,
+               "vit_b16_bert_base": 10, "taco_howto100m": 10, "miles_webvid_cc3m": 4,
+               "coco_bert": 4}
+VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "coco_tiny": 128,
+               "vit_b16_bert_base": 30522, "taco_howto100m": 30522, "miles_webvid_cc3m": 30522,
+               "coco_bert": 30522}
 # MILES's base size is timed against its own dual encoder (a 6-layer text tower), masked modeling
 # and snapshot left out.
+# CoCo-BERT's are timed against their ":contrastive" variant: the same model with its decoder
+# trained, the masked views, CoCo terms and proxies left out.
 BASELINES = {"taco_tiny": "tiny", "miles_tiny": "tiny", "taco_howto100m": "vit_b16_bert_base",
-             "miles_webvid_cc3m": "miles_webvid_cc3m:contrastive"}
-TIMED_STEPS = {"tiny": 20, "taco_tiny": 20, "miles_tiny": 20}  # others: 3
+             "miles_webvid_cc3m": "miles_webvid_cc3m:contrastive",
+             "coco_tiny": "coco_tiny:contrastive", "coco_tiny:queue": "coco_tiny:contrastive",
+             "coco_bert": "coco_bert:contrastive"}
+TIMED_STEPS = {"tiny": 20, "taco_tiny": 20, "miles_tiny": 20, "coco_tiny": 20}  # others: 3
 
 
 def _flops(compiled) -> float:

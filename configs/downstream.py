@@ -24,7 +24,7 @@ multiple-choice candidates). docs/EVAL.md lists every task with its data and pro
 import ml_collections
 from ml_collections import config_dict
 
-from configs import tiny, vit_b16_bert_base
+from configs import coco_bert, coco_tiny, tiny, vit_b16_bert_base
 from input_pipeline import synthetic
 
 # Prompt templates for action names (our selection, in the style of CLIP's Kinetics prompts).
@@ -42,6 +42,11 @@ REAL = {
     "lsmdc_retrieval": ("retrieval", "lsmdc", "val", dict(captions="first")),
     "msrvtt_mc": ("multiple_choice", "msrvtt_mc", "test", {}),
     "msrvtt_qa": ("qa", "msrvtt_qa", "test", {}),
+    # Through the cross-modal encoder of a configs/coco_bert.py run
+    "msrvtt_qa_fusion": ("qa", "msrvtt_qa", "test", {}),
+    # The standard split (6,513 / 497 / 2,990 clips, converted with --subset: docs/DATA.md), with
+    # the decoder of a configs/coco_bert.py run
+    "msrvtt_captioning": ("captioning", "msrvtt_captioning", "test", dict(beam=3)),
     "ucf101_zeroshot": ("zeroshot", "ucf101", "test",
                         dict(labels="ucf101", templates=ACTION_TEMPLATES)),
     "hmdb51_zeroshot": ("zeroshot", "hmdb51", "test",
@@ -53,6 +58,8 @@ SYNTHETIC = {
     "synthetic_retrieval": ("retrieval", dict(captions="all")),
     "synthetic_mc": ("multiple_choice", {}),
     "synthetic_qa": ("qa", {}),
+    "synthetic_qa_fusion": ("qa", {}),  # from a configs/coco_tiny.py run
+    "synthetic_captioning": ("captioning", {}),  # from a configs/coco_tiny.py run
     "synthetic_zeroshot": ("zeroshot", dict(labels="synthetic_motions",
                                             templates=SYNTHETIC_TEMPLATES)),
 }
@@ -63,6 +70,8 @@ SYNTHETIC_ANSWERS = len(synthetic.SHAPES) + len(synthetic.COLOURS) + len(synthet
 def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settings):
   if kind == "retrieval":
     return tiny.retrieval_eval(batch_size, every_steps, split=split, **settings)
+  if kind == "captioning":
+    return coco_tiny.captioning_eval(batch_size, every_steps, split=split) | settings
   return dict(type=kind, split=split, every_steps=every_steps, batch_size=batch_size,
               num_clips=1) | settings
 
@@ -77,6 +86,8 @@ def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):
     config.data.text = "question"
     config.data.num_answers = num_answers
     config.objectives = dict(qa=dict(weight=1.0))
+  if kind == "captioning":
+    config.objectives = dict(caption=dict(weight=1.0))
 
 
 def get_config(task: str):
@@ -93,7 +104,14 @@ def get_config(task: str):
     steps, lr, batch = 300, 3e-4, 64
   else:
     raise ValueError(f"configs/downstream.py:{task}: unknown task; one of {kinds}")
-  if kind in ("retrieval", "qa"):
+  # CoCo-BERT's parts, at the sizes of the pre-training config they come from
+  coco = coco_bert if task in REAL else coco_tiny
+  if task.endswith("_qa_fusion"):
+    config.model.fusion.depth = coco.FUSION_DEPTH
+    config.model.qa_head = "fusion"
+  if kind == "captioning":
+    config.model.decoder.depth = coco.DECODER_DEPTH
+  if kind in ("retrieval", "qa", "captioning"):
     fine_tune(config, kind, MSRVTT_QA_ANSWERS if task in REAL else SYNTHETIC_ANSWERS, steps, lr)
     config.checkpoint.every_steps = steps
   config.evals = ml_collections.ConfigDict(

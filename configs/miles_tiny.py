@@ -38,6 +38,7 @@ def parse(arg: str | None, config_file: str, stages=STAGES) -> tuple[str, bool]:
 def add_masked_modeling(config, predictor_hidden: int, momentum: float, final_momentum: float):
   """MILES's parts on top of a dual-encoder config (defaults: vl_jax/objectives/masked_video.py)."""
   config.model.masked_video.predictor_hidden = predictor_hidden
+  config.model.video.mask_token = True
   config.ema = dict(modules=("video",), momentum=momentum, final_momentum=final_momentum)
   config.objectives.masked_video = dict(weight=1.0, mask_ratio=0.5, pattern="tube",
                                         block_size=(2, 2, 2), target_layer=-1,

@@ -73,9 +73,14 @@ def get_config(arg=None):
       video=dict(patch_size=4, width=64, depth=2, num_heads=4, mlp_dim=256,
                  zero_init_temporal=True,
                  # From scratch, frame order needs a strong start: see models/video_vit.py.
-                 temporal_embedding_init_std=1.0),
+                 temporal_embedding_init_std=1.0,
+                 mask_token=False),  # a learned embedding for masked patches (MILES, CoCo-BERT)
       text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
-      fusion=dict(depth=0, width=64, num_heads=4, mlp_dim=256),  # TACo's; depth 0: none
+      # The cross-modal encoder (TACo, CoCo-BERT); depth 0: none. masked_heads: CoCo-BERT's masked
+      # word and frame heads on it.
+      fusion=dict(depth=0, width=64, num_heads=4, mlp_dim=256, masked_heads=False),
+      decoder=dict(depth=0, width=64, num_heads=4, mlp_dim=256),  # caption decoder; 0: none
+      qa_head="dual",  # QA's answer head reads "dual" (the two embeddings) or "fusion"
       masked_video=dict(predictor_hidden=0),  # MILES's predictor head; 0: none
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
@@ -83,6 +88,13 @@ def get_config(arg=None):
   config.objectives = dict(contrastive=dict(weight=1.0))
   # Exponential moving averages of parameter groups (MILES's snapshot encoder; vl_jax/train/ema.py)
   config.ema = dict(modules=(), momentum=0.996, final_momentum=1.0)
+  # CoCo-BERT's masked views, drawn once per step for the objectives that read them; rate 0: none
+  # (vl_jax/losses/masked_views.py)
+  config.masking = dict(words=dict(rate=0.0, mask=0.8, random=0.1),
+                        frames=dict(rate=0.0, unit="frame"))
+  # A FIFO queue of the momentum encoder's embeddings of past batches, extra negatives for the
+  # CoCo terms (MoCo); 0: none. Needs config.ema.modules to average both towers and projections.
+  config.queue = dict(size=0)
   config.batch_size = 64
   config.total_steps = 1000
   config.optimizer = dict(lr=1e-3, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,

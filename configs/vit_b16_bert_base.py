@@ -19,9 +19,11 @@ def get_config(arg=None):
       max_text_len=32, crop_scale=(0.5, 1.0), hflip="off", num_threads=16, prefetch=4)
   del config.data["synthetic"]
   config.model.video = dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072,
-                            zero_init_temporal=True, temporal_embedding_init_std=0.02)
+                            zero_init_temporal=True, temporal_embedding_init_std=0.02,
+                            mask_token=False)
   config.model.text = dict(width=768, depth=12, num_heads=12, mlp_dim=3072)
-  config.model.fusion = dict(depth=0, width=768, num_heads=12, mlp_dim=3072)
+  config.model.fusion = dict(depth=0, width=768, num_heads=12, mlp_dim=3072, masked_heads=False)
+  config.model.decoder = dict(depth=0, width=768, num_heads=12, mlp_dim=3072)
   config.model.embed_dim = 256
   config.model.temperature = dict(init=0.05, learn=False)
   config.batch_size = 96

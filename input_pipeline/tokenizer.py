@@ -12,6 +12,8 @@ from input_pipeline import text_annotations
 # mask is `tokens != PAD_ID`), BOS doubles as BERT's [CLS] and EOS as [SEP].
 PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 1, 2, 3
 MASK_PIECE = "[MASK]"
+MASK_ID = 4  # sentencepiece numbers user-defined symbols right after the special ids
+FIRST_WORD_ID = 5  # ids from here on are pieces of text
 
 
 def train(captions: Iterable[str], model_path: str, vocab_size: int) -> None:
@@ -34,6 +36,10 @@ class Tokenizer:
   def __init__(self, model_path: str):
     self.model_path = model_path
     self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    mask_id = self._sp.piece_to_id(MASK_PIECE)
+    if mask_id != MASK_ID:
+      raise ValueError(f"{model_path}: piece {MASK_PIECE} has id {mask_id}, not {MASK_ID}: not a "
+                       "tokenizer this codebase trained")
 
   @property
   def vocab_size(self) -> int:
@@ -68,8 +74,12 @@ class Tokenizer:
     return tokens, word_index
 
   def decode(self, tokens: np.ndarray) -> list[str]:
-    special = {PAD_ID, CLS_ID, SEP_ID}
-    return [self._sp.decode([int(t) for t in row if t not in special]) for row in tokens]
+    """Text of each row up to its first [SEP] (generated rows continue with padding)."""
+    out = []
+    for row in np.asarray(tokens).tolist():
+      row = row[:row.index(SEP_ID)] if SEP_ID in row else row
+      out.append(self._sp.decode([t for t in row if t not in (PAD_ID, CLS_ID)]))
+    return out
 
   # grain worker processes receive transforms by pickling; ship the model path, not the C++ object.
   def __getstate__(self):

@@ -18,7 +18,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import pytest  # noqa: E402
 
 from input_pipeline import synthetic  # noqa: E402
-from tests.helpers import pretrain  # noqa: E402
+from tests.helpers import coco_pretrain, pretrain  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +49,11 @@ def motion_pretrained(motion_only_dir, tmp_path_factory):
   """Pre-training runs on clips that differ only in motion, with 4 frames and with 1."""
   return {t: pretrain(motion_only_dir, tmp_path_factory.mktemp(f"motion{t}"), num_frames=t)
           for t in (4, 1)}
+
+
+@pytest.fixture(scope="session")
+def coco_pretrained(pretrained, tmp_path_factory):
+  """CoCo-BERT's objectives and caption decoder trained on the pre-trained towers, shared by the
+  learning and downstream tests."""
+  config, workdir, _, results = pretrained
+  return coco_pretrain(config.data.dir, workdir, tmp_path_factory.mktemp("coco")), results

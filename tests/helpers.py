@@ -2,10 +2,11 @@
 
 import ml_collections
 
-from configs import tiny
+from configs import coco_tiny, tiny
 from vl_jax.train import loop
 
 PRETRAIN_STEPS = 400
+COCO_STEPS = 100
 
 
 def tiny_config(data_dir: str, base=None, **overrides) -> ml_collections.ConfigDict:
@@ -30,5 +31,18 @@ def pretrain(data_dir, workdir, num_frames=4):
       "batch_size": 32, "total_steps": PRETRAIN_STEPS, "optimizer.warmup_steps": 50,
       "data.num_frames": num_frames, "mesh.data": 1, "log_every_steps": 100,
       "checkpoint.every_steps": PRETRAIN_STEPS, "evals.retrieval.every_steps": PRETRAIN_STEPS})
+  state, results = loop.train_and_evaluate(config, str(workdir))
+  return config, str(workdir), state, results
+
+
+def coco_pretrain(data_dir, init_workdir, workdir):
+  """configs/coco_tiny.py trained COCO_STEPS steps from `init_workdir`'s towers (the cross-modal
+  encoder, its heads and the decoder start random): (config, workdir, state, results)."""
+  config = tiny_config(data_dir, base=coco_tiny.get_config(), **{
+      "batch_size": 32, "total_steps": COCO_STEPS, "optimizer.warmup_steps": 10, "mesh.data": 1,
+      "log_every_steps": 5, "checkpoint.every_steps": COCO_STEPS, "init_from.workdir": init_workdir,
+      "evals.retrieval.every_steps": COCO_STEPS})
+  with config.unlocked():  # captioning is scored after fine-tuning (tests/test_downstream.py)
+    del config.evals["captioning"]
   state, results = loop.train_and_evaluate(config, str(workdir))
   return config, str(workdir), state, results

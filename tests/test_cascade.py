@@ -72,9 +72,10 @@ def test_cascade_objective_on_the_tiny_model_with_a_fusion_encoder():
   for sampling in ("cascade", "random"):
     objectives = {"cascade_matching": dict(weight=1.0, num_negatives=3, sampling=sampling,
                                             pos_tags=("NOUN", "VERB"), max_tokens=4)}
-    loss_fn = step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives))
-    (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
-        params, batch, jax.random.key(0), {})
+    config.objectives = objectives
+    loss_fn = step_lib.make_loss_fn(model, config)
+    (loss, (metrics, _)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+        params, batch, jax.random.key(0), {}, {})
     assert np.isfinite(loss) and 0 < loss < 2 * np.log(4), sampling
     for part in ("fusion", "video", "text"):
       assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[part])) > 0, part
@@ -82,12 +83,12 @@ def test_cascade_objective_on_the_tiny_model_with_a_fusion_encoder():
   plain = dual_encoder.build(tiny.get_config().model, config.data, 50)  # fusion depth 0: none
   outputs = jax.eval_shape(lambda: plain.apply(
       {"params": plain.init(jax.random.key(0), frames, tokens)["params"]}, frames, tokens))
+  outputs["model"] = plain
   with pytest.raises(ConfigError, match="cascade_matching needs a fusion encoder"):
     total_loss(outputs, batch, ml_collections.ConfigDict(objectives), jax.random.key(0))
-  objectives["cascade_matching"].update(num_negatives=6)
+  config.objectives.cascade_matching.num_negatives = 6
   with pytest.raises(ConfigError, match=r"num_negatives=6 must be in \[1, 6\)"):
-    jax.eval_shape(step_lib.make_loss_fn(model, ml_collections.ConfigDict(objectives)), params,
-                   batch, jax.random.key(0), {})
+    jax.eval_shape(step_lib.make_loss_fn(model, config), params, batch, jax.random.key(0), {}, {})
 
 
 def test_random_negatives_are_distinct_others_drawn_uniformly():

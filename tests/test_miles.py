@@ -107,9 +107,9 @@ def test_snapshot_gets_no_gradient_and_follows_the_ema_formula(synthetic_dir):
   batch, _ = pipeline.split_host_fields(next(iter(pipeline.train_dataset(
       config.data, tokenizer, config.batch_size, config.seed))))
   assert set(state.ema_params) == {"video"} and "mask_token" in state.params["video"]
-  loss_fn = step_lib.make_loss_fn(model, config.objectives)
+  loss_fn = step_lib.make_loss_fn(model, config)
   rng = step_lib.step_rng(config.seed, 0)
-  grads = jax.jit(jax.grad(lambda p, e: loss_fn(p, batch, rng, e)[0], argnums=(0, 1)))(
+  grads = jax.jit(jax.grad(lambda p, e: loss_fn(p, batch, rng, e, {})[0], argnums=(0, 1)))(
       state.params, state.ema_params)
   assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads[1]))
   assert float(jnp.abs(grads[0]["predictor"]["fc1"]["kernel"]).max()) > 0
@@ -134,8 +134,8 @@ def test_snapshot_gets_no_gradient_and_follows_the_ema_formula(synthetic_dir):
     bad_model = dual_encoder.build(bad.model, bad.data, tokenizer.vocab_size)
     bad_state = jax.eval_shape(lambda: state_lib.create(bad_model, tx, bad, mesh)[0])
     with pytest.raises(ConfigError, match=message):
-      jax.eval_shape(step_lib.make_loss_fn(bad_model, bad.objectives), bad_state.params, batch,
-                     rng, bad_state.ema_params)
+      jax.eval_shape(step_lib.make_loss_fn(bad_model, bad), bad_state.params, batch, rng,
+                     bad_state.ema_params, {})
 
 
 def test_mixture_interleaves_sources_by_weight(synthetic_dir, tmp_path):

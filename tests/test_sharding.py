@@ -14,10 +14,10 @@ def _loss_and_grads(config, batch):
   mesh, _, model = loop.setup(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.create(model, tx, config, mesh)
-  fn = jax.jit(jax.value_and_grad(step_lib.make_loss_fn(model, config.objectives), has_aux=True),
-               in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh), None, None))
-  (loss, metrics), grads = fn(state.params, mesh_lib.global_batch(batch, mesh),
-                             step_lib.step_rng(config.seed, 0), state.ema_params)
+  fn = jax.jit(jax.value_and_grad(step_lib.make_loss_fn(model, config), has_aux=True),
+               in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh), None, None, None))
+  (loss, _), grads = fn(state.params, mesh_lib.global_batch(batch, mesh),
+                        step_lib.step_rng(config.seed, 0), state.ema_params, state.queue)
   loss = jax.block_until_ready(loss)  # block on each step: see DESIGN.md on fake devices
   # One full train step too: the updated parameters must agree as well.
   train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, config),
@@ -29,6 +29,7 @@ def _loss_and_grads(config, batch):
 CONTENT = {"pos_tags": ("NOUN", "VERB"), "max_tokens": 12}
 # TACo's and MILES's objectives in one model (objectives combine freely).
 METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
+           "model.video.mask_token": True,
            "ema": {"modules": ("video",), "momentum": 0.9, "final_momentum": 1.0},
            "objectives": {
                "contrastive": {"weight": 1.0},

@@ -6,10 +6,11 @@ Each has `every_steps` and `run(params, artifacts_dir=None) -> {metric: value}`.
 """
 
 from vl_jax.errors import ConfigError
-from vl_jax.evaluators import multiple_choice, qa, retrieval, zeroshot
+from vl_jax.evaluators import caption_generation, multiple_choice, qa, retrieval, zeroshot
 
 REGISTRY = {"retrieval": retrieval.RetrievalEvaluator, "zeroshot": zeroshot.ZeroShotEvaluator,
-            "multiple_choice": multiple_choice.MultipleChoiceEvaluator, "qa": qa.QAEvaluator}
+            "multiple_choice": multiple_choice.MultipleChoiceEvaluator, "qa": qa.QAEvaluator,
+            "captioning": caption_generation.CaptioningEvaluator}
 
 
 def build(evals_cfg, **context):

@@ -1,6 +1,7 @@
 """The model's two towers applied to whole splits and to lists of texts, on the mesh, from any
 number of processes: what every evaluator embeds with."""
 
+import functools
 import math
 
 import jax
@@ -70,12 +71,12 @@ class Encoder:
       index[:valid] = host["index"]
       yield mesh_lib.global_batch({k: pad(v) for k, v in device.items()}, self.mesh), index
 
-  def _encode_all(self, encode, dataset, num_local, params, tokens):
+  def _encode_all(self, encode, dataset, num_local, params):
     """({output: array} of every real row, record index), in record order, gathered from all
     processes (a record's captions stay in their order)."""
     outs, indices = [], []
     for batch, index in self._batches(dataset, num_local):
-      outs.append(jax.tree.map(np.asarray, encode(params, batch, tokens=tokens)))
+      outs.append(jax.tree.map(np.asarray, encode(params, batch)))
       # Rows of the global batch are the processes' slices in process order.
       indices.append(multihost_utils.process_allgather(index, tiled=True))
     index = np.concatenate(indices)
@@ -88,18 +89,24 @@ class Encoder:
     """({"video": embeddings[, token features]}, record index) of `split` in record order, each
     video's outputs averaged over `num_clips` clips of it; with `first_caption`, also "text", each
     clip's first caption's embedding (one pass for both)."""
+    encode = self._video_text if first_caption else self._video
+    return self.map_clips(functools.partial(encode, tokens=tokens), params, split, num_clips)
+
+  def map_clips(self, fn, params, split: str, num_clips: int = 1):
+    """`fn(params, batch) -> {name: [B, ...]}`, jitted with replicated outputs, over every clip of
+    `split` (batches of the evaluation view: frames [B, num_clips, T, H, W, 3], the first
+    caption's tokens): ({name: array}, record index), in record order."""
     n = len(pipeline.records(self.data_cfg.dir, split)
             [jax.process_index()::jax.process_count()])
     dataset = pipeline.eval_dataset(self.data_cfg, self.tokenizer, split, self.batch_size,
                                     num_clips)
-    return self._encode_all(self._video_text if first_caption else self._video, dataset, n,
-                            params, tokens)
+    return self._encode_all(fn, dataset, n, params)
 
   def captions(self, params, split: str, tokens: bool = False):
     """({"text": embedding of every caption of `split`[, token features]}, its record index), in
     record order."""
     dataset, n = pipeline.caption_dataset(self.data_cfg, self.tokenizer, split, self.batch_size)
-    return self._encode_all(self._text, dataset, n, params, tokens)
+    return self._encode_all(functools.partial(self._text, tokens=tokens), dataset, n, params)
 
   def map_rows(self, fn, params, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`fn(params, batch) -> {name: [rows, ...]}`, jitted with replicated outputs, over the rows

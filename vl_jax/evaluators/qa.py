@@ -15,7 +15,8 @@ class QAEvaluator:
   """Accuracy (percent) over all questions of `split`.
 
   Config: `split`, `batch_size`, `num_clips`, `every_steps`; the model must have an answer head
-  (`config.data.text = "question"`, `config.data.num_answers`).
+  (`config.data.text = "question"`, `config.data.num_answers`), on the two towers' embeddings or
+  through the cross-modal encoder (config.model.qa_head).
   """
 
   def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
@@ -26,10 +27,18 @@ class QAEvaluator:
     self.every_steps = cfg.every_steps
     self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
-    self._predict = jax.jit(
-        lambda params, b: {"answer": model.apply({"params": params}, b["video"], b["text"],
-                                                 method="answer_logits").argmax(-1)},
-        out_shardings=mesh_lib.replicated(mesh))
+    self.fused = model.qa_head == "fusion"
+    if self.fused:  # the question's tokens fused with the clip's frame tokens
+      def predict(params, b):
+        text = model.apply({"params": params}, b["tokens"], method="encode_text")
+        return model.apply({"params": params}, b["frame_tokens"], text["text_tokens"],
+                           text["text_mask"], method="fused_answer_logits").argmax(-1)
+    else:  # the two towers' embeddings
+      def predict(params, b):
+        return model.apply({"params": params}, b["video"], b["text"],
+                           method="answer_logits").argmax(-1)
+    self._predict = jax.jit(lambda params, b: {"answer": predict(params, b)},
+                            out_shardings=mesh_lib.replicated(mesh))
     # The questions do not change between runs: read once, with each one's clip and answer class.
     qa = pipeline.read_field(data_cfg.dir, cfg.split, "qa", f"evaluator {name!r} (open-ended QA)")
     self.clip = np.asarray([i for i, questions in enumerate(qa) for _ in questions])
@@ -41,9 +50,14 @@ class QAEvaluator:
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     del artifacts_dir
-    video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
-    text = self.encoder.texts(params, self.questions)
-    predicted = self.encoder.map_rows(self._predict, params,
-                                      {"video": video[self.clip], "text": text})["answer"]
+    clips = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips, tokens=self.fused)[0]
+    if self.fused:
+      inputs = {"frame_tokens": clips["frame_tokens"][self.clip],
+                "tokens": self.encoder.tokenizer.encode(self.questions,
+                                                        self.encoder.data_cfg.max_text_len)}
+    else:
+      inputs = {"video": clips["video"][self.clip],
+                "text": self.encoder.texts(params, self.questions)}
+    predicted = self.encoder.map_rows(self._predict, params, inputs)["answer"]
     return {"accuracy": float(100.0 * np.mean(predicted == self.truth)),
             "answerable": float(100.0 * np.mean(self.truth >= 0))}

@@ -88,3 +88,21 @@ def masked_regression(predictions, targets, mask, loss: str):
     raise ConfigError(f"masked regression loss {loss!r}: expected one of {LOSSES}")
   mask = mask.astype(per_patch.dtype)
   return (per_patch * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def frame_nce(predictions, targets, weights, inverse_temperature):
+  """Contrastive masked frame modeling over the batch's frames (our assumption, in the style of
+  UniVL's and HERO's NCE variants; CoCo-BERT's text names no formula):
+
+      L = sum_{b,t} w_bt * -log softmax_{(c,u)}(<p_bt, y_cu> / tau)[(b,t)] / sum_{b,t} w_bt
+
+  with p [B, T, D] the predictions and y [B, T, D] the targets, both unit-normalised, the softmax
+  over all B x T frames of the global batch, and w [B, T] each frame's masked fraction.
+  """
+  unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+  b, t, d = predictions.shape
+  p, y = unit(predictions).reshape(b * t, d), unit(targets).reshape(b * t, d)
+  logits = inverse_temperature * jnp.einsum("id,jd->ij", p, y, precision=jax.lax.Precision.HIGHEST)
+  per_frame = -jnp.diagonal(jax.nn.log_softmax(logits, axis=1))
+  w = weights.reshape(-1).astype(per_frame.dtype)
+  return (per_frame * w).sum() / jnp.maximum(w.sum(), 1e-6)

@@ -1,5 +1,5 @@
-"""TACo's cross-modal fusion encoder: a few transformer layers over a caption's tokens and a clip's
-frame tokens together, and a linear score of the fused [CLS]."""
+"""The cross-modal encoder (TACo's fusion encoder, CoCo-BERT's cross-modal encoder): a few
+transformer layers over a caption's tokens and a clip's frame tokens together."""
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -8,14 +8,14 @@ from vl_jax.models.text_transformer import BertLayer
 
 
 class FusionEncoder(nn.Module):
-  """Scores (clip, caption) pairs: [P, T, Dv] frame tokens, [P, L, Dt] caption tokens and their
-  [P, L] mask -> [P] scores.
+  """Fuses (clip, caption) pairs: [P, T, Dv] frame tokens, [P, L, Dt] caption tokens and their
+  [P, L] mask -> [P, L + T, width] features, the caption's positions first.
 
-  Each side is projected to `width` and gets learned position and token-type embeddings; the
-  caption comes first, so position 0 is its [CLS], whose fused feature is scored. A clip enters
-  as one token per frame (the mean of the frame's patch tokens, DualEncoder's `frame_tokens`):
-  TACo fuses per-time-step video features, and T tokens instead of T x N keep the pairs that
-  cascade sampling feeds it cheap.
+  Each side is projected to `width` and gets learned position and token-type embeddings; position
+  0 is the caption's [CLS], whose fused feature stands for the pair (TACo's score, QA's answer).
+  A clip enters as one token per frame (the mean of the frame's patch tokens, DualEncoder's
+  `frame_tokens`): TACo fuses per-time-step video features, and T tokens instead of T x N keep the
+  pairs that cascade sampling feeds it cheap.
   """
   width: int
   depth: int
@@ -38,4 +38,4 @@ class FusionEncoder(nn.Module):
     mask = nn.make_attention_mask(valid, valid)
     for i in range(self.depth):
       x = BertLayer(self.num_heads, self.mlp_dim, name=f"layer_{i}")(x, mask)
-    return nn.Dense(1, name="score")(x[:, 0])[:, 0]
+    return x

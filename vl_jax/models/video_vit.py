@@ -80,7 +80,8 @@ class VideoViT(nn.Module):
       if mask is not None:
         x = jnp.where(mask[..., None], mask_token.astype(x.dtype), x)
     elif mask is not None:
-      raise ValueError("a mask needs the video tower built with use_mask_token")
+      raise ValueError("a mask needs the video tower's mask token: set "
+                       "config.model.video.mask_token=True")
     x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
     x = x + self.param("temporal_embedding", nn.initializers.normal(self.temporal_embedding_init_std),
                        (1, self.num_frames, 1, self.width))[:, :t]

@@ -12,6 +12,8 @@ global batch instead: the baseline of TACo's ablation (its Table 3). Needs a mod
 encoder (`config.model.fusion.depth` > 0).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -21,7 +23,7 @@ from vl_jax.losses.token_contrastive import content_token_weights, content_token
 
 
 def objective(outputs, batch, cfg, rng):
-  if "fuse" not in outputs:
+  if outputs["model"].fusion is None:
     raise ConfigError("config.objectives.cascade_matching needs a fusion encoder: set "
                       "config.model.fusion.depth > 0")
   video, text, mask = outputs["frame_tokens"], outputs["text_tokens"], outputs["text_mask"]
@@ -46,9 +48,9 @@ def objective(outputs, batch, cfg, rng):
   texts_of_video = hardest_negatives(scores_t, k)  # [B, K]: clip j's negative captions
   flat = lambda x: x.reshape((b * k,) + x.shape[2:])
   repeat = lambda x: jnp.repeat(x, k, axis=0)
-  text_side = outputs["fuse"](flat(video[videos_of_text]), repeat(text), repeat(mask))
-  video_side = outputs["fuse"](repeat(video), flat(text[texts_of_video]),
-                               flat(mask[texts_of_video]))
+  fuse = functools.partial(outputs["apply"], method="fuse")
+  text_side = fuse(flat(video[videos_of_text]), repeat(text), repeat(mask))
+  video_side = fuse(repeat(video), flat(text[texts_of_video]), flat(mask[texts_of_video]))
   positive = outputs["pair_scores"]
   loss = 0.5 * (candidate_infonce(positive, text_side.reshape(b, k))
                 + candidate_infonce(positive, video_side.reshape(b, k)))

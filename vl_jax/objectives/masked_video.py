@@ -29,9 +29,12 @@ from vl_jax.losses.masked_modeling import masked_regression, normalize_targets, 
 
 
 def objective(outputs, batch, cfg, rng):
-  if "predict_masked" not in outputs:
+  if outputs["model"].predictor is None:
     raise ConfigError("config.objectives.masked_video needs a predictor head: set "
                       "config.model.masked_video.predictor_hidden > 0")
+  if not outputs["model"].video.use_mask_token:
+    raise ConfigError("config.objectives.masked_video needs the video tower's mask token: set "
+                      "config.model.video.mask_token=True")
   if "video" not in outputs.get("ema_modules", ()):
     raise ConfigError("config.objectives.masked_video needs the snapshot encoder: "
                       "config.ema.modules must hold 'video'")
@@ -41,6 +44,6 @@ def objective(outputs, batch, cfg, rng):
                          tuple(cfg.block_size))
   targets = outputs["ema_apply"](batch["frames"], cfg.target_layer, method="video_features")
   targets = jax.lax.stop_gradient(normalize_targets(targets) if cfg.normalize_targets else targets)
-  predictions = outputs["predict_masked"](batch["frames"], mask)
+  predictions = outputs["apply"](batch["frames"], mask, method="predict_masked")
   loss = masked_regression(predictions, targets, mask, cfg.loss)
   return loss, {"masked_fraction": mask.mean()}

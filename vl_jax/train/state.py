@@ -10,7 +10,7 @@ import optax
 from jax.sharding import Mesh
 
 from vl_jax.errors import ConfigError
-from vl_jax.train import ema as ema_lib, mesh as mesh_lib
+from vl_jax.train import ema as ema_lib, mesh as mesh_lib, queue as queue_lib
 
 
 @flax.struct.dataclass
@@ -19,6 +19,7 @@ class TrainState:
   params: Any
   opt_state: Any
   ema_params: dict  # averaged copies of the groups of config.ema.modules ({}: none)
+  queue: dict  # the momentum encoder's embeddings of past batches (config.queue; {}: none)
 
 
 def make_optimizer(opt_cfg, total_steps: int):
@@ -49,14 +50,17 @@ def init_params(model: nn.Module, data_cfg, rng):
 
 
 def create(model: nn.Module, tx, config, mesh: Mesh):
-  """Returns (state, state shardings) of `config`'s data shapes, seed and averaged groups
-  (config.ema); parameters are born in place, never on one host first."""
+  """Returns (state, state shardings) of `config`'s data shapes, seed, averaged groups
+  (config.ema) and queue (config.queue); parameters are born in place, never on one host
+  first."""
 
   def init(rng):
     params = init_params(model, config.data, rng)
     ema_lib.validate(config.ema, params)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      ema_params=ema_lib.init(config.ema, params))
+                      ema_params=ema_lib.init(config.ema, params),
+                      queue=queue_lib.init(config.queue, config.ema, config.model.embed_dim,
+                                           jax.random.fold_in(rng, 1)))
 
   rng = jax.random.key(config.seed)
   abstract = jax.eval_shape(init, rng)

@@ -5,27 +5,34 @@ import functools
 import jax
 import optax
 
-from vl_jax.objectives import total_loss
-from vl_jax.train import ema as ema_lib
+from vl_jax.objectives import named_key, total_loss, views
+from vl_jax.train import ema as ema_lib, queue as queue_lib
 from vl_jax.train.state import TrainState
 
 
-def make_loss_fn(model, objectives_cfg):
-  """loss_fn(params, batch, rng, ema_params) -> (loss, metrics); `ema_params` (the train state's,
-  possibly {}) reach the objectives through `outputs["ema_apply"]` and receive no gradient."""
+def make_loss_fn(model, config):
+  """loss_fn(params, batch, rng, ema_params, queue) -> (loss, (metrics, keys)) of `config`'s
+  objectives. `ema_params` (the train state's, possibly {}) reach the objectives through
+  `outputs["ema_apply"]` and receive no gradient; with a queue (config.queue), `keys` are the
+  momentum encoder's embeddings of the batch, to enqueue ({} otherwise)."""
 
-  def loss_fn(params, batch, rng, ema_params):
-    outputs = model.apply({"params": params}, batch["frames"], batch["tokens"])
-    if model.fusion is not None:  # objectives fuse the pairs they choose (cascade matching)
-      outputs["fuse"] = functools.partial(model.apply, {"params": params}, method="fuse")
-    if model.predictor is not None:  # masked video modeling masks clips its own way
-      outputs["predict_masked"] = functools.partial(model.apply, {"params": params},
-                                                    method="predict_masked")
+  def loss_fn(params, batch, rng, ema_params, queue):
+    apply = functools.partial(model.apply, {"params": params})
+    outputs = apply(batch["frames"], batch["tokens"]) | {"model": model, "apply": apply}
+    if views.enabled(config.masking):
+      outputs |= views.encode(apply, model, batch, outputs, config.masking,
+                              named_key(rng, "masking"))
+    keys = {}
     if ema_params:  # the model with its averaged groups in place of the trained ones
-      outputs["ema_apply"] = functools.partial(
+      ema_apply = functools.partial(
           model.apply, {"params": {**params, **jax.lax.stop_gradient(ema_params)}})
-      outputs["ema_modules"] = tuple(ema_params)
-    return total_loss(outputs, batch, objectives_cfg, rng)
+      outputs |= {"ema_apply": ema_apply, "ema_modules": tuple(ema_params)}
+      if queue:
+        keys = {"video_emb": ema_apply(batch["frames"], method="encode_video")["video_emb"],
+                "text_emb": ema_apply(batch["tokens"], method="encode_text")["text_emb"]}
+        outputs |= {"momentum_keys": keys, "queue": queue}
+    loss, metrics = total_loss(outputs, batch, config.objectives, rng)
+    return loss, (metrics, keys)
   return loss_fn
 
 
@@ -36,12 +43,12 @@ def step_rng(seed: int, step):
 
 
 def make_train_step(model, tx, schedule, config):
-  """The step of `config`'s objectives, seed and parameter averages (config.ema)."""
-  loss_fn = make_loss_fn(model, config.objectives)
+  """The step of `config`'s objectives, seed, parameter averages (config.ema) and queue."""
+  loss_fn = make_loss_fn(model, config)
 
   def train_step(state: TrainState, batch):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, batch, step_rng(config.seed, state.step), state.ema_params)
+    (loss, (metrics, keys)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, batch, step_rng(config.seed, state.step), state.ema_params, state.queue)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
@@ -51,7 +58,8 @@ def make_train_step(model, tx, schedule, config):
       ema_params = ema_lib.update(ema_params, params, m)
       metrics["ema_momentum"] = m
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         ema_params=ema_params), metrics
+                         ema_params=ema_params,
+                         queue=queue_lib.enqueue(state.queue, keys)), metrics
 
   return train_step
 

@@ -1,0 +1,43 @@
+r"""CoCo-BERT pre-training at Frozen-in-Time sizes: ViT-B/16 video tower (divided space-time
+attention, 4 frames at 224^2) and BERT-base text tower, a 4-layer cross-modal encoder with masked
+word and frame heads, a 3-layer caption decoder; contrastive + CoCo terms + masked language and
+masked frame modeling + captioning.
+
+    python main.py --config configs/coco_bert.py[:ARGS] --workdir runs/coco \
+        --config.data.dir=data/tv [--config.data.mixture.action.dir=data/action]
+
+ARGS, comma-separated: "action" adds a second training source at equal weight, the GIF dataset
+(CoCo-BERT pre-trains on the TV dataset and on ACTION, a GIF collection of its authors; both are
+converted with input_pipeline.convert, docs/DATA.md); "queue" matches the CoCo terms against a
+momentum encoder and a queue of 4,096 past keys; "contrastive" drops the CoCo terms and proxies
+(the baseline). Only the paper's abstract is public: the layer counts of the cross-modal encoder
+and decoder (UniVL-like sizes), the masking rates, the term weights, batch, schedule and learning
+rate are ours, each documented where it is defined (configs/coco_tiny.py, vl_jax/objectives/).
+Fine-tune for captioning and QA with configs/downstream.py:msrvtt_captioning and
+:msrvtt_qa_fusion, which build these parts' sizes.
+"""
+
+from ml_collections import config_dict
+
+from configs import coco_tiny, vit_b16_bert_base
+
+FUSION_DEPTH = 4
+DECODER_DEPTH = 3
+VARIANTS = ("action", "queue", "contrastive")
+
+
+def get_config(arg=None):
+  tokens = coco_tiny.parse(arg, "configs/coco_bert.py", VARIANTS)
+  config = vit_b16_bert_base.get_config().unlock()
+  config.data.name = "tv"
+  if "action" in tokens:
+    config.data.mixture = dict(action=dict(name="action", dir=config_dict.placeholder(str),
+                                           train_split="train", weight=1.0))
+  coco_tiny.add_cross_modal(config, depth=FUSION_DEPTH, decoder_depth=DECODER_DEPTH)
+  config.objectives.caption = dict(weight=1.0)
+  if "contrastive" not in tokens:
+    coco_tiny.add_coco(config)
+  if "queue" in tokens:
+    coco_tiny.add_queue(config, size=4096, momentum=0.999)
+  config.evals.captioning = coco_tiny.captioning_eval(batch_size=96, every_steps=5000)
+  return config.lock()

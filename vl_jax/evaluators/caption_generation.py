@@ -1,0 +1,73 @@
+"""Captioning (MSR-VTT captioning): the caption decoder writes a caption for every clip of `split`,
+greedily or by beam search, and it is scored against all of the clip's reference captions with
+BLEU-4, METEOR (where Java is installed), ROUGE-L and CIDEr (evaluators/captioning.py)."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+
+from input_pipeline import pipeline
+from vl_jax.errors import ConfigError
+from vl_jax.evaluators import encode
+from vl_jax.models import decoding
+from vl_jax.train import mesh as mesh_lib
+
+
+def generate(model, params, frames, max_len: int, beam: int, alpha: float):
+  """[B, max_len] generated tokens ([CLS] caption [SEP] PAD...) for clips `frames` [B, T, H, W, 3];
+  beam 1 is greedy decoding."""
+  video = model.apply({"params": params}, frames, method="encode_video")["video_tokens"]
+  if beam > 1:  # every hypothesis reads its clip: [B * beam, ...], the beams of a clip adjacent
+    video = jnp.repeat(video, beam, axis=0)
+  logits_fn = lambda tokens: model.apply({"params": params}, video, tokens,
+                                         method="caption_logits")
+  if beam == 1:
+    return decoding.greedy(logits_fn, frames.shape[0], max_len)
+  return decoding.beam_search(logits_fn, frames.shape[0], max_len, beam, alpha)
+
+
+class CaptioningEvaluator:
+  """Caption metrics (x100) over every clip of `split`; writes the captions to
+  `captions_{split}.json` (clip id -> caption) in the artifacts directory.
+
+  Config: `split`, `batch_size`, `every_steps`, `beam` (1: greedy), `length_penalty` (GNMT's alpha,
+  used by beam search). The model needs the caption decoder (config.model.decoder.depth > 0).
+  """
+
+  def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
+    # Imported here: the metrics need pycocoevalcap, an optional extra that only captioning needs.
+    from vl_jax.evaluators import captioning  # noqa: PLC0415
+    self.metrics = captioning.caption_metrics
+    if model.decoder is None:
+      raise ConfigError(f"config.evals.{name}: the captioning evaluator needs the caption decoder "
+                        "(config.model.decoder.depth > 0)")
+    if cfg.beam < 1:
+      raise ConfigError(f"config.evals.{name}.beam={cfg.beam}: must be 1 (greedy) or more")
+    self.name, self.cfg, self.tokenizer = name, cfg, tokenizer
+    self.every_steps = cfg.every_steps
+    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+                                  f"config.evals.{name}.batch_size")
+    self._generate = jax.jit(
+        lambda params, b: {"tokens": generate(model, params, b["frames"][:, 0],
+                                              data_cfg.max_text_len, cfg.beam,
+                                              cfg.length_penalty)},
+        out_shardings=mesh_lib.replicated(mesh))
+    where = f"evaluator {name!r} (captioning)"
+    self.clip_ids = [str(c) for c in pipeline.read_field(data_cfg.dir, cfg.split, "clip_id", where)]
+    captions = pipeline.read_field(data_cfg.dir, cfg.split, "captions", where)
+    self.references = dict(zip(self.clip_ids, captions))
+
+  def captions(self, params) -> dict[str, str]:
+    """{clip id: generated caption} of every clip of the split."""
+    out, index = self.encoder.map_clips(self._generate, params, self.cfg.split)
+    return {self.clip_ids[i]: text
+            for i, text in zip(index, self.tokenizer.decode(out["tokens"]))}
+
+  def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
+    predictions = self.captions(params)
+    if artifacts_dir and jax.process_index() == 0:
+      with open(os.path.join(artifacts_dir, f"captions_{self.cfg.split}.json"), "w") as f:
+        json.dump(predictions, f, indent=1)
+    return self.metrics(predictions, self.references)
