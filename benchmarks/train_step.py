@@ -4,7 +4,7 @@ r"""Train-step speed: steps/s, clips/s and achieved FLOP/s against the matmul pe
 
 The FLOP count of a step (forward, backward and optimizer update) is XLA's own cost analysis of the
 compiled step; the peak is the best rate of a large float32 matmul measured in the same run. Inputs
-are random uint8 frames, token ids, POS tags and idf on the config's mesh (all local devices by
+are random uint8 frames, token ids, POS tags, idf and knowledge vectors on the config's mesh (all local devices by
 default). Configs are `module[:arg]` of configs/. A method's config is timed against the plain dual
 encoder of its size (BASELINES) at the same batch: `overhead` is its extra time per step.
 """
@@ -33,11 +33,11 @@ from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib 
 # negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
 # through the video tower, 27 GB at batch 10 on CPU. None: the config's own batch size.
 BATCH_SIZES = {"tiny": None, "taco_tiny": None, "miles_tiny": None, "coco_tiny": None,
-               "vit_b16_bert_base": 10, "taco_howto100m": 10, "miles_webvid_cc3m": 4,
-               "coco_bert": 4}
+               "clop_tiny": None, "vit_b16_bert_base": 10, "taco_howto100m": 10,
+               "miles_webvid_cc3m": 4, "coco_bert": 4, "clop": 10}
 VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "coco_tiny": 128,
-               "vit_b16_bert_base": 30522, "taco_howto100m": 30522, "miles_webvid_cc3m": 30522,
-               "coco_bert": 30522}
+               "clop_tiny": 128, "vit_b16_bert_base": 30522, "taco_howto100m": 30522,
+               "miles_webvid_cc3m": 30522, "coco_bert": 30522, "clop": 30522}
 # MILES's base size is timed against its own dual encoder (a 6-layer text tower), masked modeling
 # and snapshot left out.
 # CoCo-BERT's are timed against their ":contrastive" variant: the same model with its decoder
@@ -45,8 +45,10 @@ VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "coco_tiny": 12
 BASELINES = {"taco_tiny": "tiny", "miles_tiny": "tiny", "taco_howto100m": "vit_b16_bert_base",
              "miles_webvid_cc3m": "miles_webvid_cc3m:contrastive",
              "coco_tiny": "coco_tiny:contrastive", "coco_tiny:queue": "coco_tiny:contrastive",
-             "coco_bert": "coco_bert:contrastive"}
-TIMED_STEPS = {"tiny": 20, "taco_tiny": 20, "miles_tiny": 20, "coco_tiny": 20}  # others: 3
+             "coco_bert": "coco_bert:contrastive", "clop_tiny": "tiny",
+             "clop_tiny:sample": "tiny", "clop": "vit_b16_bert_base"}
+TIMED_STEPS = {"tiny": 20, "taco_tiny": 20, "miles_tiny": 20, "coco_tiny": 20,  # by module
+               "clop_tiny": 20}  # others: 3
 
 
 def _flops(compiled) -> float:
@@ -72,6 +74,10 @@ def bench_config(name: str, steps: int) -> dict:
           "tokens": rng.integers(4, VOCAB_SIZES[module], shape).astype(np.int32),
           "token_pos": rng.integers(1, len(UPOS) + 1, shape).astype(np.int32),
           "token_idf": rng.uniform(1, 10, shape).astype(np.float32)}
+  if d.knowledge.size:  # CLOP: about 8 classes per caption, at their idf
+    k = (batch, d.knowledge.size)
+    host["knowledge"] = np.where(rng.random(k) < 8 / k[1], rng.uniform(1, 10, k), 0.0).astype(
+        np.float32)
   inputs = mesh_lib.global_batch(host, mesh)
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config), shardings,
@@ -104,7 +110,7 @@ def main():
   peak = matmul_peak()
   rows = []
   for name in args.configs.split(","):
-    row = bench_config(name, args.steps or TIMED_STEPS.get(name, 3))
+    row = bench_config(name, args.steps or TIMED_STEPS.get(name.partition(":")[0], 3))
     row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
     rows.append(row)
   by_name = {r["config"]: r for r in rows}

@@ -26,6 +26,9 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       # the clip's questions and the batch holds its answer's class (input_pipeline/pipeline.py).
       text="caption",
       num_answers=0,  # QA: the most frequent training answers that are the classes (0: no QA head)
+      # CLOP's knowledge classes (input_pipeline/text_annotations.KnowledgeVocab): the `size` most
+      # frequent entries of these kinds in `min_count` or more training captions; size 0: none.
+      knowledge=dict(size=0, min_count=2, kinds=("obj", "act", "attr", "rel")),
       crop_scale=(0.6, 1.0),
       crop_ratio=(3 / 4, 4 / 3),
       # Flips mirror "left"/"right" in the caption, so they never contradict it.
@@ -82,6 +85,9 @@ def get_config(arg=None):
       decoder=dict(depth=0, width=64, num_heads=4, mlp_dim=256),  # caption decoder; 0: none
       qa_head="dual",  # QA's answer head reads "dual" (the two embeddings) or "fusion"
       masked_video=dict(predictor_hidden=0),  # MILES's predictor head; 0: none
+      # CLOP's knowledge head on the unit embeddings of these inputs ("video", "text"); hidden 0:
+      # linear (vl_jax/models/dual_encoder.py)
+      knowledge_head=dict(inputs=(), hidden=0),
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
   )

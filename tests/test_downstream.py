@@ -21,6 +21,7 @@ from vl_jax.losses.classification import cross_entropy_with_ignored
 from vl_jax.train import checkpoint, init_from, loop, state as state_lib
 
 FINE_TUNE_STEPS = 100
+COCO_FINE_TUNE_STEPS = 60  # from the CoCo-BERT fixture: QA through the fusion, captioning
 
 
 def task_config(task, data_dir, **overrides):
@@ -150,21 +151,22 @@ def test_qa_through_the_cross_modal_encoder_beats_the_question_only_baseline(coc
   """The answer head on the fused [CLS] of (question, clip), fine-tuned from a CoCo-BERT run's
   cross-modal encoder."""
   (config, workdir, _, _), _ = coco_pretrained
-  qa, (state, results) = fine_tune("synthetic_qa_fusion", workdir, config.data.dir, tmp_path)
+  qa, (state, results) = fine_tune("synthetic_qa_fusion", workdir, config.data.dir, tmp_path,
+                                   steps=COCO_FINE_TUNE_STEPS)
   accuracy, baseline = results["qa"]["accuracy"], _question_only_accuracy(config.data.dir)
-  print(f"QA through the cross-modal encoder after {FINE_TUNE_STEPS} steps: {accuracy:.1f}% "
+  print(f"QA through the cross-modal encoder after {COCO_FINE_TUNE_STEPS} steps: {accuracy:.1f}% "
         f"(question-only {baseline:.1f}%)")
   assert "fusion" in state.params and "answer_head" in state.params
-  assert accuracy > baseline + 8  # measured: 43.6% against 30.1%
+  assert accuracy > baseline + 8  # measured: 41.8% against 30.1%
 
 
 def test_captioning_fine_tuning_beats_a_constant_caption(coco_pretrained, tmp_path):
-  """The caption decoder of a CoCo-BERT run, fine-tuned alone (at the tiny pre-training rate:
-  the fixture trained it only 100 steps), captions val clips greedily far better than the best
-  constant caption, the training split's most frequent, scores on CIDEr."""
+  """The caption decoder of a CoCo-BERT run, fine-tuned alone (at twice the tiny pre-training
+  rate: the fixture trained it only 100 steps), captions val clips greedily far better than the
+  best constant caption, the training split's most frequent, scores on CIDEr."""
   (config, workdir, _, _), _ = coco_pretrained
   _, (_, results) = fine_tune("synthetic_captioning", workdir, config.data.dir, tmp_path,
-                              **{"optimizer.lr": 1e-3})
+                              steps=COCO_FINE_TUNE_STEPS, **{"optimizer.lr": 2e-3})
   train = [c for captions in pipeline.read_field(config.data.dir, "train", "captions", "test")
            for c in captions]
   constant = collections.Counter(train).most_common(1)[0][0]
@@ -174,11 +176,11 @@ def test_captioning_fine_tuning_beats_a_constant_caption(coco_pretrained, tmp_pa
   with open(tmp_path / "captions_val.json") as f:
     predicted = json.load(f)
   cider = results["captioning"]["CIDEr"]
-  print(f"captioning after {FINE_TUNE_STEPS} steps: CIDEr {cider:.1f}, BLEU-4 "
+  print(f"captioning after {COCO_FINE_TUNE_STEPS} steps: CIDEr {cider:.1f}, BLEU-4 "
         f"{results['captioning']['BLEU-4']:.1f} (constant {constant!r}: CIDEr {baseline:.1f}); "
         f"e.g. {predicted['val-000000']!r} for {references['val-000000'][0]!r}")
   assert sorted(predicted) == sorted(references)
-  # Measured: 91.9 against 58.5 (the constant's n-grams are the templates' common ones).
+  # Measured: 110.6 against 58.5 (the constant's n-grams are the templates' common ones).
   assert cider > 1.3 * baseline
 
 

@@ -10,26 +10,26 @@ from tests.helpers import tiny_config
 from vl_jax.train import loop, mesh as mesh_lib, state as state_lib, step as step_lib
 
 
-def _loss_and_grads(config, batch):
+def _one_step(config, batch):
+  """The state after one train step from the same initialisation, and the step's metrics. The
+  optimizer state holds the gradients: after one step Adam's first moment is (1 - b1) g (of the
+  clipped g), so comparing it compares the gradients without compiling them apart."""
   mesh, _, model = loop.setup(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.create(model, tx, config, mesh)
-  fn = jax.jit(jax.value_and_grad(step_lib.make_loss_fn(model, config), has_aux=True),
-               in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh), None, None, None))
-  (loss, _), grads = fn(state.params, mesh_lib.global_batch(batch, mesh),
-                        step_lib.step_rng(config.seed, 0), state.ema_params, state.queue)
-  loss = jax.block_until_ready(loss)  # block on each step: see DESIGN.md on fake devices
-  # One full train step too: the updated parameters must agree as well.
   train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, config),
                                        shardings, mesh_lib.batch_sharding(mesh))
-  new_state, _ = train_step(state, mesh_lib.global_batch(batch, mesh))
-  return jax.device_get((loss, grads, new_state.params, new_state.ema_params)), mesh.devices.size
+  state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
+  metrics = jax.block_until_ready(metrics)  # block on each step: see DESIGN.md on fake devices
+  return jax.device_get((metrics, state.opt_state, state.params, state.ema_params)), \
+      mesh.devices.size
 
 
 CONTENT = {"pos_tags": ("NOUN", "VERB"), "max_tokens": 12}
-# TACo's and MILES's objectives in one model (objectives combine freely).
+# TACo's, MILES's and CLOP's objectives in one model (objectives combine freely).
 METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
-           "model.video.mask_token": True,
+           "model.video.mask_token": True, "data.knowledge.size": 64,
+           "model.knowledge_head.inputs": ("video", "text"),
            "ema": {"modules": ("video",), "momentum": 0.9, "final_momentum": 1.0},
            "objectives": {
                "contrastive": {"weight": 1.0},
@@ -38,13 +38,17 @@ METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
                                     **CONTENT},
                "masked_video": {"weight": 1.0, "mask_ratio": 0.5, "pattern": "tube",
                                 "block_size": (2, 2, 2), "target_layer": -1,
-                                "normalize_targets": True, "loss": "smooth_l1"}}}
+                                "normalize_targets": True, "loss": "smooth_l1"},
+               "skp": {"weight": 1.0, "loss": "softmax"},
+               "kcl": {"weight": 1.0, "similarity": "jaccard", "idf": True,
+                       "negatives": "sample", "beta": 2.0, "num_negatives": 4}}}
 
 
 def test_sharded_step_equals_single_device(synthetic_dir):
   """With TACo's objectives (the sentence-level InfoNCE over the global batch, the token
-  similarities, the cascade's choice of negatives across the global batch and the fused pairs)
-  and MILES's (masks drawn the same on any number of devices, the snapshot's targets, its EMA)."""
+  similarities, the cascade's choice of negatives across the global batch and the fused pairs),
+  MILES's (masks drawn the same on any number of devices, the snapshot's targets, its EMA) and
+  CLOP's (knowledge similarity, duplicates and sampled negatives over the global batch)."""
   assert jax.device_count() == 8
   config = tiny_config(synthetic_dir, batch_size=16, **METHODS)
   tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
@@ -54,13 +58,18 @@ def test_sharded_step_equals_single_device(synthetic_dir):
   results = {}
   for devices in (1, 8):
     config.mesh.data = devices
-    results[devices] = _loss_and_grads(config, batch)
-  (loss1, grads1, params1, ema1), n1 = results[1]
-  (loss8, grads8, params8, ema8), n8 = results[8]
+    results[devices] = _one_step(config, batch)
+  (metrics1, opt1, params1, ema1), n1 = results[1]
+  (metrics8, opt8, params8, ema8), n8 = results[8]
   assert (n1, n8) == (1, 8)
-  np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
-  for g8, g1 in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1)):
-    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-6)
+  assert metrics8.keys() == metrics1.keys()
+  for name in metrics1:  # every objective's loss and metrics, the gradient norm
+    np.testing.assert_allclose(metrics8[name], metrics1[name], rtol=1e-5, err_msg=name)
+  mu1 = jax.tree.leaves(opt1[1][0].mu)  # the AdamW moments after clipping
+  mu8 = jax.tree.leaves(opt8[1][0].mu)
+  assert len(mu1) == len(jax.tree.leaves(params1)) and any(np.abs(m).max() > 0 for m in mu1)
+  for g8, g1 in zip(mu8, mu1):
+    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-7)
   for p8, p1 in zip(jax.tree.leaves((params8, ema8)), jax.tree.leaves((params1, ema1))):
     np.testing.assert_allclose(p8, p1, rtol=1e-4, atol=1e-6)
 

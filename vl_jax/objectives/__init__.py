@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from vl_jax.errors import ConfigError
-from vl_jax.objectives import (caption, cascade_matching, coco, contrastive, masked_frames,
-                               masked_language, masked_video, qa, token_contrastive)
+from vl_jax.objectives import (caption, cascade_matching, coco, contrastive, knowledge,
+                               masked_frames, masked_language, masked_video, qa, token_contrastive)
 
 REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.objective,
                                  "token_contrastive": token_contrastive.objective,
@@ -31,7 +31,9 @@ REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.
                                  "coco": coco.objective,
                                  "masked_language": masked_language.objective,
                                  "masked_frames": masked_frames.objective,
-                                 "caption": caption.objective}
+                                 "caption": caption.objective,
+                                 "skp": knowledge.skp_objective,
+                                 "kcl": knowledge.kcl_objective}
 
 
 def named_key(rng, name: str):

@@ -1,0 +1,71 @@
+"""CLOP's knowledge regularizations (formulas and reasons: vl_jax/losses/knowledge.py).
+
+    config.objectives.skp = dict(weight=1.0, loss="softmax")
+    config.objectives.kcl = dict(weight=1.0, similarity="jaccard", idf=True, negatives="weight",
+                                 beta=2.0, num_negatives=8)
+
+SKP (structural knowledge prediction): the knowledge head (config.model.knowledge_head) predicts
+each caption's knowledge classes from the embeddings of its `inputs`; the loss averages them.
+
+KCL (knowledge-guided contrastive learning) replaces the plain contrastive objective: the
+similarity of two captions' knowledge (weighted by the classes' idf, or not) is how hard the one
+is as the other's negative; "weight" up-weights hard negatives, "sample" draws `num_negatives` of
+them per anchor by hardness. A true duplicate (the same caption, hence the same knowledge) is
+never a negative. Our default beta = 2 gives a negative of identical knowledge e^2 = 7.4 times
+the weight of an unrelated one: hard negatives count more, the others still count.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from vl_jax.errors import ConfigError
+from vl_jax.losses import knowledge
+
+LOSSES = {"softmax": knowledge.multilabel_softmax, "bce": knowledge.multilabel_bce}
+
+
+def _knowledge(batch, objective: str):
+  if "knowledge" not in batch:
+    raise ConfigError(f"config.objectives.{objective} needs the captions' knowledge: set "
+                      "config.data.knowledge.size > 0")
+  return batch["knowledge"]
+
+
+def skp_objective(outputs, batch, cfg, rng):
+  del rng
+  present = _knowledge(batch, "skp") > 0
+  if cfg.loss not in LOSSES:
+    raise ConfigError(f"config.objectives.skp.loss={cfg.loss!r}: expected one of "
+                      f"{sorted(LOSSES)}")
+  inputs = outputs["model"].knowledge_inputs
+  if not inputs:
+    raise ConfigError("config.objectives.skp needs the knowledge head: set "
+                      "config.model.knowledge_head.inputs, e.g. ('video', 'text')")
+  losses, metrics = [], {}
+  for name in inputs:
+    logits = outputs[f"{name}_knowledge_logits"]
+    losses.append(LOSSES[cfg.loss](logits, present))
+    metrics[f"{name}_loss"] = losses[-1]
+    metrics[f"{name}_r_precision"] = knowledge.r_precision(logits, present)
+  return sum(losses) / len(losses), metrics
+
+
+def kcl_objective(outputs, batch, cfg, rng):
+  x = _knowledge(batch, "kcl")
+  for field, value, allowed in (("similarity", cfg.similarity, knowledge.SIMILARITIES),
+                                ("negatives", cfg.negatives, knowledge.NEGATIVES)):
+    if value not in allowed:
+      raise ConfigError(f"config.objectives.kcl.{field}={value!r}: expected one of {allowed}")
+  if cfg.negatives == "sample" and cfg.num_negatives < 1:
+    raise ConfigError(f"config.objectives.kcl.num_negatives={cfg.num_negatives}: must be >= 1")
+  if not cfg.idf:
+    x = (x > 0).astype(jnp.float32)
+  hardness, same = knowledge.knowledge_similarity(x, cfg.similarity)
+  dup = knowledge.duplicates(batch["tokens"], same)
+  negatives = ~dup & ~jnp.eye(x.shape[0], dtype=bool)
+  loss = knowledge.knowledge_infonce(outputs["video_emb"], outputs["text_emb"],
+                                     outputs["inverse_temperature"], hardness, negatives,
+                                     cfg.beta, cfg.negatives, cfg.num_negatives, rng)
+  mean_hardness = jnp.where(negatives, hardness, 0.0).sum() / jnp.maximum(negatives.sum(), 1)
+  return loss, {"temperature": 1.0 / outputs["inverse_temperature"],
+                "negative_similarity": mean_hardness, "duplicates": dup.sum(-1).mean()}
