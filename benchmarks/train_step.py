@@ -80,7 +80,7 @@ def bench_config(name: str, steps: int) -> dict:
         np.float32)
   inputs = mesh_lib.global_batch(host, mesh)
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config), shardings,
+      step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
       mesh_lib.batch_sharding(mesh))
   t = time.perf_counter()
   compiled = train_step.lower(state, inputs).compile()

@@ -12,7 +12,8 @@ baseline). CLOP's abstract names neither its pre-training data nor its settings:
 and the Frozen-in-Time recipe of configs/vit_b16_bert_base.py are the setting its four retrieval
 tasks are usually compared in, and the knowledge vocabulary (the 1,000 most frequent entries of
 all four kinds seen in 5 or more captions), the head and the KCL settings are ours, each documented
-where it is defined (configs/tiny.py, vl_jax/models/dual_encoder.py, vl_jax/objectives/knowledge.py).
+where it is defined (configs/tiny.py, vl_jax/models/dual_encoder.py,
+vl_jax/objectives/knowledge.py).
 The datasets need knowledge annotations, which input_pipeline.convert writes (docs/DATA.md).
 CLOP's multiple-choice task, on any checkpoint of this config:
 

@@ -24,7 +24,7 @@ def get_config(arg=None):
   config = tiny.get_config().unlock()
   config.model.fusion.depth = 2
   config.objectives = dict(
-      contrastive=dict(weight=1.0),  # L1
+      contrastive=dict(weight=1.0, chunked=False),  # L1
       token_contrastive=dict(weight=0.5, temperature=1.0, **CONTENT_TOKENS),  # lambda_t L2, tau_2
       cascade_matching=dict(weight=1.0, num_negatives=8, sampling="cascade",  # L3, K'
                             **CONTENT_TOKENS))

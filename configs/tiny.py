@@ -91,7 +91,8 @@ def get_config(arg=None):
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
   )
-  config.objectives = dict(contrastive=dict(weight=1.0))
+  # chunked: the contrastive loss device by device in shard_map (vl_jax/objectives/contrastive.py)
+  config.objectives = dict(contrastive=dict(weight=1.0, chunked=False))
   # Exponential moving averages of parameter groups (MILES's snapshot encoder; vl_jax/train/ema.py)
   config.ema = dict(modules=(), momentum=0.996, final_momentum=1.0)
   # CoCo-BERT's masked views, drawn once per step for the objectives that read them; rate 0: none

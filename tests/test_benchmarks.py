@@ -50,3 +50,17 @@ def test_retrieval_eval_benchmark_reports_speed_and_memory(tmp_path):
   (row,) = json.loads(out.read_text())["results"]
   assert row["n"] == 3000 and row["seconds"] > 0 and row["peak_rss_GiB"] > 0
   assert 0 < row["fraction_of_matmul_peak"] and row["t2v_R@1"] > 0.1  # captions near their clips
+
+
+def test_contrastive_memory_benchmark_reports_both_forms(tmp_path):
+  out = tmp_path / "bench.json"
+  subprocess.run([sys.executable, "benchmarks/contrastive_memory.py", "--per_device", "64",
+                  "--dim", "8", "--devices", "1,4", "--out", str(out)], cwd=ROOT, check=True,
+                 capture_output=True, timeout=600)
+  report = json.loads(out.read_text())
+  assert [(r["devices"], r["batch"]) for r in report["results"]] == [(1, 64), (4, 256)]
+  one, four = report["results"]
+  # At a fixed batch per device the global form's blocks grow with the devices; the chunked
+  # form's do not.
+  assert four["global_MB"] > 2 * one["global_MB"]
+  assert four["chunked_MB"] < 1.5 * one["chunked_MB"]

@@ -25,7 +25,7 @@ def _log_softmax(z):
   return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-# --- knowledge classes -----------------------------------------------------------------------------
+# --- knowledge classes ---------------------------------------------------------------------------
 
 def test_knowledge_vocab_filters_counts_and_kinds(tmp_path):
   entries = [["obj:dog", 9], ["act:run", 7], ["rel:dog/nsubj/run", 5], ["attr:red", 2],
@@ -70,7 +70,7 @@ def test_training_batches_hold_each_captions_knowledge(synthetic_dir):
     assert (batch["knowledge"][i] > 0).sum() >= 3  # an object, an attribute, a relation at least
 
 
-# --- SKP -------------------------------------------------------------------------------------------
+# --- SKP -----------------------------------------------------------------------------------------
 
 def test_skp_losses_and_r_precision_against_numpy():
   rng = np.random.default_rng(0)
@@ -94,7 +94,7 @@ def test_skp_losses_and_r_precision_against_numpy():
   assert float(knowledge.r_precision(perfect, present)) == 1.0
 
 
-# --- KCL -------------------------------------------------------------------------------------------
+# --- KCL -----------------------------------------------------------------------------------------
 
 def _numpy_similarity(x, kind):
   b = len(x)
@@ -214,7 +214,7 @@ def test_sampled_negatives_follow_hardness_and_skip_duplicates():
   assert np.abs(counts[[2, 3, 4, 6, 7]] - 200 * (3 - p_hard) / 5).max() < 25
 
 
-# --- wiring ----------------------------------------------------------------------------------------
+# --- wiring --------------------------------------------------------------------------------------
 
 def test_clop_config_errors(synthetic_dir):
   config = lambda **o: tiny_config(synthetic_dir, base=clop_tiny.get_config(),

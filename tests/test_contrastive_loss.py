@@ -1,8 +1,17 @@
+"""The symmetric InfoNCE against NumPy, and its chunked shard_map form against the global one
+(values and gradients, on meshes of 2 and 8 of the session's fake devices, and in the train
+step)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vl_jax.losses.contrastive import symmetric_infonce
+from input_pipeline import pipeline
+from tests.helpers import tiny_config
+from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce
+from vl_jax.train import loop, step as step_lib, state as state_lib
 
 
 def _log_softmax(x, axis):
@@ -46,3 +55,38 @@ def test_perfect_alignment_beats_random_and_is_near_zero_when_sharp():
   assert aligned < 1e-3 < shuffled
   # With zero similarity everywhere the loss is log(batch size).
   np.testing.assert_allclose(symmetric_infonce(x, x, 0.0), np.log(8), rtol=1e-6)
+
+
+@pytest.mark.parametrize("devices", [2, 8])
+def test_chunked_equals_global_in_value_and_gradients(devices):
+  rng = np.random.default_rng(2)
+  mesh = Mesh(np.asarray(jax.devices()[:devices]), ("data",))
+  rows = NamedSharding(mesh, P("data"))
+  v = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
+  t = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
+  inv = jnp.float32(12.0)
+  grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))
+  want = jax.block_until_ready(grad(symmetric_infonce)(v, t, inv))
+  got = jax.block_until_ready(grad(lambda *a: chunked_symmetric_infonce(*a, mesh))(v, t, inv))
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+  for g, w in zip(got[1], want[1]):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+
+
+def test_chunked_in_the_train_step_equals_global(synthetic_dir):
+  """config.objectives.contrastive.chunked on the 8 fake devices: the same loss and gradients of
+  every parameter as the global loss."""
+  results = {}
+  for chunked in (False, True):
+    config = tiny_config(synthetic_dir, batch_size=16,
+                         **{"objectives.contrastive.chunked": chunked})
+    mesh, tokenizer, model = loop.setup(config)
+    batch, _ = pipeline.split_host_fields(next(iter(
+        pipeline.train_dataset(config.data, tokenizer, 16, seed=0))))
+    params = state_lib.init_params(model, config.data, jax.random.key(0))
+    fn = jax.jit(jax.value_and_grad(step_lib.make_loss_fn(model, config, mesh), has_aux=True))
+    (loss, _), grads = fn(params, batch, jax.random.key(0), {}, None)
+    results[chunked] = jax.device_get((jax.block_until_ready(loss), grads))
+  np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-6)
+  for g, w in zip(jax.tree.leaves(results[True][1]), jax.tree.leaves(results[False][1])):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)

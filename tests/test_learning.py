@@ -180,7 +180,8 @@ def test_tiny_clop_run_learns(pretrained, tmp_path):
   r1, mc = results["retrieval"]["t2v/R@1"], results["multiple_choice"]["accuracy"]
   print(f"after {CLOP_STEPS} steps: " + ", ".join(f"{n} {first(n):.3f} -> {last(n):.3f}"
                                                    for n in names)
-        + f"; t2v R@1 {before['retrieval']['t2v/R@1']:.2f}% -> {r1:.2f}%, multiple choice {mc:.1f}%")
+        + f"; t2v R@1 {before['retrieval']['t2v/R@1']:.2f}% -> {r1:.2f}%, multiple choice "
+          f"{mc:.1f}%")
   # Measured: SKP 5.41 -> 4.08 (video), 5.48 -> 4.07 (text); R-precision 0.19 -> 0.55, 0.18 ->
   # 0.56; t2v R@1 9.6%, multiple choice 34.4% (chance 20%).
   for modality in ("video", "text"):

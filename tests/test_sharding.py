@@ -17,8 +17,9 @@ def _one_step(config, batch):
   mesh, _, model = loop.setup(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.create(model, tx, config, mesh)
-  train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, config),
-                                       shardings, mesh_lib.batch_sharding(mesh))
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
+      mesh_lib.batch_sharding(mesh))
   state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
   metrics = jax.block_until_ready(metrics)  # block on each step: see DESIGN.md on fake devices
   return jax.device_get((metrics, state.opt_state, state.params, state.ema_params)), \
@@ -32,7 +33,7 @@ METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
            "model.knowledge_head.inputs": ("video", "text"),
            "ema": {"modules": ("video",), "momentum": 0.9, "final_momentum": 1.0},
            "objectives": {
-               "contrastive": {"weight": 1.0},
+               "contrastive": {"weight": 1.0, "chunked": False},
                "token_contrastive": {"weight": 0.5, "temperature": 1.0, **CONTENT},
                "cascade_matching": {"weight": 1.0, "num_negatives": 4, "sampling": "cascade",
                                     **CONTENT},

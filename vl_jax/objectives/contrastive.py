@@ -1,10 +1,23 @@
-"""The plain dual-encoder baseline: symmetric video-text InfoNCE on the pooled embeddings."""
+"""The plain dual-encoder baseline: symmetric video-text InfoNCE on the pooled embeddings.
 
-from vl_jax.losses.contrastive import symmetric_infonce
+    config.objectives.contrastive = dict(weight=1.0, chunked=False)
+
+`chunked` computes it device by device in `shard_map` (losses/contrastive.py): the same value and
+gradients, with each device's share of the [B, B] similarity matrix shrinking as devices grow.
+"""
+
+from vl_jax.errors import ConfigError
+from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce
+from vl_jax.train.mesh import DATA_AXIS
 
 
 def objective(outputs, batch, cfg, rng):
-  del batch, cfg, rng  # the positives are the batch's own pairs
-  loss = symmetric_infonce(outputs["video_emb"], outputs["text_emb"],
-                           outputs["inverse_temperature"])
-  return loss, {"temperature": 1.0 / outputs["inverse_temperature"]}
+  del batch, rng  # the positives are the batch's own pairs
+  v, t, inv = outputs["video_emb"], outputs["text_emb"], outputs["inverse_temperature"]
+  if cfg.chunked:
+    if outputs["mesh"] is None:
+      raise ConfigError("config.objectives.contrastive.chunked needs the train step's mesh")
+    loss = chunked_symmetric_infonce(v, t, inv, outputs["mesh"], DATA_AXIS)
+  else:
+    loss = symmetric_infonce(v, t, inv)
+  return loss, {"temperature": 1.0 / inv}

@@ -15,7 +15,6 @@ never a negative. Our default beta = 2 gives a negative of identical knowledge e
 the weight of an unrelated one: hard negatives count more, the others still count.
 """
 
-import jax
 import jax.numpy as jnp
 
 from vl_jax.errors import ConfigError

@@ -62,7 +62,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state_lib.abstract_with_shardings(state.params, state_shardings.params)), config.ema)
 
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config),
+      step_lib.make_train_step(model, tx, schedule, config, mesh),
       state_shardings, mesh_lib.batch_sharding(mesh))
   evals = evaluators.build(config.evals, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)

@@ -10,15 +10,17 @@ from vl_jax.train import ema as ema_lib, queue as queue_lib
 from vl_jax.train.state import TrainState
 
 
-def make_loss_fn(model, config):
+def make_loss_fn(model, config, mesh=None):
   """loss_fn(params, batch, rng, ema_params, queue) -> (loss, (metrics, keys)) of `config`'s
   objectives. `ema_params` (the train state's, possibly {}) reach the objectives through
   `outputs["ema_apply"]` and receive no gradient; with a queue (config.queue), `keys` are the
-  momentum encoder's embeddings of the batch, to enqueue ({} otherwise)."""
+  momentum encoder's embeddings of the batch, to enqueue ({} otherwise). `mesh` (the step's)
+  reaches them as `outputs["mesh"]`, for the losses computed in `shard_map`."""
 
   def loss_fn(params, batch, rng, ema_params, queue):
     apply = functools.partial(model.apply, {"params": params})
-    outputs = apply(batch["frames"], batch["tokens"]) | {"model": model, "apply": apply}
+    outputs = apply(batch["frames"], batch["tokens"]) | {"model": model, "apply": apply,
+                                                         "mesh": mesh}
     if views.enabled(config.masking):
       outputs |= views.encode(apply, model, batch, outputs, config.masking,
                               named_key(rng, "masking"))
@@ -42,9 +44,10 @@ def step_rng(seed: int, step):
   return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def make_train_step(model, tx, schedule, config):
-  """The step of `config`'s objectives, seed, parameter averages (config.ema) and queue."""
-  loss_fn = make_loss_fn(model, config)
+def make_train_step(model, tx, schedule, config, mesh=None):
+  """The step of `config`'s objectives, seed, parameter averages (config.ema) and queue, on
+  `mesh`."""
+  loss_fn = make_loss_fn(model, config, mesh)
 
   def train_step(state: TrainState, batch):
     (loss, (metrics, keys)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
