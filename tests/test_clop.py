@@ -251,6 +251,21 @@ def test_clop_config_errors(synthetic_dir):
     loss(config(), drop=("knowledge",))
 
 
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_the_knowledge_head_reads_both_embeddings(hidden):
+  """One head (linear, or with a hidden layer) gives K logits per clip and per caption."""
+  config = clop_tiny.get_config().unlock()
+  config.model.knowledge_head.hidden = hidden
+  model = dual_encoder.build(config.model, config.data, 128)
+  params = jax.eval_shape(lambda: state_lib.init_params(model, config.data, jax.random.key(0)))
+  head = {name: layer["kernel"].shape for name, layer in params["knowledge_head"].items()}
+  assert head == ({"fc2": (128, 256)} if not hidden else {"fc1": (128, 16), "fc2": (16, 256)})
+  frames, tokens = state_lib.dummy_inputs(config.data)
+  out = jax.eval_shape(lambda p: model.apply({"params": p}, frames, tokens), params)
+  assert out["video_knowledge_logits"].shape == out["text_knowledge_logits"].shape == (
+      frames.shape[0], 256)
+
+
 def test_pre_training_configs():
   config = clop.get_config()
   model = dual_encoder.build(config.model, config.data, 30522)
