@@ -4,8 +4,8 @@ r"""Train-step speed: steps/s, clips/s and achieved FLOP/s against the matmul pe
 
 The FLOP count of a step (forward, backward and optimizer update) is XLA's own cost analysis of the
 compiled step; the peak is the best rate of a large float32 matmul measured in the same run. Inputs
-are random uint8 frames, token ids, POS tags, idf and knowledge vectors on the config's mesh (all local devices by
-default). Configs are `module[:arg]` of configs/. A method's config is timed against the plain dual
+are random uint8 frames, token ids, POS tags, idf and knowledge vectors on the config's mesh (all
+local devices by default). Configs are `module[:arg]` of configs/. A method's config is timed against the plain dual
 encoder of its size (BASELINES) at the same batch: `overhead` is its extra time per step.
 """
 

@@ -14,9 +14,10 @@ VARIANTS = ("contrastive", "skp", "sample")
 
 
 def add_knowledge(config, size: int, min_count: int):
-  """The knowledge classes (all four kinds) and the knowledge head on both embeddings."""
-  config.data.knowledge = dict(size=size, min_count=min_count,
-                               kinds=("obj", "act", "attr", "rel"))
+  """The knowledge classes (of the kinds configs/tiny.py sets: all four) and the knowledge head on
+  both embeddings."""
+  config.data.knowledge.size = size
+  config.data.knowledge.min_count = min_count
   config.model.knowledge_head = dict(inputs=("video", "text"), hidden=0)
 
 

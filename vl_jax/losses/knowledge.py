@@ -7,6 +7,7 @@ over the training captions) when the caption holds class k, else 0 (input_pipeli
 
 import jax
 import jax.numpy as jnp
+import optax
 
 SIMILARITIES = ("jaccard", "cosine")
 NEGATIVES = ("weight", "sample")
@@ -22,9 +23,9 @@ def multilabel_softmax(logits, present):
   its scale (log K at the start) is the contrastive loss's.
   """
   y = present.astype(jnp.float32)
-  count = y.sum(-1)
-  per_caption = -(y * jax.nn.log_softmax(logits, axis=-1)).sum(-1) / jnp.maximum(count, 1.0)
-  has = (count > 0).astype(jnp.float32)
+  count = y.sum(-1, keepdims=True)
+  per_caption = optax.losses.softmax_cross_entropy(logits, y / jnp.maximum(count, 1.0))
+  has = (count[:, 0] > 0).astype(jnp.float32)
   return (per_caption * has).sum() / jnp.maximum(has.sum(), 1.0)
 
 
@@ -33,8 +34,7 @@ def multilabel_bce(logits, present):
 
       L = -1/(BK) * sum_b sum_k [ y_bk log sigma(z_bk) + (1 - y_bk) log(1 - sigma(z_bk)) ].
   """
-  y = present.astype(jnp.float32)
-  return -(y * jax.nn.log_sigmoid(logits) + (1 - y) * jax.nn.log_sigmoid(-logits)).mean()
+  return optax.losses.sigmoid_binary_cross_entropy(logits, present.astype(jnp.float32)).mean()
 
 
 def r_precision(logits, present):
