@@ -1,12 +1,17 @@
-r"""Train-step speed: steps/s, clips/s and achieved FLOP/s against the matmul peak of this machine.
+r"""Train-step speed and memory: steps/s, clips/s, achieved FLOP/s against the matmul peak of
+this machine, and the compiled step's memory per device.
 
-    python benchmarks/train_step.py [--configs tiny,miles_webvid_cc3m:contrastive,...] [--out F]
+    python benchmarks/train_step.py [--configs tiny,miles_webvid_cc3m:contrastive,...]
+        [--batches 1,2,4] [--frames 4,8,16,32] [--out F]
 
 The FLOP count of a step (forward, backward and optimizer update) is XLA's own cost analysis of the
-compiled step; the peak is the best rate of a large float32 matmul measured in the same run. Inputs
-are random uint8 frames, token ids, POS tags, idf and knowledge vectors on the config's mesh (all
-local devices by default). Configs are `module[:arg]` of configs/. A method's config is timed against the plain dual
-encoder of its size (BASELINES) at the same batch: `overhead` is its extra time per step.
+compiled step; the peak is the best rate of a large float32 matmul measured in the same run. The
+memory is XLA's buffer assignment of the compiled step (state, batch, temporaries; per device).
+Inputs are random uint8 frames, token ids, POS tags, idf and knowledge vectors on the config's mesh
+(all local devices by default). Configs are `module[:arg]` of configs/. `--batches` and
+`--frames` sweep the global batch size and the clip length of every config (default: BATCH_SIZES
+and the config's frames). A method's config is timed against the plain dual encoder of its size
+(BASELINES) at the same batch and frames: `overhead` is its extra time per step.
 """
 
 import argparse
@@ -25,9 +30,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import matmul_peak  # noqa: E402
-from input_pipeline.text_annotations import UPOS  # noqa: E402
 from vl_jax.models import dual_encoder  # noqa: E402
-from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
+from vl_jax.train import aot, mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
 
 # Configs as `module[:arg]`. The base size runs at the smallest batch that holds TACo's K' = 8
 # negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
@@ -57,27 +61,20 @@ def _flops(compiled) -> float:
   return float(cost["flops"])
 
 
-def bench_config(name: str, steps: int) -> dict:
+def bench_config(name: str, steps: int, batch: int | None = None,
+                 frames: int | None = None) -> dict:
   module, _, arg = name.partition(":")
   config = importlib.import_module(f"configs.{module}").get_config(arg or None)
-  batch = BATCH_SIZES[module] or config.batch_size
+  batch = batch or BATCH_SIZES[module] or config.batch_size
+  if frames:
+    config.data.num_frames = frames
   mesh = mesh_lib.make_mesh(config.mesh)
   mesh_lib.check_batch_size(batch, mesh, "--batch")
   model = dual_encoder.build(config.model, config.data, VOCAB_SIZES[module])
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.create(model, tx, config, mesh)
-  rng = np.random.default_rng(0)
   d = config.data
-  shape = (batch, d.max_text_len)
-  host = {"frames": rng.integers(0, 256, (batch, d.num_frames, d.image_size, d.image_size, 3),
-                                 dtype=np.uint8),
-          "tokens": rng.integers(4, VOCAB_SIZES[module], shape).astype(np.int32),
-          "token_pos": rng.integers(1, len(UPOS) + 1, shape).astype(np.int32),
-          "token_idf": rng.uniform(1, 10, shape).astype(np.float32)}
-  if d.knowledge.size:  # CLOP: about 8 classes per caption, at their idf
-    k = (batch, d.knowledge.size)
-    host["knowledge"] = np.where(rng.random(k) < 8 / k[1], rng.uniform(1, 10, k), 0.0).astype(
-        np.float32)
+  host = aot.example_batch(d, batch, VOCAB_SIZES[module], np.random.default_rng(0))
   inputs = mesh_lib.global_batch(host, mesh)
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
@@ -96,6 +93,7 @@ def bench_config(name: str, steps: int) -> dict:
   params = sum(x.size for x in jax.tree.leaves(state.params))
   return {"config": name, "batch": batch, "frames": f"{d.num_frames}x{d.image_size}^2",
           "params_M": params / 1e6, "compile_s": compile_s, "step_s": step_s,
+          "memory_GiB": aot.device_bytes(compiled) / aot.GiB,
           "steps_per_s": 1 / step_s, "clips_per_s": batch / step_s,
           "step_GFLOP": flops / 1e9, "achieved_GFLOPs": flops / step_s / 1e9}
 
@@ -105,24 +103,30 @@ def main():
   p.add_argument("--configs", default="tiny,taco_tiny,miles_tiny,vit_b16_bert_base,taco_howto100m,"
                                       "miles_webvid_cc3m:contrastive,miles_webvid_cc3m")
   p.add_argument("--steps", type=int, default=None, help="timed steps (default: TIMED_STEPS, else 3)")
+  p.add_argument("--batches", default="", help="global batch sizes to sweep (default: BATCH_SIZES)")
+  p.add_argument("--frames", default="", help="clip lengths to sweep (default: the config's)")
   p.add_argument("--out", default="benchmarks/train_step_results.json")
   args = p.parse_args()
   peak = matmul_peak()
   rows = []
+  sweep = lambda text: [int(x) for x in text.split(",")] if text else [None]
   for name in args.configs.split(","):
-    row = bench_config(name, args.steps or TIMED_STEPS.get(name.partition(":")[0], 3))
-    row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
-    rows.append(row)
-  by_name = {r["config"]: r for r in rows}
+    for batch in sweep(args.batches):
+      for frames in sweep(args.frames):
+        row = bench_config(name, args.steps or TIMED_STEPS.get(name.partition(":")[0], 3),
+                           batch, frames)
+        row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
+        rows.append(row)
+  by_key = {(r["config"], r["batch"], r["frames"]): r for r in rows}
   for r in rows:
-    base = by_name.get(BASELINES.get(r["config"]))
+    base = by_key.get((BASELINES.get(r["config"]), r["batch"], r["frames"]))
     r["overhead"] = r["step_s"] / base["step_s"] - 1 if base else 0.0
   machine = {"platform": platform.platform(), "processor": platform.processor(),
              "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
              "matmul_peak_GFLOPs": peak / 1e9}
   print(f"matmul peak (float32 2048^3): {peak / 1e9:.1f} GFLOP/s on {jax.devices()[0].platform}")
   cols = ["config", "batch", "frames", "params_M", "steps_per_s", "clips_per_s", "overhead",
-          "step_GFLOP", "achieved_GFLOPs", "fraction_of_matmul_peak", "compile_s"]
+          "step_GFLOP", "achieved_GFLOPs", "fraction_of_matmul_peak", "memory_GiB", "compile_s"]
   print(" | ".join(cols))
   for r in rows:
     print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))

@@ -90,6 +90,12 @@ def get_config(arg=None):
       knowledge_head=dict(inputs=(), hidden=0),
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
+      # The transformer blocks of every tower (vl_jax/models/layers.py): compute dtype ("bfloat16":
+      # mixed precision on float32 master weights), what the backward pass recomputes ("none",
+      # "full", "dots"), and one scanned block per tower instead of `depth` unrolled ones.
+      dtype="float32",
+      remat="none",
+      scan_layers=False,
   )
   # chunked: the contrastive loss device by device in shard_map (vl_jax/objectives/contrastive.py)
   config.objectives = dict(contrastive=dict(weight=1.0, chunked=False))
@@ -106,7 +112,13 @@ def get_config(arg=None):
   config.total_steps = 1000
   config.optimizer = dict(lr=1e-3, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,
                           b1=0.9, b2=0.98, grad_clip_norm=1.0)
-  config.mesh = dict(data=-1)  # devices on the data axis; -1: all
+  # Devices on the data and fsdp axes (data -1: all that fsdp divides); the batch is split over
+  # both, the parameters over fsdp as config.sharding.rules say (vl_jax/train/mesh.py).
+  config.mesh = dict(data=-1, fsdp=1)
+  # (regex on the parameter's path, spec): the first match wins; spec "fsdp" splits the largest
+  # dimension the fsdp axis divides, "replicated", or one mesh axis (or None) per dimension.
+  # No match: replicated. Inert while config.mesh.fsdp is 1.
+  config.sharding = dict(rules=((r"(kernel|embedding)$", "fsdp"),))
   config.log_every_steps = 50
   config.checkpoint = dict(every_steps=500, keep=3, use_async=True)
   config.evals = dict(retrieval=retrieval_eval(batch_size=64, every_steps=500))

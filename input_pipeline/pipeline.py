@@ -1,7 +1,8 @@
 """grain input pipeline: frame shards -> per-process batches of uint8 clips and token ids.
 
-Each process reads only its slice of the records (`records[process_index::process_count]`) and
-builds `global_batch / process_count` examples per batch. Batches hold:
+Each process builds `global_batch / process_count` examples per batch: in training its rows of
+each global batch (`train_dataset`), in evaluation its slice of the records
+(`records[process_index::process_count]`). Batches hold:
 
     frames    uint8 [B, T, H, W, 3]   normalised on device by the model (4x less host->device traffic)
     tokens    int32 [B, L]            [CLS] caption [SEP] PAD..., PAD = 0
@@ -252,24 +253,31 @@ def training_sources(data_cfg) -> list[tuple[str, str, str, float]]:
   return sources
 
 
-def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int) -> grain.IterDataset:
-  """Infinite, shuffled batches of this process's disjoint slice; the iterator is checkpointable.
+def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int,
+                  start_step: int = 0) -> grain.IterDataset:
+  """Infinite, shuffled batches: this process's slice of the global batches from step
+  `start_step` + 1 on.
 
-  Every random choice (shuffle order per epoch, frames, crop, flip, caption) is a pure function of
-  `seed` and the element's position, so a restored iterator sees exactly what an uninterrupted one
-  would have seen. With a mixture (`config.data.mixture`) each source is shuffled and transformed
-  on its own (with its own idf, all with this tokenizer and frame count: a 1-frame image fills
-  the T frames of a clip with copies of itself) and grain interleaves them in proportion to their
-  weights, example by example, so a batch holds examples of every source.
+  Every process orders the whole dataset alike and every random choice (shuffle order per epoch,
+  frames, crop, flip, caption) is a pure function of `seed` and the element's position in that
+  order. Global batch s is examples [s·B, (s+1)·B) of it, and process p reads rows
+  [p·B/P, (p+1)·B/P) of each, which is where `jax.make_array_from_process_local_data` puts them:
+  the global batches, hence the run, are the same for any number of processes, the processes read
+  disjoint clips, and a run resumed at any step (on any number of processes) sees exactly what an
+  uninterrupted one would have seen. With a mixture (`config.data.mixture`) each source is
+  shuffled and transformed on its own (with its own idf, all with this tokenizer and frame count:
+  a 1-frame image fills the T frames of a clip with copies of itself) and grain interleaves them in
+  proportion to their weights, example by example, so a batch holds examples of every source.
   """
   sources, parts = training_sources(data_cfg), []
   for i, (_, source_dir, split, _) in enumerate(sources):
-    ds = records(source_dir, split)[jax.process_index()::jax.process_count()]
-    ds = ds.seed(seed + i).shuffle().repeat(None)
+    ds = records(source_dir, split).seed(seed + i).shuffle().repeat(None)
     ds = ds.random_map(make_clip_transform(data_cfg, tokenizer, train=True, source_dir=source_dir))
     parts.append(ds.map(lambda example, i=i: {**example, "source": np.int32(i)}))
   ds = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, [w for *_, w in sources])
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
+  # Local batches p, p + P, p + 2P, ...: rows [p·B/P, (p+1)·B/P) of global batches 0, 1, 2, ...
+  ds = ds[jax.process_index()::jax.process_count()][start_step:]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
                                             prefetch_buffer_size=data_cfg.prefetch))
   if data_cfg.worker_count:

@@ -8,21 +8,22 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_train_step_benchmark_reports_rates_flops_and_method_overhead(tmp_path):
+def test_train_step_benchmark_reports_rates_flops_memory_and_method_overhead(tmp_path):
   out = tmp_path / "bench.json"
   subprocess.run([sys.executable, "benchmarks/train_step.py", "--configs", "tiny,taco_tiny",
-                  "--steps", "2", "--out", str(out)], cwd=ROOT, check=True, capture_output=True,
-                 timeout=600)
+                  "--batches", "16", "--frames", "2", "--steps", "1", "--out", str(out)],
+                 cwd=ROOT, check=True, capture_output=True, timeout=600)
   report = json.loads(out.read_text())
   assert report["machine"]["matmul_peak_GFLOPs"] > 0
-  tiny, taco = report["results"]
-  assert (tiny["config"], taco["config"]) == ("tiny", "taco_tiny")
-  for row in (tiny, taco):
-    assert row["batch"] == 64
+  rows = {(r["config"], r["frames"]): r for r in report["results"]}
+  assert sorted(rows) == [("taco_tiny", "2x24^2"), ("tiny", "2x24^2")]
+  for row in rows.values():
+    assert row["batch"] == 16
     for key in ("steps_per_s", "clips_per_s", "step_GFLOP", "achieved_GFLOPs",
-                "fraction_of_matmul_peak"):
+                "fraction_of_matmul_peak", "memory_GiB"):
       assert row[key] > 0, key
     assert abs(row["clips_per_s"] - row["batch"] * row["steps_per_s"]) < 1e-6 * row["clips_per_s"]
+  tiny, taco = rows["tiny", "2x24^2"], rows["taco_tiny", "2x24^2"]
   # TACo's step does strictly more work (L2, cascade, 2 x K' x B fused pairs) than L1's alone.
   assert taco["step_GFLOP"] > 2 * tiny["step_GFLOP"]
   assert tiny["overhead"] == 0

@@ -57,17 +57,20 @@ def test_perfect_alignment_beats_random_and_is_near_zero_when_sharp():
   np.testing.assert_allclose(symmetric_infonce(x, x, 0.0), np.log(8), rtol=1e-6)
 
 
-@pytest.mark.parametrize("devices", [2, 8])
-def test_chunked_equals_global_in_value_and_gradients(devices):
+@pytest.mark.parametrize("shape", [(2,), (8,), (2, 4)])
+def test_chunked_equals_global_in_value_and_gradients(shape):
+  """On 2 and 8 devices of a data axis, and on a (data, fsdp) mesh whose two axes split the
+  batch (the train step's)."""
   rng = np.random.default_rng(2)
-  mesh = Mesh(np.asarray(jax.devices()[:devices]), ("data",))
-  rows = NamedSharding(mesh, P("data"))
+  axes = ("data", "fsdp")[:len(shape)]
+  mesh = Mesh(np.asarray(jax.devices()[:np.prod(shape)]).reshape(shape), axes)
+  rows = NamedSharding(mesh, P(axes))
   v = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
   t = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
   inv = jnp.float32(12.0)
   grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))
   want = jax.block_until_ready(grad(symmetric_infonce)(v, t, inv))
-  got = jax.block_until_ready(grad(lambda *a: chunked_symmetric_infonce(*a, mesh))(v, t, inv))
+  got = jax.block_until_ready(grad(lambda *a: chunked_symmetric_infonce(*a, mesh, axes))(v, t, inv))
   np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
   for g, w in zip(got[1], want[1]):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)

@@ -77,7 +77,7 @@ def test_all_captions_and_several_clips(trained, synthetic_dir):
   config = tiny_config(synthetic_dir, **OVERRIDES)
   mesh, tokenizer, model = loop.setup(config)
   params = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, 1, False) \
-      .restore_params(6, state_lib.abstract_params(model, config.data, mesh))
+      .restore_params(6, state_lib.abstract_params(model, config, mesh))
   make = lambda captions: retrieval.RetrievalEvaluator(
       "r", tiny_config(synthetic_dir, **{"evals.retrieval.captions": captions}).evals.retrieval,
       model=model, mesh=mesh, data_cfg=config.data, tokenizer=tokenizer)

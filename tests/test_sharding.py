@@ -1,4 +1,5 @@
-"""The same loss and gradients on a 1-device mesh and on the 8 fake devices of the test session."""
+"""The same loss and gradients on a 1-device mesh and on the 8 fake devices of the test session,
+with the parameters split over them (FSDP)."""
 
 import jax
 import numpy as np
@@ -22,8 +23,9 @@ def _one_step(config, batch):
       mesh_lib.batch_sharding(mesh))
   state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
   metrics = jax.block_until_ready(metrics)  # block on each step: see DESIGN.md on fake devices
+  kernel = state.params["video"]["block_0"]["mlp"]["fc1"]["kernel"]
   return jax.device_get((metrics, state.opt_state, state.params, state.ema_params)), \
-      mesh.devices.size
+      (mesh.devices.size, kernel.sharding.shard_shape(kernel.shape))
 
 
 CONTENT = {"pos_tags": ("NOUN", "VERB"), "max_tokens": 12}
@@ -46,7 +48,9 @@ METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
 
 
 def test_sharded_step_equals_single_device(synthetic_dir):
-  """With TACo's objectives (the sentence-level InfoNCE over the global batch, the token
+  """On one device, and on a (data 2, fsdp 4) mesh: the batch split 8 ways, the parameters, their
+  moments and their average split 4 ways, the sentence-level InfoNCE chunked round the 8 devices.
+  With TACo's objectives (the sentence-level InfoNCE over the global batch, the token
   similarities, the cascade's choice of negatives across the global batch and the fused pairs),
   MILES's (masks drawn the same on any number of devices, the snapshot's targets, its EMA) and
   CLOP's (knowledge similarity, duplicates and sampled negatives over the global batch)."""
@@ -57,12 +61,14 @@ def test_sharded_step_equals_single_device(synthetic_dir):
       next(iter(pipeline.train_dataset(config.data, tokenizer, 16, seed=0))))
 
   results = {}
-  for devices in (1, 8):
-    config.mesh.data = devices
-    results[devices] = _one_step(config, batch)
-  (metrics1, opt1, params1, ema1), n1 = results[1]
-  (metrics8, opt8, params8, ema8), n8 = results[8]
+  for devices, fsdp in ((1, 1), (2, 4)):
+    config.mesh.data, config.mesh.fsdp = devices, fsdp
+    config.objectives.contrastive.chunked = fsdp > 1
+    results[devices * fsdp] = _one_step(config, batch)
+  (metrics1, opt1, params1, ema1), (n1, shard1) = results[1]
+  (metrics8, opt8, params8, ema8), (n8, shard8) = results[8]
   assert (n1, n8) == (1, 8)
+  assert shard1 == (64, 256) and shard8 == (64, 64)  # fc1's kernel, whole and split 4 ways
   assert metrics8.keys() == metrics1.keys()
   for name in metrics1:  # every objective's loss and metrics, the gradient norm
     np.testing.assert_allclose(metrics8[name], metrics1[name], rtol=1e-5, err_msg=name)

@@ -1,4 +1,5 @@
-"""What main.py and eval.py share: the config flag, one-line errors, quiet library logs."""
+"""What main.py and eval.py share: the config flag, joining a multi-process run, one-line errors,
+quiet library logs."""
 
 import sys
 
@@ -6,12 +7,11 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vl_jax.errors import USER_ERRORS
-from vl_jax.train import metrics
+from vl_jax.train import distributed, metrics
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",
                                          lock_config=True)
 WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and results")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_flags(argv):
@@ -26,13 +26,17 @@ def parse_flags(argv):
     sys.exit(f"FATAL Flags parsing error: {bad[0]}: the config has no field {name!r}")
 
 
-def run(main_fn) -> None:
-  """Runs `main_fn()` under absl after flag parsing; a user error ends the run with one line."""
+def run(main_fn, required=("config", "workdir")) -> None:
+  """Runs `main_fn()` under absl after flag parsing (`required` flags must be given); a user
+  error ends the run with one line."""
+  flags.mark_flags_as_required(required)
+
   def wrapped(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     metrics.quiet_library_logs()
     try:
+      distributed.initialize()
       main_fn()
     except USER_ERRORS as e:
       sys.exit(f"error: {e}")

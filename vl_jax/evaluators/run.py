@@ -51,7 +51,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
   try:
     step = ckpt.pick_step(step)
-    abstract = state_lib.abstract_params(model, config.data, mesh)
+    abstract = state_lib.abstract_params(model, config, mesh)
     try:
       params = ckpt.restore_params(step, abstract)
     except ValueError as e:

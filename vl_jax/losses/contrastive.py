@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 
@@ -26,9 +27,10 @@ def symmetric_infonce(video_emb, text_emb, inverse_temperature):
 
 
 def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Mesh,
-                              axis: str = "data"):
+                              axis: str | tuple[str, ...] = "data"):
   """`symmetric_infonce`, equal in value and gradients, in `shard_map` without ever holding more
-  than a [b, b] block of the similarity matrix on a device (b = B / n, n devices on `axis`):
+  than a [b, b] block of the similarity matrix on a device (b = B / n, n devices on the mesh axis
+  or axes `axis` that split the batch):
 
       L = 1/(2B) * sum_i [ logsumexp_j(s_ij) - s_ii + logsumexp_j(s_ji) - s_ii ]
 
@@ -40,7 +42,7 @@ def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Me
   batch, where the [B, B] matrix of the global form (even partitioned by XLA into [b, B] rows)
   grows with n. `video_emb` and `text_emb` [B, D] are sharded along `axis` of `mesh`.
   """
-  n = mesh.shape[axis]
+  n = int(np.prod([mesh.shape[a] for a in ((axis,) if isinstance(axis, str) else axis)]))
   ring = [(i, (i + 1) % n) for i in range(n)]
   hi = jax.lax.Precision.HIGHEST
 

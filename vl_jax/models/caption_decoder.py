@@ -1,23 +1,27 @@
 """CoCo-BERT's caption decoder: a causal transformer over the caption so far, cross-attending to
 the clip's video-tower tokens."""
 
-import flax.linen as nn
+from typing import Any
 
-from vl_jax.models.layers import Mlp, attention
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vl_jax.models.layers import Mlp, Stack, attention, layer_norm, run_blocks
 
 
 class DecoderLayer(nn.Module):
   """Pre-norm causal self-attention, cross-attention to the memory, MLP (each residual)."""
   num_heads: int
   mlp_dim: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, memory, causal_mask):
-    y = nn.LayerNorm(name="norm_self")(x)
-    x = x + attention(self.num_heads, "self_attention")(y, mask=causal_mask)
-    y = nn.LayerNorm(name="norm_cross")(x)
-    x = x + attention(self.num_heads, "cross_attention")(y, memory)
-    return x + Mlp(self.mlp_dim, name="mlp")(nn.LayerNorm(name="norm_mlp")(x))
+    y = layer_norm("norm_self", self.dtype)(x)
+    x = x + attention(self.num_heads, "self_attention", dtype=self.dtype)(y, mask=causal_mask)
+    y = layer_norm("norm_cross", self.dtype)(x)
+    x = x + attention(self.num_heads, "cross_attention", dtype=self.dtype)(y, memory)
+    return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(layer_norm("norm_mlp", self.dtype)(x))
 
 
 class CaptionDecoder(nn.Module):
@@ -35,6 +39,7 @@ class CaptionDecoder(nn.Module):
   num_heads: int
   mlp_dim: int
   max_len: int
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, memory, tokens):
@@ -42,8 +47,9 @@ class CaptionDecoder(nn.Module):
     embed = nn.Embed(self.vocab_size, self.width, embedding_init=init, name="word_embeddings")
     x = embed(tokens) + self.param("position_embeddings", init,
                                    (self.max_len, self.width))[:tokens.shape[1]]
-    memory = nn.Dense(self.width, name="memory_in")(memory)
+    dtype = self.stack.dtype
+    memory = nn.Dense(self.width, dtype=dtype, name="memory_in")(memory)
     causal = nn.make_causal_mask(tokens)
-    for i in range(self.depth):
-      x = DecoderLayer(self.num_heads, self.mlp_dim, name=f"layer_{i}")(x, memory, causal)
-    return embed.attend(nn.LayerNorm(name="final_norm")(x))
+    x = run_blocks(DecoderLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=dtype),
+                   self.depth, self.stack, "layer", x.astype(dtype), memory, causal)
+    return embed.attend(nn.LayerNorm(name="final_norm")(x.astype(jnp.float32)))

@@ -11,7 +11,7 @@ from input_pipeline.tokenizer import PAD_ID
 from vl_jax.errors import ConfigError
 from vl_jax.models.caption_decoder import CaptionDecoder
 from vl_jax.models.fusion import FusionEncoder
-from vl_jax.models.layers import l2_normalize
+from vl_jax.models.layers import DTYPES, REMAT_POLICIES, Stack, l2_normalize
 from vl_jax.models.text_transformer import TextTransformer
 from vl_jax.models.video_vit import VideoViT
 
@@ -248,24 +248,32 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
   if k.inputs and not data_cfg.knowledge.size:
     raise ConfigError("config.model.knowledge_head.inputs needs knowledge classes: set "
                       "config.data.knowledge.size > 0")
+  if model_cfg.dtype not in DTYPES:
+    raise ConfigError(f"config.model.dtype={model_cfg.dtype!r}: expected one of {tuple(DTYPES)}")
+  if model_cfg.remat not in REMAT_POLICIES:
+    raise ConfigError(f"config.model.remat={model_cfg.remat!r}: expected one of "
+                      f"{REMAT_POLICIES}")
+  stack = Stack(DTYPES[model_cfg.dtype], model_cfg.remat, model_cfg.scan_layers)
   return DualEncoder(
       video=VideoViT(patch_size=v.patch_size, width=v.width, depth=v.depth, num_heads=v.num_heads,
                      mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
                      image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal,
                      temporal_embedding_init_std=v.temporal_embedding_init_std,
-                     use_mask_token=v.mask_token),
+                     use_mask_token=v.mask_token, stack=stack),
       text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
-                           num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len),
+                           num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len,
+                           stack=stack),
       embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,
       learn_temperature=model_cfg.temperature.learn,
       num_answers=num_answers, qa_head=model_cfg.qa_head,
       fusion=FusionEncoder(width=f.width, depth=f.depth, num_heads=f.num_heads, mlp_dim=f.mlp_dim,
-                           max_text_len=data_cfg.max_text_len, num_frames=data_cfg.num_frames)
+                           max_text_len=data_cfg.max_text_len, num_frames=data_cfg.num_frames,
+                           stack=stack)
       if f.depth else None,
       masked_heads=f.masked_heads,
       decoder=CaptionDecoder(vocab_size=vocab_size, width=d.width, depth=d.depth,
                              num_heads=d.num_heads, mlp_dim=d.mlp_dim,
-                             max_len=data_cfg.max_text_len)
+                             max_len=data_cfg.max_text_len, stack=stack)
       if d.depth else None,
       predictor=MaskedPatchPredictor(predictor_hidden, v.width) if predictor_hidden else None,
       knowledge_head=KnowledgeHead(data_cfg.knowledge.size, k.hidden) if k.inputs else None,

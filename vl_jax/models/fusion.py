@@ -4,6 +4,7 @@ transformer layers over a caption's tokens and a clip's frame tokens together.""
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vl_jax.models.layers import Stack, run_blocks
 from vl_jax.models.text_transformer import BertLayer
 
 
@@ -23,6 +24,7 @@ class FusionEncoder(nn.Module):
   mlp_dim: int
   max_text_len: int
   num_frames: int
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, frame_tokens, text_tokens, text_mask):
@@ -36,6 +38,7 @@ class FusionEncoder(nn.Module):
     x = nn.LayerNorm(epsilon=1e-12, name="embeddings_norm")(jnp.concatenate([text, video], 1))
     valid = jnp.concatenate([text_mask, jnp.ones(frame_tokens.shape[:2], bool)], axis=1)
     mask = nn.make_attention_mask(valid, valid)
-    for i in range(self.depth):
-      x = BertLayer(self.num_heads, self.mlp_dim, name=f"layer_{i}")(x, mask)
-    return x
+    x = run_blocks(BertLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                                   dtype=self.stack.dtype),
+                   self.depth, self.stack, "layer", x.astype(self.stack.dtype), mask)
+    return x.astype(jnp.float32)

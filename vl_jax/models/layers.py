@@ -1,25 +1,87 @@
-"""Transformer building blocks shared by the towers."""
+"""Transformer building blocks shared by the towers, and how a tower runs its stack of blocks
+(compute dtype, rematerialisation, layer scan)."""
+
+import dataclasses
+from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+# What the backward pass keeps of a block's forward pass: "none" all of it (no recomputation),
+# "full" only the block's input (everything else is recomputed), "dots" the outputs of its
+# matmuls without a batch dimension (the projections; attention and element-wise ops are
+# recomputed).
+REMAT_POLICIES = ("none", "full", "dots")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+  """How a tower runs its blocks (config.model.dtype, remat, scan_layers). `dtype` is the compute
+  dtype of the blocks; parameters stay float32 (the optimizer updates float32 master weights) and
+  the towers return float32."""
+  dtype: Any = jnp.float32
+  remat: str = "none"
+  scan: bool = False
 
 
 class Mlp(nn.Module):
   """Position-wise feed-forward block (BERT / ViT layout: fc1 -> GELU -> fc2)."""
   mlp_dim: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
-    x = nn.Dense(self.mlp_dim, name="fc1")(x)
+    x = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(x)
     x = nn.gelu(x, approximate=False)
-    return nn.Dense(width, name="fc2")(x)
+    return nn.Dense(width, dtype=self.dtype, name="fc2")(x)
 
 
-def attention(num_heads: int, name: str, zero_init_out: bool = False) -> nn.MultiHeadDotProductAttention:
-  """Multi-head self-attention; `zero_init_out` makes the block an identity at initialisation."""
+def attention(num_heads: int, name: str, zero_init_out: bool = False,
+              dtype=jnp.float32) -> nn.MultiHeadDotProductAttention:
+  """Multi-head self-attention; `zero_init_out` makes the block an identity at initialisation.
+  The softmax is float32 whatever the compute dtype."""
   kwargs = {"out_kernel_init": nn.initializers.zeros} if zero_init_out else {}
-  return nn.MultiHeadDotProductAttention(num_heads=num_heads, name=name, **kwargs)
+  return nn.MultiHeadDotProductAttention(num_heads=num_heads, name=name, dtype=dtype,
+                                         force_fp32_for_softmax=True, **kwargs)
+
+
+def layer_norm(name: str, dtype, epsilon: float = 1e-6) -> nn.LayerNorm:
+  """Statistics in float32, output in `dtype`."""
+  return nn.LayerNorm(epsilon=epsilon, dtype=dtype, name=name)
+
+
+class _ScanStep(nn.Module):
+  """One block as nn.scan's body: (carry, broadcast inputs) -> (carry, nothing)."""
+  block: type
+  fields: tuple  # (name, value) pairs of the block's attributes
+
+  @nn.compact
+  def __call__(self, x, *args):
+    return self.block(**dict(self.fields), name="block")(x, *args), None
+
+
+def run_blocks(block: type, fields: dict, depth: int, stack: Stack, name: str, x, *args):
+  """`depth` blocks `block(**fields)` applied in turn to x, each also given `args`.
+
+  Unrolled, block i is the module f"{name}_{i}". With `stack.scan` they are one module
+  f"{name}s/block" whose parameters have a leading axis of size `depth` (one block compiled
+  instead of `depth`), so checkpoints of the two layouts differ. `stack.remat` says what the backward pass keeps of each block (REMAT_POLICIES).
+  """
+  if stack.remat != "none":
+    policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+              if stack.remat == "dots" else None)
+    block = nn.remat(block, policy=policy)
+  if not stack.scan:
+    for i in range(depth):
+      x = block(**fields, name=f"{name}_{i}")(x, *args)
+    return x
+  scanned = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
+                    in_axes=(nn.broadcast,) * len(args), length=depth)
+  x, _ = scanned(block, tuple(sorted(fields.items())), name=f"{name}s")(x, *args)
+  return x
 
 
 def l2_normalize(x, eps: float = 1e-6):

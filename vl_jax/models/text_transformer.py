@@ -1,30 +1,36 @@
 """BERT-style text transformer (post-norm, learned absolute positions, [CLS] first)."""
 
+from typing import Any
+
 import flax.linen as nn
+import jax.numpy as jnp
 
 from input_pipeline.tokenizer import PAD_ID
-from vl_jax.models.layers import Mlp, attention
+from vl_jax.models.layers import Mlp, Stack, attention, layer_norm, run_blocks
 
 
 class BertLayer(nn.Module):
   num_heads: int
   mlp_dim: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, mask):
-    x = nn.LayerNorm(epsilon=1e-12, name="attention_norm")(
-        x + attention(self.num_heads, "attention")(x, mask=mask))
-    return nn.LayerNorm(epsilon=1e-12, name="output_norm")(x + Mlp(self.mlp_dim, name="mlp")(x))
+    x = layer_norm("attention_norm", self.dtype, 1e-12)(
+        x + attention(self.num_heads, "attention", dtype=self.dtype)(x, mask=mask))
+    return layer_norm("output_norm", self.dtype, 1e-12)(
+        x + Mlp(self.mlp_dim, self.dtype, name="mlp")(x))
 
 
 class TextTransformer(nn.Module):
-  """Returns token features [B, L, D]; position 0 is [CLS]."""
+  """Returns token features [B, L, D], float32; position 0 is [CLS]."""
   vocab_size: int
   width: int
   depth: int
   num_heads: int
   mlp_dim: int
   max_len: int
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, tokens):  # int32 [B, L], PAD_ID where padded
@@ -36,6 +42,7 @@ class TextTransformer(nn.Module):
     x = nn.LayerNorm(epsilon=1e-12, name="embeddings_norm")(x)
     valid = tokens != PAD_ID
     mask = nn.make_attention_mask(valid, valid)
-    for i in range(self.depth):
-      x = BertLayer(self.num_heads, self.mlp_dim, name=f"layer_{i}")(x, mask)
-    return x
+    x = run_blocks(BertLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                                   dtype=self.stack.dtype),
+                   self.depth, self.stack, "layer", x.astype(self.stack.dtype), mask)
+    return x.astype(jnp.float32)

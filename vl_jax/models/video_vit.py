@@ -6,10 +6,12 @@ temporal attention (each patch position attends across frames), then spatial att
 frame's patches attend to each other), then the MLP.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vl_jax.models.layers import Mlp, attention
+from vl_jax.models.layers import Mlp, Stack, attention, layer_norm, run_blocks
 
 # ImageNet statistics, the convention of ViT checkpoints this tower is meant to import.
 PIXEL_MEAN = (0.485, 0.456, 0.406)
@@ -26,16 +28,17 @@ class DividedSpaceTimeBlock(nn.Module):
   num_heads: int
   mlp_dim: int
   zero_init_temporal: bool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # x: [B, T, N, D]
     # Temporal attention over axis T for every patch position: move T next to the features.
-    y = nn.LayerNorm(name="norm_temporal")(x).swapaxes(1, 2)  # [B, N, T, D]
-    y = attention(self.num_heads, "attn_temporal", self.zero_init_temporal)(y)
+    y = layer_norm("norm_temporal", self.dtype)(x).swapaxes(1, 2)  # [B, N, T, D]
+    y = attention(self.num_heads, "attn_temporal", self.zero_init_temporal, self.dtype)(y)
     x = x + y.swapaxes(1, 2)
-    y = nn.LayerNorm(name="norm_spatial")(x)
-    x = x + attention(self.num_heads, "attn_spatial")(y)
-    return x + Mlp(self.mlp_dim, name="mlp")(nn.LayerNorm(name="norm_mlp")(x))
+    y = layer_norm("norm_spatial", self.dtype)(x)
+    x = x + attention(self.num_heads, "attn_spatial", dtype=self.dtype)(y)
+    return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(layer_norm("norm_mlp", self.dtype)(x))
 
 
 class VideoViT(nn.Module):
@@ -53,25 +56,31 @@ class VideoViT(nn.Module):
   # captions alike before the temporal branch learns to tell them apart (docs/DATA.md).
   temporal_embedding_init_std: float = 0.02
   use_mask_token: bool = False  # MILES: a learned embedding takes the place of masked patches
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, frames, mask=None, layer: int | None = None):
     """frames: uint8 [B, T, H, W, 3]; mask: bool [B, T, N], True where the patch embedding is
     replaced by the mask token (before the position embeddings are added, as in BEiT); layer: the
     block (1 .. depth, or -depth .. -1 from the end) whose output is returned, the last one's
-    through the final norm (None: the last)."""
+    through the final norm (None: the last; with a scanned stack, the last only). Returns
+    float32 whatever the compute dtype."""
     b, t, h, w, _ = frames.shape
     layer = self.depth if layer is None else layer
     if not (1 <= layer <= self.depth or -self.depth <= layer <= -1):
       raise ValueError(f"layer {layer}: the video tower has blocks 1 .. {self.depth} "
                        f"(-{self.depth} .. -1 from the end)")
     layer = layer if layer > 0 else self.depth + 1 + layer
+    if self.stack.scan and layer != self.depth:
+      raise ValueError(f"layer {layer}: a scanned stack of blocks returns the last block's output "
+                       f"only; set config.model.scan_layers=False")
     if t > self.num_frames or h != self.image_size or w != self.image_size:
       raise ValueError(f"video tower built for <= {self.num_frames} x {self.image_size}^2 frames, "
                        f"got {t} x {h} x {w}")
     x = normalize_pixels(frames).reshape(b * t, h, w, 3)
     p = self.patch_size
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding")(x)
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.stack.dtype,
+                name="embedding")(x)
     x = x.reshape(b, t, -1, self.width)
     n = x.shape[2]
     init = nn.initializers.normal(0.02)
@@ -85,7 +94,9 @@ class VideoViT(nn.Module):
     x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
     x = x + self.param("temporal_embedding", nn.initializers.normal(self.temporal_embedding_init_std),
                        (1, self.num_frames, 1, self.width))[:, :t]
-    for i in range(layer):
-      x = DividedSpaceTimeBlock(self.num_heads, self.mlp_dim, self.zero_init_temporal,
-                                name=f"block_{i}")(x)
-    return nn.LayerNorm(name="encoder_norm")(x) if layer == self.depth else x
+    x = run_blocks(DividedSpaceTimeBlock,
+                   dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                        zero_init_temporal=self.zero_init_temporal, dtype=self.stack.dtype),
+                   layer, self.stack, "block", x.astype(self.stack.dtype))
+    x = nn.LayerNorm(name="encoder_norm")(x) if layer == self.depth else x
+    return x.astype(jnp.float32)

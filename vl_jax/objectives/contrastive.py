@@ -8,7 +8,7 @@ gradients, with each device's share of the [B, B] similarity matrix shrinking as
 
 from vl_jax.errors import ConfigError
 from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce
-from vl_jax.train.mesh import DATA_AXIS
+from vl_jax.train.mesh import BATCH_AXES
 
 
 def objective(outputs, batch, cfg, rng):
@@ -17,7 +17,7 @@ def objective(outputs, batch, cfg, rng):
   if cfg.chunked:
     if outputs["mesh"] is None:
       raise ConfigError("config.objectives.contrastive.chunked needs the train step's mesh")
-    loss = chunked_symmetric_infonce(v, t, inv, outputs["mesh"], DATA_AXIS)
+    loss = chunked_symmetric_infonce(v, t, inv, outputs["mesh"], BATCH_AXES)
   else:
     loss = symmetric_infonce(v, t, inv)
   return loss, {"temperature": 1.0 / inv}

@@ -1,6 +1,10 @@
-"""Orbax checkpoints of the train state together with the data iterator's state."""
+"""Orbax checkpoints of the train state.
 
-import grain
+The data position needs no state of its own: the training batches are a pure function of the step
+(input_pipeline/pipeline.train_dataset), so a run restored at step s rebuilds its data from s, on
+any number of processes.
+"""
+
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -10,7 +14,8 @@ from vl_jax.errors import DataError
 
 
 class Checkpointer:
-  """Async, keep-N checkpoints under `directory`; each holds the state and the iterator state."""
+  """Async, keep-N checkpoints of the train state under `directory`, written by all processes
+  together (each its shards)."""
 
   def __init__(self, directory: str, every_steps: int, keep: int, use_async: bool = True):
     self.every_steps = every_steps
@@ -21,19 +26,18 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state, data_iterator, force: bool = False) -> bool:
+  def save(self, step: int, state, force: bool = False) -> bool:
     """Saves if `step` is a multiple of `every_steps` (or `force`); returns whether it saved."""
     if not force and step % self.every_steps:
       return False
-    return self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+    return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                              force=True)
 
-  def restore(self, step: int, abstract_state, data_iterator):
-    """Restores the state into `abstract_state`'s shardings and `data_iterator` in place."""
+  def restore(self, step: int, abstract_state):
+    """The state of step `step`, in `abstract_state`'s shapes and shardings (any mesh, any number
+    of processes)."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"]
 
   def all_steps(self) -> list[int]:

@@ -48,14 +48,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, state_shardings = state_lib.create(model, tx, config, mesh)
-  train_iter = iter(pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed))
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
                                  config.checkpoint.keep, config.checkpoint.use_async)
   start = ckpt.latest_step() or 0
+  train_iter = iter(pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed,
+                                           start_step=start))
   if start:
     logging.info("resuming from step %d of %s", start, workdir)
-    state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings),
-                         train_iter)
+    state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings))
   elif config.init_from.workdir:
     state = state_lib.with_params(state, init_from.load(
         config.init_from, state.params,
@@ -85,7 +85,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         rates = progress.rates(step)
         writer.write(step, {f"train/{k}": v for k, v in metrics.items()} | rates)
         progress.log(step, float(metrics["loss"]), rates)
-      ckpt.save(step, state, train_iter, force=stop or step == config.total_steps)
+      ckpt.save(step, state, force=stop or step == config.total_steps)
       for ev in evals.values():
         if step % ev.every_steps == 0 and step != config.total_steps:
           writer.write(step, ev.run(state.params))

@@ -1,4 +1,4 @@
-"""Metrics to TensorBoard and metrics.jsonl (process 0 only), and the progress line."""
+"""Metrics to TensorBoard and metrics.jsonl, and the progress line (process 0 only)."""
 
 import datetime
 import json
@@ -73,6 +73,8 @@ class Progress:
     return {"steps_per_s": steps_per_s, "clips_per_s": steps_per_s * self.batch_size}
 
   def log(self, step: int, loss: float, rates: dict[str, float]) -> None:
+    if jax.process_index():
+      return
     eta = datetime.timedelta(seconds=int((self.total - step) / max(rates["steps_per_s"], 1e-9)))
     logging.info("step %d/%d | loss %.4f | %.1f steps/s | %.0f clips/s | ETA %s", step,
                  self.total, loss, rates["steps_per_s"], rates["clips_per_s"], eta)

@@ -49,11 +49,7 @@ def init_params(model: nn.Module, data_cfg, rng):
   return model.init(rng, *dummy_inputs(data_cfg))["params"]
 
 
-def create(model: nn.Module, tx, config, mesh: Mesh):
-  """Returns (state, state shardings) of `config`'s data shapes, seed, averaged groups
-  (config.ema) and queue (config.queue); parameters are born in place, never on one host
-  first."""
-
+def _init_fn(model: nn.Module, tx, config):
   def init(rng):
     params = init_params(model, config.data, rng)
     ema_lib.validate(config.ema, params)
@@ -61,11 +57,36 @@ def create(model: nn.Module, tx, config, mesh: Mesh):
                       ema_params=ema_lib.init(config.ema, params),
                       queue=queue_lib.init(config.queue, config.ema, config.model.embed_dim,
                                            jax.random.fold_in(rng, 1)))
+  return init
 
-  rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(init, rng)
-  shardings = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
-  return jax.jit(init, out_shardings=shardings)(rng), shardings
+
+def abstract_state(model: nn.Module, tx, config, mesh: Mesh):
+  """(shapes, dtypes and shardings of the state, its shardings), with no allocation."""
+  abstract = jax.eval_shape(_init_fn(model, tx, config), jax.random.key(config.seed))
+  shardings = state_shardings(abstract, tx, config.sharding.rules, mesh)
+  return abstract_with_shardings(abstract, shardings), shardings
+
+
+def create(model: nn.Module, tx, config, mesh: Mesh):
+  """Returns (state, state shardings) of `config`'s data shapes, seed, averaged groups
+  (config.ema) and queue (config.queue); parameters are born in place, never on one host
+  first."""
+  _, shardings = abstract_state(model, tx, config, mesh)
+  return jax.jit(_init_fn(model, tx, config), out_shardings=shardings)(
+      jax.random.key(config.seed)), shardings
+
+
+def state_shardings(abstract: TrainState, tx, rules, mesh: Mesh) -> TrainState:
+  """Parameters as `rules` say (mesh.param_shardings), and so their optimizer moments and
+  averages; the rest (step, counters, queue) replicated."""
+  replicated = mesh_lib.replicated(mesh)
+  params = mesh_lib.param_shardings(abstract.params, rules, mesh)
+  return TrainState(
+      step=replicated, params=params,
+      opt_state=optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params,
+                                      transform_non_params=lambda _: replicated),
+      ema_params={name: params[name] for name in abstract.ema_params},
+      queue=jax.tree.map(lambda _: replicated, abstract.queue))
 
 
 def with_params(state: TrainState, params, ema_cfg) -> TrainState:
@@ -73,10 +94,12 @@ def with_params(state: TrainState, params, ema_cfg) -> TrainState:
   return state.replace(params=params, ema_params=ema_lib.init(ema_cfg, params))
 
 
-def abstract_params(model: nn.Module, data_cfg, mesh: Mesh):
-  """Shapes, dtypes and (replicated) shardings of the model's parameters, with no allocation."""
-  shapes = jax.eval_shape(lambda rng: init_params(model, data_cfg, rng), jax.random.key(0))
-  return abstract_with_shardings(shapes, jax.tree.map(lambda _: mesh_lib.replicated(mesh), shapes))
+def abstract_params(model: nn.Module, config, mesh: Mesh):
+  """Shapes, dtypes and shardings (config.sharding.rules) of the model's parameters, with no
+  allocation."""
+  shapes = jax.eval_shape(lambda rng: init_params(model, config.data, rng), jax.random.key(0))
+  return abstract_with_shardings(shapes,
+                                 mesh_lib.param_shardings(shapes, config.sharding.rules, mesh))
 
 
 def abstract_with_shardings(state, shardings):

@@ -1,0 +1,66 @@
+r"""Compiles a config's train step for a target topology, without the hardware, and says whether
+it fits in the devices' memory.
+
+    python launch/aot_check.py --config configs/vit_b16_bert_base.py --target 8xH100 \
+        [--batch 1024] [--config.mesh.fsdp=8 --config.model.dtype=bfloat16 ...] [--out F.json]
+
+`--target` is one of vl_jax/train/aot.TARGETS (v5e-8, v5e-256, v4-32, v5p-128, 1xH100, 8xH100,
+8xA100-40, 40xA100-40), or `--devices N --memory_gib G` for another. The mesh is the config's
+(config.mesh) over the target's devices, which this machine's CPU stands in for; the batch is the
+config's unless `--batch` says otherwise. Prints per-device memory and whether it fits
+(vl_jax/train/aot.py says how far to trust the estimate) and exits 0 if it fits, 1 if not.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+from absl import flags  # noqa: E402
+
+from vl_jax import cli  # noqa: E402
+from vl_jax.errors import ConfigError  # noqa: E402
+from vl_jax.train import aot, mesh as mesh_lib  # noqa: E402
+
+_TARGET = flags.DEFINE_enum("target", None, list(aot.TARGETS), "the topology to compile for")
+_DEVICES = flags.DEFINE_integer("devices", None, "instead of --target: the device count")
+_MEMORY = flags.DEFINE_float("memory_gib", None, "instead of --target: memory per device, GiB")
+_BATCH = flags.DEFINE_integer("batch", None, "global batch size (default: config.batch_size)")
+_VOCAB = flags.DEFINE_integer("vocab_size", 30522, "the tokenizer's vocabulary size")
+_OUT = flags.DEFINE_string("out", None, "also write the report to this JSON file")
+
+
+def main():
+  if (_TARGET.value is None) == (_DEVICES.value is None or _MEMORY.value is None):
+    raise ConfigError("give --target, or --devices and --memory_gib")
+  target = (aot.TARGETS[_TARGET.value] if _TARGET.value else
+            aot.Target(_DEVICES.value, _MEMORY.value, f"{_DEVICES.value} devices"))
+  # The CPU devices that stand in for the target's; before anything starts the backend.
+  jax.config.update("jax_platforms", "cpu")
+  jax.config.update("jax_num_cpu_devices", target.devices)
+  config = cli.CONFIG.value
+  with config.unlocked():  # the target's devices, all of them
+    config.mesh.data = -1
+  mesh = mesh_lib.make_mesh(config.mesh)
+  batch = _BATCH.value or config.batch_size
+  t = time.perf_counter()
+  compiled = aot.compile_train_step(config, mesh, _VOCAB.value, batch)
+  report = {"target": _TARGET.value or "custom", "description": target.description,
+            "devices": target.devices, "mesh": dict(mesh.shape), "batch": batch,
+            "batch_per_device": batch // target.devices,
+            "compile_s": time.perf_counter() - t, **aot.memory_report(compiled, target.memory_gib)}
+  print(" | ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                   for k, v in report.items()))
+  print(f"{'fits' if report['fits'] else 'does NOT fit'}: {report['total_GiB']:.2f} GiB per "
+        f"device of {target.memory_gib} GiB ({aot.HEADROOM:.0%} kept free)")
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      json.dump(report, f, indent=2)
+  sys.exit(0 if report["fits"] else 1)
+
+
+if __name__ == "__main__":
+  cli.run(main, required=("config",))

@@ -1,0 +1,106 @@
+r"""Runs one command as N processes of one JAX run on this machine, each with its own CPU devices.
+
+    python launch/local.py --processes 2 --devices_per_process 1 -- \
+        python main.py --config configs/tiny.py --workdir /tmp/vl_jax_2proc
+
+Each process gets the command plus `--coordinator_address=localhost:PORT --num_processes=N
+--process_id=i` (vl_jax/train/distributed.py) and `N` CPU devices of its own; their output is
+interleaved on this one's, each line prefixed with `[i]`. If one process fails the others are
+stopped and the launcher exits with its status; after `--timeout` seconds all are killed and it
+exits with 124. This is how the tests run multi-process training, and how to try a multi-host
+config before a pod or a cluster is at hand.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def process_env(devices: int) -> dict[str, str]:
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", ""))
+  env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+  return env
+
+
+def _relay(index: int, stream) -> None:
+  for line in stream:
+    sys.stdout.write(f"[{index}] {line}")
+    sys.stdout.flush()
+
+
+def stop(procs: list[subprocess.Popen], sig=signal.SIGTERM, grace_s: float = 10.0) -> None:
+  for p in procs:
+    if p.poll() is None:
+      p.send_signal(sig)
+  deadline = time.monotonic() + grace_s
+  for p in procs:
+    try:
+      p.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      p.kill()
+      p.wait()
+
+
+def launch(command: list[str], processes: int, devices_per_process: int, timeout: float) -> int:
+  """Runs the processes to the end; returns 0, the first failure's status, or 124 on timeout."""
+  address = f"localhost:{free_port()}"
+  env = process_env(devices_per_process)
+  procs, relays = [], []
+  for i in range(processes):
+    p = subprocess.Popen(command + [f"--coordinator_address={address}",
+                                    f"--num_processes={processes}", f"--process_id={i}"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.append(p)
+    relays.append(threading.Thread(target=_relay, args=(i, p.stdout), daemon=True))
+    relays[-1].start()
+  # A signal to the launcher stops the processes too (SIGKILL cannot be caught: kill the
+  # launcher's process group for that).
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda signum, _: (stop(procs), sys.exit(128 + signum)))
+  deadline = time.monotonic() + timeout
+  status = 0
+  while status == 0 and any(p.poll() is None for p in procs):
+    if time.monotonic() > deadline:
+      print(f"launch/local.py: timeout after {timeout:.0f} s; killing all processes", flush=True)
+      stop(procs, signal.SIGKILL)
+      status = 124
+      break
+    status = next((p.returncode for p in procs if p.poll() not in (None, 0)), 0)
+    time.sleep(0.1)
+  if status:
+    stop(procs)
+  for t in relays:
+    t.join(timeout=5)
+  return status or next((p.returncode for p in procs if p.returncode), 0)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--processes", type=int, default=2)
+  parser.add_argument("--devices_per_process", type=int, default=1)
+  parser.add_argument("--timeout", type=float, default=3600.0, help="seconds, then kill all")
+  parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
+  args = parser.parse_args(argv)
+  command = args.command[1:] if args.command[:1] == ["--"] else args.command
+  if not command:
+    parser.error("no command: put it after --")
+  if args.processes < 1 or args.devices_per_process < 1:
+    parser.error("--processes and --devices_per_process must be >= 1")
+  return launch(command, args.processes, args.devices_per_process, args.timeout)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

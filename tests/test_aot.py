@@ -1,0 +1,51 @@
+"""Ahead-of-time compilation for a topology: per-device memory from the sharded layout, and the
+command's verdict."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from configs import tiny
+from vl_jax.models import dual_encoder
+from vl_jax.train import aot, mesh as mesh_lib, state as state_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_fsdp_divides_the_state_each_device_holds():
+  """On the 8 fake devices, with nothing allocated: the train state's bytes per device (params,
+  two Adam moments) fall by the fsdp factor for the split kernels; the batch's stay 1/8."""
+  reports = {}
+  for fsdp in (1, 4):
+    config = tiny.get_config()
+    config.mesh.fsdp = fsdp
+    compiled = aot.compile_train_step(config, mesh_lib.make_mesh(config.mesh), 128, 64)
+    reports[fsdp] = aot.memory_report(compiled, 16)
+  model = dual_encoder.build(config.model, config.data, 128)
+  params = sum(np.prod(x.shape) for x in jax.tree.leaves(jax.eval_shape(
+      lambda: state_lib.init_params(model, config.data, jax.random.key(0)))))
+  state_bytes = 3 * 4 * params  # params and two moments, float32
+  saved = (reports[1]["arguments_GiB"] - reports[4]["arguments_GiB"]) * aot.GiB
+  # Nearly all the parameters are kernels and embeddings, split 4 ways: 3/4 of their bytes go.
+  assert 0.6 * state_bytes < saved < 0.75 * state_bytes, (saved, state_bytes)
+  assert reports[1]["fits"] and reports[4]["fits"]
+  assert not aot.memory_report(compiled, 0.01)["fits"]
+
+
+def test_aot_check_command_reports_and_exits_on_the_verdict(tmp_path):
+  command = [sys.executable, "launch/aot_check.py", "--config", "configs/tiny.py",
+             "--devices", "2", "--config.mesh.fsdp=2", "--batch", "16"]
+  fits = subprocess.run(command + ["--memory_gib", "16", f"--out={tmp_path}/r.json"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert fits.returncode == 0, fits.stderr[-2000:]
+  assert "fits: " in fits.stdout and "mesh {'data': 1, 'fsdp': 2}" in fits.stdout
+  assert os.path.exists(tmp_path / "r.json")
+  bad = subprocess.run(command + ["--memory_gib", "0.001"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode == 1 and "does NOT fit" in bad.stdout
+  neither = subprocess.run(command[:4], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert neither.returncode == 1 and "give --target, or --devices and --memory_gib" in (
+      neither.stderr)
