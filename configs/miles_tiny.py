@@ -59,7 +59,7 @@ def get_config(arg=None):
   if stage == "frames1":
     config.data.num_frames = 1
   if stage == "frames4":
-    config.init_from = dict(workdir=config_dict.placeholder(str), step=-1)  # the "frames1" run
+    config.init_from = tiny.init_from_config(config_dict.placeholder(str))  # the "frames1" run
   config.evals.zeroshot = downstream.evaluator(
       "zeroshot", "val", batch_size=64, every_steps=500,
       **downstream.SYNTHETIC["synthetic_zeroshot"][1])

@@ -23,7 +23,7 @@ Zero-shot action recognition, the paper's second claim, runs on a checkpoint of 
 
 from ml_collections import config_dict
 
-from configs import miles_tiny, vit_b16_bert_base
+from configs import miles_tiny, tiny, vit_b16_bert_base
 
 
 def get_config(arg=None):
@@ -39,5 +39,5 @@ def get_config(arg=None):
   if stage == "frames1":
     config.data.num_frames = 1
   else:
-    config.init_from = dict(workdir=config_dict.placeholder(str), step=-1)
+    config.init_from = tiny.init_from_config(config_dict.placeholder(str))
   return config.lock()

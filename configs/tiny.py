@@ -62,13 +62,24 @@ def retrieval_eval(batch_size: int, every_steps: int, **overrides) -> dict:
               rerank_terms=("sentence", "token", "fusion")) | overrides
 
 
+def init_from_config(workdir="") -> dict:
+  """The `config.init_from` block (vl_jax/train/init_from.py)."""
+  return dict(
+      # Fine-tuning: the parameters of this model (a training workdir, step -1: its latest
+      # checkpoint; a checkpoint directory; an exported model) that the model shares initialise
+      # it, and its tokenizer is used; the rest start random.
+      workdir=workdir, step=-1,
+      # Or imported towers (docs/PRETRAINED.md): a Hugging Face BERT-family directory (config.json,
+      # model.safetensors, tokenizer.json; its tokenizer is used), and ViT image weights (a
+      # big_vision .npz or a timm .safetensors).
+      text="", video="")
+
+
 def get_config(arg=None):
   del arg  # one size only
   config = ml_collections.ConfigDict()
   config.seed = 0
-  # Fine-tuning: the parameters of this training workdir's checkpoint (step -1: its latest) that
-  # the model shares initialise it, and its tokenizer is used; the rest start random.
-  config.init_from = dict(workdir="", step=-1)
+  config.init_from = init_from_config()
   config.data = data_config()
   config.model = dict(
       # 4x4 patches of 24x24 frames: with 8x8 patches of 32x32 frames even a supervised classifier
@@ -77,7 +88,12 @@ def get_config(arg=None):
                  zero_init_temporal=True,
                  # From scratch, frame order needs a strong start: see models/video_vit.py.
                  temporal_embedding_init_std=1.0,
-                 mask_token=False),  # a learned embedding for masked patches (MILES, CoCo-BERT)
+                 mask_token=False,  # a learned embedding for masked patches (MILES, CoCo-BERT)
+                 # A class token in the spatial attention, and the pixel statistics: as the ViT
+                 # checkpoint imported through config.init_from.video has them (big_vision:
+                 # mean and std 0.5; timm: ImageNet's or 0.5, as its model card says).
+                 cls_token=False, pixel_mean=(0.485, 0.456, 0.406),
+                 pixel_std=(0.229, 0.224, 0.225)),
       text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
       # The cross-modal encoder (TACo, CoCo-BERT); depth 0: none. masked_heads: CoCo-BERT's masked
       # word and frame heads on it.

@@ -18,9 +18,12 @@ def get_config(arg=None):
       name="converted", dir=config_dict.placeholder(str), num_frames=4, image_size=224,
       max_text_len=32, crop_scale=(0.5, 1.0), hflip="off", num_threads=16, prefetch=4)
   del config.data["synthetic"]
-  config.model.video = dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072,
-                            zero_init_temporal=True, temporal_embedding_init_std=0.02,
-                            mask_token=False)
+  # ViT-B/16 as the image checkpoints that config.init_from.video imports (docs/PRETRAINED.md):
+  # a class token, [-1, 1] pixels.
+  config.model.video.update(dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072,
+                                 zero_init_temporal=True, temporal_embedding_init_std=0.02,
+                                 mask_token=False, cls_token=True, pixel_mean=(0.5, 0.5, 0.5),
+                                 pixel_std=(0.5, 0.5, 0.5)))
   config.model.text = dict(width=768, depth=12, num_heads=12, mlp_dim=3072)
   config.model.fusion = dict(depth=0, width=768, num_heads=12, mlp_dim=3072, masked_heads=False)
   config.model.decoder = dict(depth=0, width=768, num_heads=12, mlp_dim=3072)

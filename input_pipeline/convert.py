@@ -42,6 +42,7 @@ REPORT_FILE = "conversion_report.json"
 PROGRESS_DIR = ".progress"
 SETTINGS_FILE = "settings.json"
 DEFAULT_SIZE = 224
+DEFAULT_NUM_FRAMES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,7 +317,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--out", required=True, help="dataset directory (created if missing)")
   p.add_argument("--split", required=True, help="split name to write, e.g. train, val, test")
   frames = p.add_mutually_exclusive_group()
-  frames.add_argument("--num_frames", type=int, help="frames stored per clip (default 8)")
+  frames.add_argument("--num_frames", type=int,
+                      help=f"frames stored per clip (default {DEFAULT_NUM_FRAMES})")
   frames.add_argument("--fps", type=float, help="store frames at this rate instead")
   p.add_argument("--max_frames", type=int, default=64, help="cap on frames per clip with --fps")
   p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="short side of stored frames "
@@ -338,7 +340,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--name", help="dataset name in dataset_info.json (default: the format)")
   args = p.parse_args(argv)
   if args.num_frames is None and args.fps is None:
-    args.num_frames = 8
+    args.num_frames = DEFAULT_NUM_FRAMES
   for flag in ("num_frames", "max_frames", "size", "clips_per_shard", "vocab_size"):
     value = getattr(args, flag)
     if value is not None and value < 1:

@@ -34,6 +34,7 @@ clip's first caption and a centre crop.
 Evaluators read the downstream task fields of the records (`label`, `qa`, `mc`) with `read_field`.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -112,10 +113,37 @@ def crop_resize(frame: np.ndarray, box, size: int, out: np.ndarray | None = None
   return cv2.resize(frame[y0:y1, x0:x1], (size, size), dst=out, interpolation=interpolation)
 
 
+def eval_clip(frames: Sequence[np.ndarray], num_frames: int, size: int,
+              position: float = 0.5) -> np.ndarray:
+  """The evaluation view of a video's frames (uint8 [H, W, 3] each, read only where sampled):
+  `num_frames` of them at `position` of equal segments, centre-cropped to a square and resized
+  to size x size; uint8 [num_frames, size, size, 3]."""
+  out = np.empty((num_frames, size, size, 3), np.uint8)
+  box = None
+  for i, j in enumerate(segment_indices(len(frames), num_frames, None, position)):
+    frame = frames[j]
+    box = box or centre_box(frame.shape[1], frame.shape[0])
+    crop_resize(frame, box, size, out=out[i])
+  return out
+
+
+class Jpegs(Sequence):
+  """A record's JPEG frames, decoded when read."""
+
+  def __init__(self, jpegs: list[bytes]):
+    self.jpegs = jpegs
+
+  def __len__(self):
+    return len(self.jpegs)
+
+  def __getitem__(self, i):
+    return decode_jpeg(self.jpegs[i])
+
+
 class ClipTransform(grain.transforms.RandomMap):
   """Parses a record and makes one example; random choices only when `train` is set."""
 
-  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, idf: text_annotations.IdfTable,
+  def __init__(self, tokenizer: tokenizer_lib.SentencePiece | tokenizer_lib.WordPiece, idf: text_annotations.IdfTable,
                num_frames: int, image_size: int, max_text_len: int, train: bool,
                crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), hflip: str = "off",
                answers: text_annotations.AnswerVocab | None = None,
@@ -141,21 +169,20 @@ class ClipTransform(grain.transforms.RandomMap):
   def _example(self, element, rng: np.random.Generator | None, position: float):
     index, data = element
     record = shards.decode_record(data)
-    jpegs = record["frames"]
-    idx = segment_indices(len(jpegs), self.num_frames, rng, position)
-    first = decode_jpeg(jpegs[idx[0]])
-    h, w = first.shape[:2]
+    jpegs = Jpegs(record["frames"])
     if rng is None:
-      box, flip, ci = centre_box(w, h), False, 0
+      frames, flip, ci = eval_clip(jpegs, self.num_frames, self.size, position), False, 0
     else:
-      box = crop_box(w, h, self.crop_scale, self.crop_ratio, rng)
+      idx = segment_indices(len(jpegs), self.num_frames, rng)
+      first = jpegs[idx[0]]
+      box = crop_box(first.shape[1], first.shape[0], self.crop_scale, self.crop_ratio, rng)
       flip = self.hflip == "caption_aware" and rng.random() < 0.5
       ci = rng.integers(len(record["captions"]))
-    frames = np.empty((self.num_frames, self.size, self.size, 3), np.uint8)
-    for i, j in enumerate(idx):
-      crop_resize(first if i == 0 else decode_jpeg(jpegs[j]), box, self.size, out=frames[i])
-      if flip:  # in place: a reversed-stride view would make batching 30x slower
-        cv2.flip(frames[i], 1, dst=frames[i])
+      frames = np.empty((self.num_frames, self.size, self.size, 3), np.uint8)
+      for i, j in enumerate(idx):
+        crop_resize(first if i == 0 else jpegs[j], box, self.size, out=frames[i])
+        if flip:  # in place: a reversed-stride view would make batching 30x slower
+          cv2.flip(frames[i], 1, dst=frames[i])
     host = {"clip_id": np.asarray(record["clip_id"]), "index": np.int32(index)}
     if self.answers is not None:
       qa = record.get("qa")

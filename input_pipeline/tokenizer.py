@@ -1,12 +1,17 @@
-"""Sentencepiece tokenizer trained on a dataset's training captions, and BERT-style encoding."""
+"""Tokenizers with BERT-style encoding: a sentencepiece model trained on a dataset's training
+captions (`tokenizer.model`), or an imported BERT WordPiece vocabulary (`tokenizer.json`, through
+the `tokenizers` library). Both give the special tokens the same fixed ids."""
 
 import io
+import os
 from typing import Iterable
 
 import numpy as np
 import sentencepiece as spm
+import tokenizers
 
 from input_pipeline import text_annotations
+from vl_jax.errors import DataError
 
 # Fixed special ids so that models and losses can rely on them: 0 pads (the text tower's attention
 # mask is `tokens != PAD_ID`), BOS doubles as BERT's [CLS] and EOS as [SEP].
@@ -30,15 +35,68 @@ def train(captions: Iterable[str], model_path: str, vocab_size: int) -> None:
     f.write(model.getvalue())
 
 
-class Tokenizer:
+# The file a model's tokenizer is kept in, by kind: a workdir or an exported model holds one.
+FILES = ("tokenizer.model", "tokenizer.json")
+
+
+def load(path: str):
+  """The tokenizer of `path`: a sentencepiece `.model` or a Hugging Face WordPiece `.json`."""
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: no such tokenizer file")
+  return WordPiece(path) if path.endswith(".json") else SentencePiece(path)
+
+
+def find(directory: str) -> str | None:
+  """The tokenizer file `directory` holds (one of FILES), or None."""
+  found = [os.path.join(directory, f) for f in FILES if os.path.isfile(os.path.join(directory, f))]
+  if len(found) > 1:
+    raise DataError(f"{directory}: holds {' and '.join(FILES)}; a model has one tokenizer")
+  return found[0] if found else None
+
+
+def _fixed_length(rows: list[list[int]], max_len: int) -> np.ndarray:
+  """`[CLS] ids [SEP] PAD...` of each row, int32 [len(rows), max_len]; long rows are truncated
+  but keep their [SEP]."""
+  out = np.full((len(rows), max_len), PAD_ID, np.int32)
+  for i, ids in enumerate(rows):
+    ids = [CLS_ID] + list(ids[:max_len - 2]) + [SEP_ID]
+    out[i, :len(ids)] = ids
+  return out
+
+
+def _word_tokens(ids, spans, owner: np.ndarray, max_len: int):
+  """(int32 tokens [max_len], int32 word index [max_len]) of word pieces `ids` whose UTF-8 byte
+  spans are `spans`, each token's word being the one its span starts in (`owner` of
+  text_annotations.rebuild); -1 for [CLS], [SEP], padding and a piece on spaces only."""
+  ids, spans = ids[:max_len - 2], spans[:max_len - 2]
+  tokens = _fixed_length([ids], max_len)[0]
+  word_index = np.full((max_len,), -1, np.int32)
+  for i, (begin, end) in enumerate(spans, start=1):
+    hit = owner[begin:end]
+    hit = hit[hit >= 0]
+    word_index[i] = hit[0] if len(hit) else -1
+  return tokens, word_index
+
+
+def _content(row: list[int]) -> list[int]:
+  """The ids of a token row up to its first [SEP], without [CLS] and padding (generated rows
+  continue with padding)."""
+  row = row[:row.index(SEP_ID)] if SEP_ID in row else row
+  return [t for t in row if t not in (PAD_ID, CLS_ID)]
+
+
+class SentencePiece:
   """Encodes text as `[CLS] pieces [SEP] PAD...` of a fixed length."""
 
   def __init__(self, model_path: str):
     self.model_path = model_path
-    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    try:
+      self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    except (OSError, RuntimeError) as e:
+      raise DataError(f"{model_path}: not a sentencepiece model: {e}") from e
     mask_id = self._sp.piece_to_id(MASK_PIECE)
     if mask_id != MASK_ID:
-      raise ValueError(f"{model_path}: piece {MASK_PIECE} has id {mask_id}, not {MASK_ID}: not a "
+      raise DataError(f"{model_path}: piece {MASK_PIECE} has id {mask_id}, not {MASK_ID}: not a "
                        "tokenizer this codebase trained")
 
   @property
@@ -47,11 +105,7 @@ class Tokenizer:
 
   def encode(self, texts: list[str], max_len: int) -> np.ndarray:
     """Returns int32 [len(texts), max_len]; long texts are truncated but keep their [SEP]."""
-    out = np.full((len(texts), max_len), PAD_ID, np.int32)
-    for i, ids in enumerate(self._sp.encode(texts)):
-      ids = [CLS_ID] + ids[:max_len - 2] + [SEP_ID]
-      out[i, :len(ids)] = ids
-    return out
+    return _fixed_length(self._sp.encode(texts), max_len)
 
   def encode_words(self, words: list[str], spaces: list[bool], max_len: int):
     """Encodes an annotated caption: (int32 tokens [max_len], int32 word index of each token).
@@ -60,28 +114,70 @@ class Tokenizer:
     bare word-boundary piece); the pieces of one word share its index. Tokens equal `encode`'s.
     """
     text, owner = text_annotations.rebuild(words, spaces)
-    pieces = self._sp.encode(text, return_type="proto").pieces[:max_len - 2]
-    tokens = np.full((max_len,), PAD_ID, np.int32)
-    word_index = np.full((max_len,), -1, np.int32)
-    tokens[0] = CLS_ID
-    for i, p in enumerate(pieces, start=1):
-      tokens[i] = p.id
-      # Offsets are UTF-8 byte positions; a piece may start on the space before its word.
-      hit = owner[p.begin:p.end]
-      hit = hit[hit >= 0]
-      word_index[i] = hit[0] if len(hit) else -1
-    tokens[len(pieces) + 1] = SEP_ID
-    return tokens, word_index
+    # Offsets are UTF-8 byte positions; a piece may start on the space before its word.
+    pieces = self._sp.encode(text, return_type="proto").pieces
+    return _word_tokens([p.id for p in pieces], [(p.begin, p.end) for p in pieces], owner,
+                        max_len)
 
   def decode(self, tokens: np.ndarray) -> list[str]:
     """Text of each row up to its first [SEP] (generated rows continue with padding)."""
-    out = []
-    for row in np.asarray(tokens).tolist():
-      row = row[:row.index(SEP_ID)] if SEP_ID in row else row
-      out.append(self._sp.decode([t for t in row if t not in (PAD_ID, CLS_ID)]))
-    return out
+    return [self._sp.decode(_content(row)) for row in np.asarray(tokens).tolist()]
 
   # grain worker processes receive transforms by pickling; ship the model path, not the C++ object.
+  def __getstate__(self):
+    return {"model_path": self.model_path}
+
+  def __setstate__(self, state):
+    self.__init__(state["model_path"])
+
+
+class WordPiece:
+  """A BERT WordPiece vocabulary (a Hugging Face `tokenizer.json`) with the encoding of
+  SentencePiece. Its ids are renumbered so that the special tokens have this codebase's fixed ids
+  (BERT's [PAD] [UNK] [CLS] [SEP] [MASK] become 0 .. 4, the other ids keep their order after them);
+  `to_ours` maps the file's ids to ours, and an imported word-embedding table is permuted alike
+  (vl_jax/weights/bert.py), so the model computes what the original does."""
+
+  SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # in the order of our ids 0 .. 4
+
+  def __init__(self, model_path: str):
+    self.model_path = model_path
+    try:
+      self._tok = tokenizers.Tokenizer.from_file(model_path)
+    except Exception as e:  # the library raises a bare Exception on a malformed file
+      raise DataError(f"{model_path}: not a Hugging Face tokenizer file: {e}") from e
+    self._tok.no_truncation()
+    self._tok.no_padding()
+    theirs = [self._tok.token_to_id(t) for t in self.SPECIALS]
+    missing = [t for t, i in zip(self.SPECIALS, theirs) if i is None]
+    if missing:
+      raise DataError(f"{model_path}: no {', '.join(missing)} token: not a BERT vocabulary")
+    n = self._tok.get_vocab_size()
+    rest = np.setdiff1d(np.arange(n), theirs)
+    self.to_theirs = np.concatenate([theirs, rest]).astype(np.int32)  # our id -> the file's
+    self.to_ours = np.argsort(self.to_theirs).astype(np.int32)
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self.to_theirs)
+
+  def encode(self, texts: list[str], max_len: int) -> np.ndarray:
+    encodings = self._tok.encode_batch(list(texts), add_special_tokens=False)
+    return _fixed_length([self.to_ours[e.ids] for e in encodings], max_len)
+
+  def encode_words(self, words: list[str], spaces: list[bool], max_len: int):
+    """As SentencePiece.encode_words."""
+    text, owner = text_annotations.rebuild(words, spaces)
+    encoding = self._tok.encode(text, add_special_tokens=False)
+    # The library's offsets count characters; the owner table counts UTF-8 bytes.
+    byte_at = np.concatenate([[0], np.cumsum([len(c.encode("utf-8")) for c in text])])
+    spans = [(byte_at[b], byte_at[e]) for b, e in encoding.offsets]
+    return _word_tokens(self.to_ours[encoding.ids], spans, owner, max_len)
+
+  def decode(self, tokens: np.ndarray) -> list[str]:
+    rows = [self.to_theirs[_content(row)].tolist() for row in np.asarray(tokens).tolist()]
+    return self._tok.decode_batch(rows, skip_special_tokens=True)
+
   def __getstate__(self):
     return {"model_path": self.model_path}
 

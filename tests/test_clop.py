@@ -12,7 +12,7 @@ import pytest
 from configs import clop, clop_tiny
 from input_pipeline import pipeline, shards, text_annotations
 from input_pipeline.synthetic import MIRROR_WORDS
-from input_pipeline.tokenizer import Tokenizer
+from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
 from vl_jax.errors import ConfigError, DataError
 from vl_jax.losses import knowledge
@@ -57,7 +57,7 @@ def test_mirrored_knowledge():
 def test_training_batches_hold_each_captions_knowledge(synthetic_dir):
   """Without flips, each example's vector is exactly its caption's entries at their idf."""
   config = tiny_config(synthetic_dir, **{"data.knowledge.size": 64, "data.hflip": "off"})
-  tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
+  tokenizer = load_tokenizer(f"{synthetic_dir}/tokenizer.model")
   batch = next(iter(pipeline.train_dataset(config.data, tokenizer, 16, seed=0)))
   vocab = pipeline.knowledge_vocab(config.data)
   records = pipeline.records(synthetic_dir, "train")

@@ -59,7 +59,7 @@ def test_an_earlier_step_and_named_evaluators(trained, synthetic_dir):
 def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic_dir, tmp_path):
   workdir, _ = trained
   config = tiny_config(synthetic_dir, **OVERRIDES)
-  with pytest.raises(DataError, match="checkpoints: no such directory"):
+  with pytest.raises(DataError, match="is no training workdir .* not a model: expected"):
     run.evaluate_checkpoint(config, str(tmp_path / "nowhere"))
   os.makedirs(tmp_path / "empty" / "checkpoints")
   with pytest.raises(DataError, match="holds no checkpoint"):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from input_pipeline import pipeline, prepare, shards, synthetic, text_annotations
-from input_pipeline.tokenizer import CLS_ID, PAD_ID, SEP_ID, Tokenizer
+from input_pipeline.tokenizer import CLS_ID, PAD_ID, SEP_ID, load as load_tokenizer
 from tests.helpers import tiny_config
 from vl_jax.errors import DataError
 
@@ -69,7 +69,7 @@ def test_single_frames_carry_no_direction():
 
 def test_train_batches_and_caption_aware_flip(synthetic_dir):
   data = tiny_config(synthetic_dir).data
-  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  tokenizer = load_tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
   it = iter(pipeline.train_dataset(data, tokenizer, 32, seed=0))
   checked = 0
   for _ in range(6):
@@ -97,7 +97,7 @@ def test_train_batches_and_caption_aware_flip(synthetic_dir):
 
 def test_iterator_state_restores_the_same_batches(synthetic_dir):
   data = tiny_config(synthetic_dir).data
-  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  tokenizer = load_tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
   it = iter(pipeline.train_dataset(data, tokenizer, 16, seed=1))
   for _ in range(3):
     next(it)
@@ -113,7 +113,7 @@ def test_iterator_state_restores_the_same_batches(synthetic_dir):
 
 def test_processes_read_disjoint_slices(synthetic_dir, monkeypatch):
   data = tiny_config(synthetic_dir).data
-  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  tokenizer = load_tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
   seen = []
   for process in (0, 1):
     monkeypatch.setattr(pipeline.jax, "process_index", lambda: process)
@@ -126,7 +126,7 @@ def test_processes_read_disjoint_slices(synthetic_dir, monkeypatch):
 
 def test_eval_dataset_is_ordered_and_keeps_the_remainder(synthetic_dir):
   data = tiny_config(synthetic_dir).data
-  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  tokenizer = load_tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
   batches = list(pipeline.eval_dataset(data, tokenizer, "val", 100))
   index = np.concatenate([b["index"] for b in batches])
   np.testing.assert_array_equal(index, np.arange(384))
@@ -138,7 +138,7 @@ def test_evaluation_views_sample_across_each_segment(synthetic_dir):
   """View k of K takes the frame at (k + 0.5) / K of each segment: 8 stored frames, 4 per clip,
   2 views -> frames 0, 2, 4, 6 and 1, 3, 5, 7."""
   data = tiny_config(synthetic_dir).data
-  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  tokenizer = load_tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
   transform = pipeline.make_clip_transform(data, tokenizer, train=False)
   element = pipeline.records(synthetic_dir, "val")[5]
   two = transform.views(element, 2)["frames"]
@@ -157,7 +157,7 @@ def test_evaluation_views_sample_across_each_segment(synthetic_dir):
 
 
 def test_tokenizer_pads_and_truncates_keeping_sep(synthetic_dir):
-  tokenizer = Tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
+  tokenizer = load_tokenizer(os.path.join(synthetic_dir, shards.TOKENIZER_FILE))
   short, long = tokenizer.encode(["a red circle", "a red circle moves left " * 10], max_len=12)
   assert short[0] == CLS_ID and PAD_ID in short
   n = int((short != PAD_ID).sum())

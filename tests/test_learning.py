@@ -8,7 +8,7 @@ import numpy as np
 
 from configs import clop_tiny, miles_tiny, taco_tiny
 from input_pipeline import pipeline
-from input_pipeline.tokenizer import Tokenizer
+from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import COCO_STEPS, PRETRAIN_STEPS, tiny_config
 from vl_jax.train import checkpoint, loop
 
@@ -30,7 +30,7 @@ def direction_accuracy(config, params) -> tuple[float, int]:
   Pairing each clip with its mirror image cancels any preference of the model for one of the two
   words (or for mirrored images), so a model blind to direction scores 0.5 in expectation.
   """
-  tokenizer = Tokenizer(f"{config.data.dir}/tokenizer.model")
+  tokenizer = load_tokenizer(f"{config.data.dir}/tokenizer.model")
   _, _, model = loop.setup(config)
   examples = pipeline.eval_examples(config.data, tokenizer, "val", range(VAL_CLIPS))
   examples = [e for e in examples if pipeline.mirror_caption(str(e["caption"])) != e["caption"]]
@@ -151,7 +151,7 @@ def test_tiny_coco_run_learns(coco_pretrained):
   print(f"after {COCO_STEPS} steps: " + ", ".join(f"{n} {first(n):.3f} -> {last(n):.3f}"
                                                    for n in names)
         + f"; t2v R@1 {before['retrieval']['t2v/R@1']:.2f}% -> {r1:.2f}%")
-  vocab = np.log(Tokenizer(f"{workdir}/tokenizer.model").vocab_size)
+  vocab = np.log(load_tokenizer(f"{workdir}/tokenizer.model").vocab_size)
   # Measured: 4.43 -> 3.58 (log vocabulary 4.41), 1.33 -> 0.33, 4.30 -> 2.32, 1.74 -> 1.46.
   assert last("masked_language/loss") < min(first("masked_language/loss"), vocab) - 0.5
   assert last("masked_frames/loss") < 0.5 * first("masked_frames/loss")

@@ -9,7 +9,7 @@ import pytest
 
 from configs import miles_tiny
 from input_pipeline import pipeline, synthetic
-from input_pipeline.tokenizer import Tokenizer
+from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
 from vl_jax.errors import ConfigError
 from vl_jax.losses.masked_modeling import masked_regression, normalize_targets, space_time_mask
@@ -148,7 +148,7 @@ def test_mixture_interleaves_sources_by_weight(synthetic_dir, tmp_path):
   with config.unlocked():
     config.data.mixture = {"images": dict(name="synthetic", dir=images, train_split="train",
                                           weight=1.0)}
-  tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
+  tokenizer = load_tokenizer(f"{synthetic_dir}/tokenizer.model")
   it = iter(pipeline.train_dataset(config.data, tokenizer, 32, seed=0))
   batches = [next(it) for _ in range(4)]
   source = np.concatenate([b["source"] for b in batches])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from input_pipeline import pipeline
-from input_pipeline.tokenizer import Tokenizer
+from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
 from vl_jax.train import loop, mesh as mesh_lib, state as state_lib, step as step_lib
 
@@ -56,7 +56,7 @@ def test_sharded_step_equals_single_device(synthetic_dir):
   CLOP's (knowledge similarity, duplicates and sampled negatives over the global batch)."""
   assert jax.device_count() == 8
   config = tiny_config(synthetic_dir, batch_size=16, **METHODS)
-  tokenizer = Tokenizer(f"{synthetic_dir}/tokenizer.model")
+  tokenizer = load_tokenizer(f"{synthetic_dir}/tokenizer.model")
   batch, _ = pipeline.split_host_fields(
       next(iter(pipeline.train_dataset(config.data, tokenizer, 16, seed=0))))
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from input_pipeline import pipeline, text_annotations
-from input_pipeline.tokenizer import CLS_ID, SEP_ID, Tokenizer
+from input_pipeline.tokenizer import CLS_ID, SEP_ID, load as load_tokenizer
 from tests.helpers import tiny_config
 
 
@@ -22,7 +22,7 @@ def test_knowledge_from_the_dependency_parse():
 
 
 def test_word_pieces_share_their_words_annotations(synthetic_dir):
-  tok = Tokenizer(f"{synthetic_dir}/tokenizer.model")
+  tok = load_tokenizer(f"{synthetic_dir}/tokenizer.model")
   words, spaces = ["a", "greenish", "circle", "moves", "left", ","], [True] * 4 + [False, False]
   tokens, word_index = tok.encode_words(words, spaces, 32)
   text, _ = text_annotations.rebuild(words, spaces)
@@ -54,7 +54,7 @@ def test_idf_table_over_training_captions(tmp_path):
 
 def test_pipeline_emits_pos_and_idf_per_token_and_flips_them(synthetic_dir):
   cfg = tiny_config(synthetic_dir)
-  tok = Tokenizer(f"{synthetic_dir}/tokenizer.model")
+  tok = load_tokenizer(f"{synthetic_dir}/tokenizer.model")
   transform = pipeline.make_clip_transform(cfg.data, tok, train=False)
   words, spaces = ["a", "red", "circle", "moves", "Left"], [True] * 4 + [False]
   pos = ["DET", "ADJ", "NOUN", "VERB", "ADV"]

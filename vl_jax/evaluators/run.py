@@ -8,10 +8,12 @@ import os
 
 import jax
 from absl import logging
+from flax.traverse_util import unflatten_dict
 
 from vl_jax import evaluators
 from vl_jax.errors import ConfigError, DataError
-from vl_jax.train import checkpoint, loop, metrics as metrics_lib, state as state_lib
+from vl_jax.train import init_from, loop, metrics as metrics_lib, state as state_lib
+from vl_jax.weights import exported
 
 
 def select(evals_cfg, names: list[str] | None):
@@ -38,32 +40,30 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   evals_cfg = select(config.evals, names)
   if not evals_cfg:
     raise ConfigError("config.evals declares no evaluator; nothing to run")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir) and config.init_from.workdir:
-    ckpt_dir = os.path.join(config.init_from.workdir, "checkpoints")
+  source = workdir
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")) and config.init_from.workdir:
+    source = config.init_from.workdir
     if step is None and config.init_from.step != -1:
       step = config.init_from.step
-    logging.info("%s has no checkpoints: scoring those of config.init_from.workdir", workdir)
-  if not os.path.isdir(ckpt_dir):
-    raise DataError(f"{ckpt_dir}: no such directory; is --workdir={workdir!r} a training workdir?")
+    logging.info("%s has no checkpoints: scoring the model of config.init_from.workdir", workdir)
+  try:
+    exported.locate(source)
+  except DataError as e:
+    raise DataError(f"--workdir={workdir!r} is no training workdir and config.init_from.workdir "
+                    f"names no model: {e}") from e
   mesh, tokenizer, model = loop.setup(config, workdir)
   os.makedirs(workdir, exist_ok=True)
-  ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
+  abstract = state_lib.abstract_params(model, config, mesh)
   try:
-    step = ckpt.pick_step(step)
-    abstract = state_lib.abstract_params(model, config, mesh)
-    try:
-      params = ckpt.restore_params(step, abstract)
-    except ValueError as e:
-      raise ConfigError(f"{ckpt_dir}/{step}: its parameters do not fit the model of this config "
-                        f"(a different model size?): {e}") from e
-  finally:
-    ckpt.close()
+    params, step = init_from.stored_params(source, abstract, step)
+  except ConfigError as e:
+    raise ConfigError(f"{e} (a different model size?)") from e
+  params = unflatten_dict(params, sep="/")
   built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
   metrics_lib.write_eval_results(workdir, results)
   if jax.process_index() == 0:
-    logging.info("evaluation of step %d of %s:\n%s", step, ckpt_dir,
+    logging.info("evaluation of step %d of %s:\n%s", step, source,
                  metrics_lib.format_table(results))
   return step, results

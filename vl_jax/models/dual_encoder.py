@@ -13,7 +13,7 @@ from vl_jax.models.caption_decoder import CaptionDecoder
 from vl_jax.models.fusion import FusionEncoder
 from vl_jax.models.layers import DTYPES, REMAT_POLICIES, Stack, l2_normalize
 from vl_jax.models.text_transformer import TextTransformer
-from vl_jax.models.video_vit import VideoViT
+from vl_jax.models.video_vit import PIXEL_MEAN, PIXEL_STD, VideoViT
 
 
 class AnswerHead(nn.Module):
@@ -259,7 +259,9 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
                      mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
                      image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal,
                      temporal_embedding_init_std=v.temporal_embedding_init_std,
-                     use_mask_token=v.mask_token, stack=stack),
+                     use_mask_token=v.mask_token, cls_token=v.get("cls_token", False),
+                     pixel_mean=tuple(v.get("pixel_mean", PIXEL_MEAN)),
+                     pixel_std=tuple(v.get("pixel_std", PIXEL_STD)), stack=stack),
       text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
                            num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len,
                            stack=stack),

@@ -4,6 +4,12 @@ Frames are cut into non-overlapping patches (a 2D convolution applied to every f
 spatial and temporal position embeddings. Every block applies, each with a pre-norm residual:
 temporal attention (each patch position attends across frames), then spatial attention (each
 frame's patches attend to each other), then the MLP.
+
+With a class token (ViT checkpoints that have one, vl_jax/weights/vit.py), each frame's spatial
+attention also sees it, its updates are averaged over the frames (TimeSformer), and it stays out of
+the temporal attention; the tower still returns the patch tokens only. With the temporal branch at
+zero (`zero_init_temporal`, zero temporal embeddings), a clip of identical frames then gives the
+image model's patch features.
 """
 
 from typing import Any
@@ -13,31 +19,38 @@ import jax.numpy as jnp
 
 from vl_jax.models.layers import Mlp, Stack, attention, layer_norm, run_blocks
 
-# ImageNet statistics, the convention of ViT checkpoints this tower is meant to import.
+# ImageNet statistics, the convention of timm's ViT checkpoints; big_vision's take [-1, 1] pixels,
+# mean and std 0.5 (config.model.video.pixel_mean / pixel_std).
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
 
 
-def normalize_pixels(frames):
-  """uint8 RGB in [0, 255] -> float32 normalised with ImageNet mean/std."""
+def normalize_pixels(frames, mean=PIXEL_MEAN, std=PIXEL_STD):
+  """uint8 RGB in [0, 255] -> float32 (x / 255 - mean) / std."""
   x = frames.astype(jnp.float32) / 255.0
-  return (x - jnp.asarray(PIXEL_MEAN)) / jnp.asarray(PIXEL_STD)
+  return (x - jnp.asarray(mean)) / jnp.asarray(std)
 
 
 class DividedSpaceTimeBlock(nn.Module):
   num_heads: int
   mlp_dim: int
   zero_init_temporal: bool
+  cls_token: bool = False  # position 0 of every frame is the class token, the same in all frames
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):  # x: [B, T, N, D]
+  def __call__(self, x):  # x: [B, T, N, D] (N counts the class token)
+    first = int(self.cls_token)
     # Temporal attention over axis T for every patch position: move T next to the features.
-    y = layer_norm("norm_temporal", self.dtype)(x).swapaxes(1, 2)  # [B, N, T, D]
+    patches = x[:, :, first:]
+    y = layer_norm("norm_temporal", self.dtype)(patches).swapaxes(1, 2)  # [B, N, T, D]
     y = attention(self.num_heads, "attn_temporal", self.zero_init_temporal, self.dtype)(y)
-    x = x + y.swapaxes(1, 2)
+    x = jnp.concatenate([x[:, :, :first], patches + y.swapaxes(1, 2)], axis=2)
     y = layer_norm("norm_spatial", self.dtype)(x)
-    x = x + attention(self.num_heads, "attn_spatial", dtype=self.dtype)(y)
+    y = attention(self.num_heads, "attn_spatial", dtype=self.dtype)(y)
+    if self.cls_token:  # one class token: its frames' updates averaged
+      y = y.at[:, :, 0].set(y[:, :, 0].mean(axis=1, keepdims=True))
+    x = x + y
     return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(layer_norm("norm_mlp", self.dtype)(x))
 
 
@@ -56,6 +69,9 @@ class VideoViT(nn.Module):
   # captions alike before the temporal branch learns to tell them apart (docs/DATA.md).
   temporal_embedding_init_std: float = 0.02
   use_mask_token: bool = False  # MILES: a learned embedding takes the place of masked patches
+  cls_token: bool = False  # a class token in the spatial attention (imported ViTs that have one)
+  pixel_mean: tuple = PIXEL_MEAN
+  pixel_std: tuple = PIXEL_STD
   stack: Stack = Stack()
 
   @nn.compact
@@ -77,7 +93,7 @@ class VideoViT(nn.Module):
     if t > self.num_frames or h != self.image_size or w != self.image_size:
       raise ValueError(f"video tower built for <= {self.num_frames} x {self.image_size}^2 frames, "
                        f"got {t} x {h} x {w}")
-    x = normalize_pixels(frames).reshape(b * t, h, w, 3)
+    x = normalize_pixels(frames, self.pixel_mean, self.pixel_std).reshape(b * t, h, w, 3)
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.stack.dtype,
                 name="embedding")(x)
@@ -94,9 +110,13 @@ class VideoViT(nn.Module):
     x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
     x = x + self.param("temporal_embedding", nn.initializers.normal(self.temporal_embedding_init_std),
                        (1, self.num_frames, 1, self.width))[:, :t]
+    if self.cls_token:
+      cls = self.param("cls_token", init, (1, 1, 1, self.width)).astype(x.dtype)
+      x = jnp.concatenate([jnp.broadcast_to(cls, (b, t, 1, self.width)), x], axis=2)
     x = run_blocks(DividedSpaceTimeBlock,
                    dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                        zero_init_temporal=self.zero_init_temporal, dtype=self.stack.dtype),
+                        zero_init_temporal=self.zero_init_temporal, cls_token=self.cls_token,
+                        dtype=self.stack.dtype),
                    layer, self.stack, "block", x.astype(self.stack.dtype))
     x = nn.LayerNorm(name="encoder_norm")(x) if layer == self.depth else x
-    return x.astype(jnp.float32)
+    return x[:, :, int(self.cls_token):].astype(jnp.float32)

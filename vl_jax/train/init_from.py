@@ -1,31 +1,46 @@
-"""Fine-tuning starts: parameters and tokenizer from another run's workdir (`config.init_from`)."""
+"""Where a run's parameters start (`config.init_from`): another run's workdir or an exported model
+(fine-tuning), or imported towers: a Hugging Face BERT-family text model and ViT image weights
+(vl_jax/weights/). The tokenizer comes with the model."""
 
 import os
 
 import jax
+import numpy as np
 from absl import logging
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from input_pipeline import shards
+from input_pipeline import shards, tokenizer as tokenizer_lib
 from vl_jax.errors import ConfigError, DataError
 from vl_jax.train import checkpoint
+from vl_jax.weights import bert, exported, files, vit
+
+
+def check(init_cfg) -> None:
+  if init_cfg.workdir is None:
+    raise ConfigError("config.init_from.workdir is not set: this config fine-tunes a pre-trained "
+                      "model; pass --config.init_from.workdir=PRETRAINING_WORKDIR ('' for random)")
+  if init_cfg.workdir and (init_cfg.text or init_cfg.video):
+    raise ConfigError("config.init_from: set workdir (a whole model) or text / video (imported "
+                      "towers), not both")
 
 
 def tokenizer_path(config, workdir: str | None) -> str:
   """The tokenizer a run uses: its workdir's copy (a run writes one when it starts), else that of
-  `config.init_from.workdir` (a model keeps the tokenizer it was trained with), else the dataset's."""
-  if workdir and os.path.isfile(os.path.join(workdir, shards.TOKENIZER_FILE)):
-    return os.path.join(workdir, shards.TOKENIZER_FILE)
+  `config.init_from.workdir` (a model keeps the tokenizer it was trained with) or of the imported
+  text model, else the dataset's."""
+  check(config.init_from)
+  if workdir and tokenizer_lib.find(workdir):
+    return tokenizer_lib.find(workdir)
   source = config.init_from.workdir
-  if source is None:
-    raise ConfigError("config.init_from.workdir is not set: this config fine-tunes a pre-trained "
-                      "model; pass --config.init_from.workdir=PRETRAINING_WORKDIR ('' for random)")
   if source:
-    path = os.path.join(source, shards.TOKENIZER_FILE)
-    if not os.path.isfile(path):
-      raise DataError(f"config.init_from.workdir={source!r}: no {shards.TOKENIZER_FILE}; is it "
-                      f"the workdir of a training run?")
+    path = tokenizer_lib.find(exported.model_dir(source))
+    if path is None:
+      raise DataError(f"config.init_from.workdir={source!r}: holds no tokenizer "
+                      f"({' or '.join(tokenizer_lib.FILES)}); is it a training workdir or an "
+                      f"exported model?")
     return path
+  if config.init_from.text:
+    return os.path.join(config.init_from.text, bert.TOKENIZER)
   return os.path.join(config.data.dir, shards.TOKENIZER_FILE)
 
 
@@ -40,35 +55,83 @@ def interpolate_frames(stored, shape):
 RESIZE = {"video/temporal_embedding": interpolate_frames}
 
 
-def load(init_cfg, params, abstract_params):
-  """`params` with every parameter that the checkpoint of `init_cfg.workdir` shares replaced by
-  the stored one; the others (a new head) keep their fresh initialisation. The temporal position
-  embeddings of another frame count are interpolated (RESIZE); any other shared parameter of
-  another shape (another model size) is an error naming it."""
-  ckpt_dir = os.path.join(init_cfg.workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir):
-    raise DataError(f"config.init_from.workdir={init_cfg.workdir!r}: no checkpoints directory")
-  ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
-  try:
+def stored_params(path: str, abstract_params, step: int | None = None, missing_ok: bool = False,
+                  resizable: tuple[str, ...] = ()) -> tuple[dict, int]:
+  """({name: array} in `abstract_params`' shardings, step) of the model at `path` (a workdir, a
+  checkpoint directory or an export: exported.locate), its checkpoint `step` (None: the one
+  `path` names, else the latest). Parameters only the stored model has (training-only parts,
+  another head) are skipped; one the model has and the stored one lacks is an error unless
+  `missing_ok`; one of another shape is an error naming it, except those of `resizable`, which
+  come back in their stored shape."""
+  where = exported.locate(path)
+  if not where.exported:
+    ckpt_dir = os.path.join(where.directory, "checkpoints")
+    ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
     try:
-      step = ckpt.pick_step(None if init_cfg.step == -1 else init_cfg.step)
-    except DataError as e:
-      raise DataError(f"config.init_from: {e}") from e
-    try:
-      stored = flatten_dict(ckpt.restore_params(step, abstract_params, missing_ok=True,
-                                                resizable=tuple(RESIZE)), sep="/")
-    except ValueError as e:
-      raise ConfigError(f"config.init_from: {ckpt_dir}/{step} does not fit the model of this "
-                        f"config: {e}") from e
-  finally:
-    ckpt.close()
+      step = ckpt.pick_step(step if step is not None else where.step)
+      try:
+        params = ckpt.restore_params(step, abstract_params, missing_ok, resizable)
+      except ValueError as e:
+        raise ConfigError(f"{ckpt_dir}/{step} does not fit the model of this config: {e}") from e
+    finally:
+      ckpt.close()
+    return flatten_dict(params, sep="/"), step
+  stored, step = exported.read_params(where.directory)
+  wanted = flatten_dict(abstract_params, sep="/")
+  out = {}
+  for name in sorted(wanted):
+    if name not in stored:
+      if missing_ok:
+        continue
+      raise ConfigError(f"{where.directory}/{exported.WEIGHTS}: no parameter {name}, which the "
+                        f"model of this config has (another model?)")
+    have, want = stored[name].shape, tuple(wanted[name].shape)
+    if have != want and name not in resizable:
+      raise ConfigError(f"{where.directory}/{exported.WEIGHTS}: parameter {name} has shape "
+                        f"{have}, the model of this config {want} (another model size?)")
+    out[name] = jax.device_put(stored[name].astype(wanted[name].dtype), wanted[name].sharding)
+  return out, step
+
+
+def load(init_cfg, params, abstract_params, model_cfg, data_cfg):
+  """`params` with the parameters of `init_cfg`'s source in place of the fresh ones.
+
+  From a model (`init_cfg.workdir`: a workdir, checkpoint directory or export), every parameter
+  it shares with this one; the others (a new head) keep their fresh initialisation. The temporal
+  position embeddings of another frame count are interpolated (RESIZE); any other shared parameter
+  of another shape (another model size) is an error naming it.
+  From imported towers (`init_cfg.text`, `init_cfg.video`), every parameter the import gives,
+  each of the model's shape.
+  """
+  check(init_cfg)
   fresh = flatten_dict(params, sep="/")
+  if init_cfg.workdir:
+    try:
+      stored, step = stored_params(init_cfg.workdir, abstract_params,
+                                   None if init_cfg.step == -1 else init_cfg.step,
+                                   missing_ok=True, resizable=tuple(RESIZE))
+    except (ConfigError, DataError) as e:
+      raise type(e)(f"config.init_from.workdir: {e}") from e
+    source = f"step {step} of {init_cfg.workdir}"
+  else:
+    imported = {}
+    if init_cfg.text:
+      imported |= bert.load(init_cfg.text, model_cfg.text, data_cfg.max_text_len)
+    if init_cfg.video:
+      imported |= vit.load(init_cfg.video, model_cfg.video, data_cfg.num_frames,
+                           data_cfg.image_size)
+    imported = files.to_model_layout(imported, fresh)
+    files.fit(imported, {k: v.shape for k, v in fresh.items()},
+              " and ".join(p for p in (init_cfg.text, init_cfg.video) if p))
+    stored = {k: jax.device_put(np.asarray(v, fresh[k].dtype), fresh[k].sharding)
+              for k, v in imported.items()}
+    source = f"config.init_from text={init_cfg.text!r} video={init_cfg.video!r}"
   for name, resize in RESIZE.items():
     if name in stored and stored[name].shape != fresh[name].shape:
       logging.info("%s: resized from %s to %s", name, stored[name].shape, fresh[name].shape)
       stored[name] = jax.device_put(resize(stored[name], fresh[name].shape),
                                     fresh[name].sharding)
   new = sorted(fresh.keys() - stored.keys())
-  logging.info("initialised %d of %d parameter arrays from step %d of %s; new: %s", len(stored),
-               len(fresh), step, init_cfg.workdir, ", ".join(new) or "none")
+  logging.info("initialised %d of %d parameter arrays from %s; new: %s", len(stored),
+               len(fresh), source, ", ".join(new) or "none")
   return unflatten_dict({**fresh, **stored}, sep="/")

@@ -8,8 +8,8 @@ import jax
 import ml_collections
 from absl import logging
 
-from input_pipeline import pipeline, prepare, shards
-from input_pipeline.tokenizer import Tokenizer
+from input_pipeline import pipeline, prepare
+from input_pipeline import tokenizer as tokenizer_lib
 from vl_jax import evaluators
 from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import dual_encoder
@@ -24,7 +24,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None = None):
   """(mesh, tokenizer, model); the tokenizer is `workdir`'s if it has one (init_from.py)."""
   mesh = mesh_lib.make_mesh(config.mesh)
   prepare.ensure_dataset(config.data)
-  tokenizer = Tokenizer(init_from.tokenizer_path(config, workdir))
+  tokenizer = tokenizer_lib.load(init_from.tokenizer_path(config, workdir))
   model = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
   return mesh, tokenizer, model
 
@@ -43,8 +43,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     # The model's vocabulary: eval.py and fine-tuning runs from this workdir read this copy.
-    if tokenizer.model_path != os.path.join(workdir, shards.TOKENIZER_FILE):
-      shutil.copyfile(tokenizer.model_path, os.path.join(workdir, shards.TOKENIZER_FILE))
+    if tokenizer_lib.find(workdir) is None:
+      shutil.copyfile(tokenizer.model_path,
+                      os.path.join(workdir, os.path.basename(tokenizer.model_path)))
 
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, state_shardings = state_lib.create(model, tx, config, mesh)
@@ -56,10 +57,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if start:
     logging.info("resuming from step %d of %s", start, workdir)
     state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings))
-  elif config.init_from.workdir:
+  elif config.init_from.workdir or config.init_from.text or config.init_from.video:
     state = state_lib.with_params(state, init_from.load(
         config.init_from, state.params,
-        state_lib.abstract_with_shardings(state.params, state_shardings.params)), config.ema)
+        state_lib.abstract_with_shardings(state.params, state_shardings.params), config.model,
+        config.data), config.ema)
 
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config, mesh),

@@ -1,0 +1,70 @@
+"""Reading weight files (safetensors, npz: formats whose loading runs no code) into flat trees,
+and fitting a flat tree of imported arrays to a model's parameters."""
+
+import os
+import re
+
+import numpy as np
+import safetensors.numpy
+
+from vl_jax.errors import DataError
+
+# A block of an unrolled stack and the same block in a scanned one (models/layers.run_blocks).
+_UNROLLED = re.compile(r"^(.*?)/([A-Za-z]+)_(\d+)/(.*)$")
+
+
+def read_tensors(path: str) -> dict[str, np.ndarray]:
+  """{name: array} of a .safetensors or .npz file (npz without object arrays: no pickle)."""
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: no such weight file")
+  try:
+    if path.endswith(".safetensors"):
+      return safetensors.numpy.load_file(path)
+    if path.endswith(".npz"):
+      with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+  except (OSError, ValueError, safetensors.SafetensorError) as e:
+    raise DataError(f"{path}: not a readable weight file: {e}") from e
+  raise DataError(f"{path}: expected a .safetensors or .npz weight file")
+
+
+def check_names(found: set[str], expected: set[str], ignored: re.Pattern, path: str) -> None:
+  """One-line errors for a tensor `expected` that the file lacks, or one that it holds and no
+  parameter takes (except names matching `ignored`: heads and buffers of the source model)."""
+  missing = sorted(expected - found)
+  if missing:
+    raise DataError(f"{path}: no tensor {missing[0]!r} ({len(missing)} missing), which the "
+                    f"import needs")
+  extra = sorted(n for n in found - expected if not ignored.search(n))
+  if extra:
+    raise DataError(f"{path}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected): not the "
+                    f"layout this importer reads, or another architecture")
+
+
+def to_model_layout(flat: dict[str, np.ndarray], model_names) -> dict[str, np.ndarray]:
+  """`flat` (blocks unrolled: "text/layer_3/...") in the layout of a model whose parameters are
+  `model_names`: where the model scans a stack ("text/layers/block/..."), the blocks' arrays are
+  stacked along a new leading axis."""
+  model_names = set(model_names)
+  out, stacks = {}, {}
+  for name, value in flat.items():
+    m = _UNROLLED.match(name)
+    scanned = m and f"{m[1]}/{m[2]}s/block/{m[4]}"
+    if name not in model_names and scanned in model_names:
+      stacks.setdefault(scanned, {})[int(m[3])] = value
+    else:
+      out[name] = value
+  for name, blocks in stacks.items():
+    out[name] = np.stack([blocks[i] for i in range(len(blocks))])
+  return out
+
+
+def fit(flat: dict[str, np.ndarray], model_shapes: dict[str, tuple], source: str):
+  """Checks that every imported array is a parameter of the model, of its shape; errors name the
+  parameter and `source`."""
+  for name, value in sorted(flat.items()):
+    if name not in model_shapes:
+      raise DataError(f"{source}: gives parameter {name}, which the model of this config lacks")
+    if tuple(value.shape) != tuple(model_shapes[name]):
+      raise DataError(f"{source}: parameter {name} has shape {tuple(value.shape)}, the model of "
+                      f"this config {tuple(model_shapes[name])} (another model size?)")

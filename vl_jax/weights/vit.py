@@ -1,0 +1,149 @@
+"""ViT image weights into the video tower (models/video_vit.py): a big_vision checkpoint (`.npz`,
+also the original google-research/vision_transformer layout and scanned stacks) or a timm one
+(`.safetensors`).
+
+What maps where, and the choices (Frozen-in-Time's recipe where it has one):
+- the patch embedding is the tower's per-frame 2D convolution (same patch size required), the
+  image blocks' attention is the spatial attention, their MLP the MLP, the final norm the final
+  norm; a class token, if the checkpoint has one, needs config.model.video.cls_token (its
+  position embedding is added into it);
+- the temporal branch starts at zero: the temporal attention's output projection and the temporal
+  position embeddings are zero (its norm and query/key/value keep their fresh initialisation), so a
+  clip of identical frames gives the image model's patch features;
+- patch position embeddings of another grid are resampled bilinearly (jax.image.resize,
+  half-pixel centres) to the tower's image_size / patch_size grid.
+The attention heads of a timm file are not stored in it: config.model.video.num_heads must be the
+model's.
+"""
+
+import math
+import re
+
+import jax
+import numpy as np
+
+from vl_jax.errors import ConfigError, DataError
+from vl_jax.weights import files
+
+IGNORED = re.compile(r"^(head[./]|fc_norm\.|pre_logits[./]|MAPHead_0/)")
+# Block parts: (theirs, ours, whether it is a norm). big_vision / vision_transformer's, then timm's
+# (whose q, k, v are one stacked `attn.qkv`).
+BIG_VISION = (("LayerNorm_0", "norm_spatial", True), ("LayerNorm_1", "norm_mlp", True),
+              ("MlpBlock_0/Dense_0", "mlp/fc1", False), ("MlpBlock_0/Dense_1", "mlp/fc2", False),
+              *((f"MultiHeadDotProductAttention_0/{p}", f"attn_spatial/{p}", False)
+                for p in ("query", "key", "value", "out")))
+TIMM = (("norm1", "norm_spatial", True), ("norm2", "norm_mlp", True), ("mlp.fc1", "mlp/fc1", False),
+        ("mlp.fc2", "mlp/fc2", False), ("attn.proj", "attn_spatial/out", False))
+
+
+def _big_vision(t: dict, depth: int, path: str) -> dict:
+  """Ours (before the position embeddings are placed) of a big_vision / vision_transformer tree."""
+  for prefix in ("params/", "opt/target/"):
+    if t and all(k.startswith(prefix) for k in t):
+      t = {k[len(prefix):]: v for k, v in t.items()}
+  for k in [k for k in t if k.startswith("Transformer/encoderblock/")]:  # a scanned stack
+    stacked = t.pop(k)
+    t |= {k.replace("encoderblock/", f"encoderblock_{i}/"): v for i, v in enumerate(stacked)}
+  pos = "pos_embedding" if "pos_embedding" in t else "Transformer/posembed_input/pos_embedding"
+  expected = {"embedding/kernel", "embedding/bias", pos, "Transformer/encoder_norm/scale",
+              "Transformer/encoder_norm/bias"} | ({"cls"} & set(t))
+  for i in range(depth):
+    expected |= {f"Transformer/encoderblock_{i}/{theirs}/{leaf}" for theirs, _, norm in BIG_VISION
+                 for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
+  files.check_names(set(t), expected, IGNORED, path)
+  out = {"embedding/kernel": t["embedding/kernel"], "embedding/bias": t["embedding/bias"],
+         "pos_embedding": t[pos].reshape(-1, t[pos].shape[-1]),
+         "encoder_norm/scale": t["Transformer/encoder_norm/scale"],
+         "encoder_norm/bias": t["Transformer/encoder_norm/bias"]}
+  if "cls" in t:
+    out["cls_token"] = t["cls"].reshape(-1)
+  for i in range(depth):
+    for theirs, ours, norm in BIG_VISION:
+      for leaf in ("scale", "bias") if norm else ("kernel", "bias"):
+        out[f"block_{i}/{ours}/{leaf}"] = t[f"Transformer/encoderblock_{i}/{theirs}/{leaf}"]
+  return out
+
+
+def _timm(t: dict, depth: int, num_heads: int, path: str) -> dict:
+  """Ours (before the position embeddings are placed) of a timm VisionTransformer state dict."""
+  expected = {"patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", "norm.weight",
+              "norm.bias"} | ({"cls_token"} & set(t))
+  for i in range(depth):
+    expected |= {f"blocks.{i}.{p}.{s}" for p in (*(x[0] for x in TIMM), "attn.qkv")
+                 for s in ("weight", "bias")}
+  files.check_names(set(t), expected, IGNORED, path)
+  w = t["patch_embed.proj.weight"]  # [D, 3, p, p] -> [p, p, 3, D]
+  width = w.shape[0]
+  out = {"embedding/kernel": w.transpose(2, 3, 1, 0), "embedding/bias": t["patch_embed.proj.bias"],
+         "pos_embedding": t["pos_embed"].reshape(-1, width),
+         "encoder_norm/scale": t["norm.weight"], "encoder_norm/bias": t["norm.bias"]}
+  if "cls_token" in t:
+    out["cls_token"] = t["cls_token"].reshape(-1)
+  for i in range(depth):
+    b = lambda n: t[f"blocks.{i}.{n}"]
+    for theirs, ours, norm in TIMM:
+      weight = b(theirs + ".weight")
+      if norm:
+        out[f"block_{i}/{ours}/scale"] = weight
+      elif theirs == "attn.proj":  # [D, D] -> [heads, head_dim, D]
+        out[f"block_{i}/{ours}/kernel"] = weight.T.reshape(num_heads, -1, width)
+      else:  # torch's [out, in] -> [in, out]
+        out[f"block_{i}/{ours}/kernel"] = weight.T
+      out[f"block_{i}/{ours}/bias"] = b(theirs + ".bias")
+    qkv_w, qkv_b = b("attn.qkv.weight"), b("attn.qkv.bias")  # q, k, v stacked on the rows
+    for j, part in enumerate(("query", "key", "value")):
+      rows = slice(j * width, (j + 1) * width)
+      out[f"block_{i}/attn_spatial/{part}/kernel"] = qkv_w[rows].T.reshape(width, num_heads, -1)
+      out[f"block_{i}/attn_spatial/{part}/bias"] = qkv_b[rows].reshape(num_heads, -1)
+  return out
+
+
+def _depth(t: dict, timm: bool) -> int:
+  if not timm and (scanned := [v for k, v in t.items() if "encoderblock/" in k]):
+    return len(scanned[0])
+  pattern = r"blocks\.(\d+)\." if timm else r"(?:.*/)?encoderblock_(\d+)/"
+  found = {int(m[1]) for n in t if (m := re.match(pattern, n))}
+  return max(found) + 1 if found else 0
+
+
+def load(path: str, video_cfg, num_frames: int, image_size: int) -> dict[str, np.ndarray]:
+  """{"video/...": array} of the ViT checkpoint at `path`, unrolled (files.to_model_layout), for
+  the tower of `video_cfg` on `num_frames` frames of `image_size`."""
+  t = files.read_tensors(path)
+  timm = "patch_embed.proj.weight" in t
+  depth = _depth(t, timm)
+  if depth != video_cfg.depth:
+    raise ConfigError(f"config.model.video.depth={video_cfg.depth} but {path} has {depth} blocks")
+  ours = _timm(t, depth, video_cfg.num_heads, path) if timm else _big_vision(t, depth, path)
+  if not timm and (heads := ours["block_0/attn_spatial/query/kernel"].shape[1]) != \
+      video_cfg.num_heads:
+    raise ConfigError(f"config.model.video.num_heads={video_cfg.num_heads} but {path} has "
+                      f"{heads} heads")
+  patch, width = ours["embedding/kernel"].shape[0], ours["embedding/kernel"].shape[-1]
+  if patch != video_cfg.patch_size:
+    raise ConfigError(f"config.model.video.patch_size={video_cfg.patch_size} but {path} has "
+                      f"{patch}x{patch} patches")
+  has_cls = "cls_token" in ours
+  if has_cls != bool(video_cfg.cls_token):
+    raise ConfigError(f"config.model.video.cls_token={video_cfg.cls_token} but {path} "
+                      f"{'has a' if has_cls else 'has no'} class token: set it to {has_cls}")
+  pos = ours.pop("pos_embedding")
+  if has_cls and math.isqrt(len(pos) - 1) ** 2 == len(pos) - 1:  # the class token's row first
+    ours["cls_token"] = (ours["cls_token"] + pos[0]).reshape(1, 1, 1, width)
+    pos = pos[1:]
+  elif has_cls:
+    ours["cls_token"] = ours["cls_token"].reshape(1, 1, 1, width)
+  side, grid = math.isqrt(len(pos)), image_size // patch
+  if side * side != len(pos):
+    raise DataError(f"{path}: {len(pos)} patch position embeddings: not a square grid")
+  if side != grid:
+    pos = np.asarray(jax.image.resize(pos.reshape(side, side, width), (grid, grid, width),
+                                      "bilinear"))
+  ours["pos_embedding"] = pos.reshape(1, 1, grid * grid, width)
+  # The temporal branch at zero.
+  ours["temporal_embedding"] = np.zeros((1, num_frames, 1, width))
+  heads = video_cfg.num_heads
+  for i in range(depth):
+    ours[f"block_{i}/attn_temporal/out/kernel"] = np.zeros((heads, width // heads, width))
+    ours[f"block_{i}/attn_temporal/out/bias"] = np.zeros((width,))
+  return {f"video/{k}": np.ascontiguousarray(v, np.float32) for k, v in ours.items()}
