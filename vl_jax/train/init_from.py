@@ -28,9 +28,9 @@ def tokenizer_path(config, workdir: str | None) -> str:
   """The tokenizer a run uses: its workdir's copy (a run writes one when it starts), else that of
   `config.init_from.workdir` (a model keeps the tokenizer it was trained with) or of the imported
   text model, else the dataset's."""
-  check(config.init_from)
   if workdir and tokenizer_lib.find(workdir):
     return tokenizer_lib.find(workdir)
+  check(config.init_from)
   source = config.init_from.workdir
   if source:
     path = tokenizer_lib.find(exported.model_dir(source))
@@ -104,7 +104,6 @@ def load(init_cfg, params, abstract_params, model_cfg, data_cfg):
   each of the model's shape.
   """
   check(init_cfg)
-  fresh = flatten_dict(params, sep="/")
   if init_cfg.workdir:
     try:
       stored, step = stored_params(init_cfg.workdir, abstract_params,
@@ -114,18 +113,20 @@ def load(init_cfg, params, abstract_params, model_cfg, data_cfg):
       raise type(e)(f"config.init_from.workdir: {e}") from e
     source = f"step {step} of {init_cfg.workdir}"
   else:
+    wanted = flatten_dict(abstract_params, sep="/")
     imported = {}
     if init_cfg.text:
       imported |= bert.load(init_cfg.text, model_cfg.text, data_cfg.max_text_len)
     if init_cfg.video:
       imported |= vit.load(init_cfg.video, model_cfg.video, data_cfg.num_frames,
                            data_cfg.image_size)
-    imported = files.to_model_layout(imported, fresh)
-    files.fit(imported, {k: v.shape for k, v in fresh.items()},
+    imported = files.to_model_layout(imported, wanted)
+    files.fit(imported, {k: v.shape for k, v in wanted.items()},
               " and ".join(p for p in (init_cfg.text, init_cfg.video) if p))
-    stored = {k: jax.device_put(np.asarray(v, fresh[k].dtype), fresh[k].sharding)
+    stored = {k: jax.device_put(np.asarray(v, wanted[k].dtype), wanted[k].sharding)
               for k, v in imported.items()}
     source = f"config.init_from text={init_cfg.text!r} video={init_cfg.video!r}"
+  fresh = flatten_dict(params, sep="/")
   for name, resize in RESIZE.items():
     if name in stored and stored[name].shape != fresh[name].shape:
       logging.info("%s: resized from %s to %s", name, stored[name].shape, fresh[name].shape)
