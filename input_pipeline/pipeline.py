@@ -143,7 +143,7 @@ class Jpegs(Sequence):
 class ClipTransform(grain.transforms.RandomMap):
   """Parses a record and makes one example; random choices only when `train` is set."""
 
-  def __init__(self, tokenizer: tokenizer_lib.SentencePiece | tokenizer_lib.WordPiece, idf: text_annotations.IdfTable,
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, idf: text_annotations.IdfTable,
                num_frames: int, image_size: int, max_text_len: int, train: bool,
                crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3), hflip: str = "off",
                answers: text_annotations.AnswerVocab | None = None,

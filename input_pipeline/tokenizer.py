@@ -183,3 +183,6 @@ class WordPiece:
 
   def __setstate__(self, state):
     self.__init__(state["model_path"])
+
+
+Tokenizer = SentencePiece | WordPiece

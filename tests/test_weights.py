@@ -279,3 +279,19 @@ def test_distilbert_import_matches_transformers(tmp_path):
     theirs = reference(input_ids=torch.tensor(tokenizer.to_theirs[ids], dtype=torch.long),
                        attention_mask=torch.tensor(ids != PAD_ID, dtype=torch.long))
   assert np.abs(ours - theirs.last_hidden_state.numpy())[ids != PAD_ID].max() < 1e-4
+
+
+def test_wordpiece_tokens_know_their_words():
+  """encode_words (what the pipeline uses: each token's word, for POS and idf) gives encode's
+  tokens, and every piece of a word the word's index."""
+  tokenizer = WordPiece(os.path.join(MINILM, bert.TOKENIZER))
+  words = ["Playing", "the", "xylophones", ",", "then", "jumping", "!"]
+  spaces = [True, True, False, True, True, False, False]
+  tokens, word_index = tokenizer.encode_words(words, spaces, 32)
+  np.testing.assert_array_equal(tokens, tokenizer.encode(["Playing the xylophones, then jumping!"],
+                                                         32)[0])
+  n = int((tokens != PAD_ID).sum())
+  pieces = word_index[1:n - 1]
+  assert word_index[0] == word_index[n - 1] == -1 and (word_index[n:] == -1).all()
+  assert (np.diff(pieces) >= 0).all() and sorted(set(pieces)) == list(range(len(words)))
+  assert (pieces == 2).sum() > 1  # "xylophones" is several pieces, all of word 2
