@@ -157,8 +157,22 @@ def vit_files(tmp_path_factory):
   reference, timm = reference_vit()
   d = tmp_path_factory.mktemp("vit")
   safetensors.numpy.save_file(timm, str(d / "vit.safetensors"))
-  np.savez(d / "vit.npz", **big_vision_layout(timm))
-  return reference, str(d / "vit.safetensors"), str(d / "vit.npz")
+  bv = big_vision_layout(timm)
+  np.savez(d / "vit.npz", **bv)
+  # big_vision's own layout: a scanned stack, patch positions only (the class token's added into
+  # it), no "params/" prefix.
+  pos = bv.pop("params/Transformer/posembed_input/pos_embedding")
+  scanned = {"pos_embedding": pos[:, 1:], "cls": bv.pop("params/cls") + pos[:, :1]}
+  for k, v in bv.items():
+    k = k.removeprefix("params/")
+    if k.startswith("Transformer/encoderblock_"):
+      scanned.setdefault("Transformer/encoderblock/" + k.split("/", 2)[2], []).append(v)
+    else:
+      scanned[k] = v
+  np.savez(d / "vit_scanned.npz", **{k: np.stack(v) if isinstance(v, list) else v
+                                     for k, v in scanned.items()})
+  return reference, {"timm": str(d / "vit.safetensors"), "vision_transformer": str(d / "vit.npz"),
+                     "big_vision_scanned": str(d / "vit_scanned.npz")}
 
 
 def video_tower(image_size=SIZE):
@@ -178,12 +192,12 @@ def imported_tower_params(path, image_size=SIZE):
   return tower, unflatten_dict(fresh | imported, sep="/")
 
 
-@pytest.mark.parametrize("layout", ["timm", "big_vision"])
+@pytest.mark.parametrize("layout", ["timm", "vision_transformer", "big_vision_scanned"])
 def test_identical_frames_give_the_image_models_features(vit_files, layout):
   """A clip of 4 copies of an image, through the video tower with imported image weights, gives
   every frame the image model's patch features (Hugging Face's ViT on the image)."""
-  reference, timm_path, big_vision_path = vit_files
-  tower, params = imported_tower_params(timm_path if layout == "timm" else big_vision_path)
+  reference, paths = vit_files
+  tower, params = imported_tower_params(paths[layout])
   images = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
   ours = np.asarray(tower.apply({"params": params}, np.repeat(images[:, None], 4, axis=1)))
   with torch.no_grad():
@@ -203,7 +217,7 @@ def test_identical_frames_give_the_image_models_features(vit_files, layout):
 def test_position_embeddings_are_resampled_to_another_grid(vit_files):
   """6x6 patch positions onto a 32x32 image's 8x8 grid: bilinear, so a ramp stays a ramp with the
   same ends' order, and a constant stays constant."""
-  _, timm_path, _ = vit_files
+  timm_path = vit_files[1]["timm"]
   tower, params = imported_tower_params(timm_path, image_size=32)
   pos = np.asarray(params["pos_embedding"]).reshape(8, 8, D)
   stored = safetensors.numpy.load_file(timm_path)["pos_embed"][0, 1:].reshape(6, 6, D)
@@ -214,7 +228,7 @@ def test_position_embeddings_are_resampled_to_another_grid(vit_files):
 
 
 def test_vit_bad_inputs_fail_in_one_line(vit_files, tmp_path):
-  _, timm_path, _ = vit_files
+  timm_path = vit_files[1]["timm"]
   cases = [
       (VIDEO.to_dict() | {"cls_token": False}, ConfigError,
        r"config.model.video.cls_token=False but .* has a class token"),
@@ -238,7 +252,7 @@ def test_vit_bad_inputs_fail_in_one_line(vit_files, tmp_path):
 def test_training_starts_from_imported_towers(vit_files, synthetic_dir, tmp_path):
   """config.init_from.text and .video through the train loop: the run uses MiniLM's tokenizer
   (copied into the workdir), its parameters start as imported, and it trains."""
-  _, timm_path, _ = vit_files
+  timm_path = vit_files[1]["timm"]
   config = tiny_config(synthetic_dir, **{
       "init_from.text": MINILM, "init_from.video": timm_path, "model.text": MINILM_TEXT.to_dict(),
       "model.video.cls_token": True, "batch_size": 8, "total_steps": 2, "mesh.data": 1,
