@@ -43,6 +43,7 @@ PROGRESS_DIR = ".progress"
 SETTINGS_FILE = "settings.json"
 DEFAULT_SIZE = 224
 DEFAULT_NUM_FRAMES = 8
+DEFAULT_MAX_FRAMES = 64  # with --fps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +321,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   frames.add_argument("--num_frames", type=int,
                       help=f"frames stored per clip (default {DEFAULT_NUM_FRAMES})")
   frames.add_argument("--fps", type=float, help="store frames at this rate instead")
-  p.add_argument("--max_frames", type=int, default=64, help="cap on frames per clip with --fps")
+  p.add_argument("--max_frames", type=int, default=DEFAULT_MAX_FRAMES,
+                 help="cap on frames per clip with --fps")
   p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="short side of stored frames "
                  "(pixels; the default suits 224 x 224 training, as CLIP4Clip stores its videos)")
   p.add_argument("--jpeg_quality", type=int, default=90)

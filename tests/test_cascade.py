@@ -10,7 +10,6 @@ from configs import tiny
 from input_pipeline.text_annotations import POS_ID
 from vl_jax.errors import ConfigError
 from vl_jax.losses.cascade import candidate_infonce, cascade_scores, hardest_negatives
-from vl_jax.losses.token_contrastive import content_token_weights
 from vl_jax.models import dual_encoder
 from vl_jax.objectives import total_loss
 from vl_jax.train import step as step_lib

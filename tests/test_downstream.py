@@ -18,7 +18,7 @@ from vl_jax.errors import ConfigError, DataError
 from vl_jax.evaluators import multiple_choice, run, zeroshot
 from vl_jax.evaluators.captioning import caption_metrics
 from vl_jax.losses.classification import cross_entropy_with_ignored
-from vl_jax.train import checkpoint, init_from, loop, state as state_lib
+from vl_jax.train import init_from, loop, state as state_lib
 
 FINE_TUNE_STEPS = 100
 COCO_FINE_TUNE_STEPS = 60  # from the CoCo-BERT fixture: QA through the fusion, captioning

@@ -22,7 +22,7 @@ from vl_jax.weights import exported
 NOTEBOOK = os.path.join(os.path.dirname(__file__), "..", "notebooks", "quickstart.ipynb")
 
 
-def val_clips(model, data_dir, n):
+def val_clips(model, n):
   examples = pipeline.eval_examples(model.config.data, model.tokenizer, "val", range(n))
   return np.stack([e["frames"] for e in examples]), [str(e["caption"]) for e in examples]
 
@@ -34,7 +34,7 @@ def test_loaded_model_retrieves_as_evaluation_scored_it(pretrained):
   config, workdir, _, results = pretrained
   model = vl_pretrained.load(workdir)
   assert model.step == config.total_steps
-  clips, captions = val_clips(model, config.data.dir, pipeline.num_records(config.data.dir, "val"))
+  clips, captions = val_clips(model, pipeline.num_records(config.data.dir, "val"))
   video, text = model.encode_clips(clips), model.encode_text(captions)
   np.testing.assert_allclose(np.linalg.norm(video, axis=1), 1, atol=1e-5)
   scores = model.similarity(video, text)  # [videos, texts]
@@ -74,7 +74,7 @@ def test_embedding_cli(pretrained, tmp_path):
   out = str(tmp_path / "val.npy")
   embed.main(["--model", workdir, "--data_dir", config.data.dir, "--split", "val", "--out", out,
               "--batch_size", "100"])
-  clips, captions = val_clips(model, config.data.dir, 384)
+  clips, captions = val_clips(model, 384)
   np.testing.assert_allclose(np.load(out), model.encode_clips(clips), atol=1e-6)
   ids = open(tmp_path / "val.clip_ids.txt").read().split()
   assert len(ids) == 384 and len(set(ids)) == 384

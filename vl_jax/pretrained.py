@@ -102,7 +102,7 @@ def read_video(path: str) -> list[np.ndarray]:
       clip = video_decode.load_image(path, convert.DEFAULT_SIZE)
     else:
       clip = video_decode.decode_video(path, None, None, convert.DEFAULT_NUM_FRAMES, None,
-                                       convert.DEFAULT_NUM_FRAMES, convert.DEFAULT_SIZE)
+                                       convert.DEFAULT_MAX_FRAMES, convert.DEFAULT_SIZE)
   except video_decode.DecodeError as e:
     raise DataError(f"{path}: {e}") from e
   return [np.asarray(img.convert("RGB")) for img in clip.frames]

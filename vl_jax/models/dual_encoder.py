@@ -259,6 +259,8 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
                      mlp_dim=v.mlp_dim, num_frames=data_cfg.num_frames,
                      image_size=data_cfg.image_size, zero_init_temporal=v.zero_init_temporal,
                      temporal_embedding_init_std=v.temporal_embedding_init_std,
+                     # .get: the resolved configs of runs older than these fields (a workdir's
+                     # config.json, which pretrained.load reads) lack them.
                      use_mask_token=v.mask_token, cls_token=v.get("cls_token", False),
                      pixel_mean=tuple(v.get("pixel_mean", PIXEL_MEAN)),
                      pixel_std=tuple(v.get("pixel_std", PIXEL_STD)), stack=stack),

@@ -13,6 +13,7 @@ Nothing in it is pickled: loading one runs no code.
 import dataclasses
 import json
 import os
+import shutil
 
 import ml_collections
 import numpy as np
@@ -85,9 +86,7 @@ def save(out_dir: str, flat_params: dict[str, np.ndarray], config, tokenizer_pat
   for name in tokenizer_lib.FILES:  # an export into an older export's directory: one tokenizer
     if os.path.isfile(os.path.join(out_dir, name)):
       os.remove(os.path.join(out_dir, name))
-  with open(tokenizer_path, "rb") as src, open(
-      os.path.join(out_dir, os.path.basename(tokenizer_path)), "wb") as dst:
-    dst.write(src.read())
+  shutil.copyfile(tokenizer_path, os.path.join(out_dir, os.path.basename(tokenizer_path)))
 
 
 def read_params(directory: str) -> tuple[dict[str, np.ndarray], int]:
