@@ -115,7 +115,10 @@ def test_multiple_choice_beats_chance(pretrained, tmp_path):
   print(f"multiple choice: {accuracy:.1f}% (chance 20%)")
   assert step == config.total_steps and accuracy > 1.4 * 20
   with open(tmp_path / "mc" / "eval_results.json") as f:
-    assert json.load(f) == results
+    recorded = json.load(f)["multiple_choice"][str(step)]
+  assert recorded["metrics"] == results["multiple_choice"]
+  assert recorded["checkpoint"] == os.path.join(workdir, "checkpoints", str(step))
+  assert recorded["dataset"]["dir"] == config.data.dir and recorded["dataset"]["clips"] > 0
 
 
 def _question_only_accuracy(data_dir: str) -> float:

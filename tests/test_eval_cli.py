@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError, DataError
+from vl_jax.errors import ConfigError, DataError, NonFiniteOutputError
 from vl_jax.evaluators import retrieval, run
 from vl_jax.train import checkpoint, loop, state as state_lib
 
@@ -40,8 +40,10 @@ def test_eval_on_two_devices_equals_the_end_of_training(trained, synthetic_dir):
   with open(os.path.join(workdir, "eval_results.json")) as f:
     scored = json.load(f)
   assert scored.keys() == logged.keys() == {"retrieval"}
+  assert scored["retrieval"]["6"]["dataset"] == {"dir": synthetic_dir, "split": "val",
+                                                 "clips": 384}
   for k, v in logged["retrieval"].items():
-    assert scored["retrieval"][k] == pytest.approx(v, abs=0.3), k  # 0.3: one query of 384
+    assert scored["retrieval"]["6"]["metrics"][k] == pytest.approx(v, abs=0.3), k  # one query
   assert "evaluation of step 6" in out.stderr and "R@1" in out.stderr
 
 
@@ -95,3 +97,20 @@ def test_all_captions_and_several_clips(trained, synthetic_dir):
   np.testing.assert_allclose(np.linalg.norm(two.video, axis=1), 1.0, atol=1e-5)
   np.testing.assert_allclose(two.text, first.text, atol=1e-5)
   assert np.abs(two.video - first.video).max() > 1e-3  # other frames: other embeddings
+
+
+def test_non_finite_embeddings_are_refused_not_scored(trained, synthetic_dir):
+  """A NaN compares false with every threshold: scored, such a model would rank its right answers
+  first. The evaluator refuses it in one line naming the split and the rows."""
+  workdir, _ = trained
+  config = tiny_config(synthetic_dir, **OVERRIDES)
+  mesh, tokenizer, model = loop.setup(config)
+  params = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, 1, False) \
+      .restore_params(6, state_lib.abstract_params(model, config, mesh))
+  params["video_proj"]["bias"] = params["video_proj"]["bias"] * np.nan
+  evaluator = retrieval.RetrievalEvaluator("r", config.evals.retrieval, model=model, mesh=mesh,
+                                           data_cfg=config.data, tokenizer=tokenizer)
+  with pytest.raises(NonFiniteOutputError) as e:
+    evaluator.run(params)
+  assert str(e.value) == (f"split 'val' of {synthetic_dir}: 384 of 384 rows of the model's "
+                          f"'video' are NaN or Inf (first: row 0); nothing was scored")

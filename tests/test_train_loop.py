@@ -1,4 +1,11 @@
-"""The train loop: exact resume, non-finite losses, re-running a finished run."""
+"""The train loop: exact resume, non-finite losses and states, bad checkpoints skipped, metrics
+without duplicates, re-running a finished run, a failed save."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -6,7 +13,9 @@ import pytest
 
 from tests.helpers import tiny_config
 from vl_jax.errors import NonFiniteLossError
-from vl_jax.train import loop
+from vl_jax.train import checkpoint, loop, state as state_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STEPS = 8
 
@@ -56,10 +65,114 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_dir, tmp
 
   bad = _config(synthetic_dir, **{"objectives.contrastive.weight": float("nan")})
   with pytest.raises(NonFiniteLossError,
-                     match=rf"at step {STEPS // 2 + 1} .*last good checkpoint is step {STEPS // 2}"):
+                     match=rf"at step {STEPS // 2 + 1} .*The last good checkpoint is step "
+                           rf"{STEPS // 2} in"):
     loop.train_and_evaluate(bad, workdir)
 
   # The checkpoint is intact: resuming with a sane config restores exactly the good parameters.
   restored, _ = loop.train_and_evaluate(_config(synthetic_dir, total_steps=STEPS // 2), workdir)
   for a, b in zip(jax.tree.leaves(jax.device_get(restored.params)), jax.tree.leaves(good_params)):
     np.testing.assert_array_equal(a, b)
+
+
+def _restore(workdir, step, config):
+  """The state saved at `step`, on the host."""
+  mesh, _, model = loop.setup(config, workdir)
+  tx, _ = state_lib.make_optimizer(config.optimizer, config.total_steps)
+  abstract, _ = state_lib.abstract_state(model, tx, config, mesh)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, 10, use_async=False)
+  try:
+    return jax.device_get(ckpt.restore(step, abstract))
+  finally:
+    ckpt.close()
+
+
+@pytest.mark.parametrize("lr", [3e38, 1e38])
+def test_a_diverged_state_is_never_saved(synthetic_dir, tmp_path, lr):
+  """lr 3e38 makes the updated parameters Inf; lr 1e38 keeps them finite but their activations
+  overflow. Neither may reach a checkpoint; the checkpoint named as last good restores finite and
+  scores finite embeddings."""
+  workdir = str(tmp_path / "run")
+  config = _config(synthetic_dir, **{"checkpoint.every_steps": 1, "optimizer.warmup_steps": 0})
+  good, _ = loop.train_and_evaluate(_config(synthetic_dir, total_steps=2, **{
+      "checkpoint.every_steps": 1, "optimizer.warmup_steps": 0}), workdir)
+  diverging = _config(synthetic_dir, **{"checkpoint.every_steps": 1, "optimizer.warmup_steps": 0,
+                                        "optimizer.lr": lr})
+  with pytest.raises(NonFiniteLossError, match=r"step 3\b.*The last good checkpoint is step 2 "):
+    loop.train_and_evaluate(diverging, workdir)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, 10, use_async=False)
+  assert ckpt.all_steps() == [1, 2]
+  ckpt.close()
+  restored = _restore(workdir, 2, config)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored))
+  for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(jax.device_get(good.params))):
+    np.testing.assert_array_equal(a, b)
+
+  # With no checkpoint before the divergence, the message says so in a sentence.
+  with pytest.raises(NonFiniteLossError, match=r"step 1\b.*No checkpoint was written before it"):
+    loop.train_and_evaluate(diverging, str(tmp_path / "fresh"))
+
+
+def _steps_of(workdir, prefix):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r["step"] for r in map(json.loads, f) if any(k.startswith(prefix) for k in r)]
+
+
+def test_bad_checkpoints_are_skipped_and_metrics_not_repeated(synthetic_dir, tmp_path):
+  """Checkpoints at 4 and 8 of an 8-step run. An empty step directory, a step whose data files
+  are truncated and one that holds a NaN are each skipped with a line naming them and moved
+  aside; the run resumes from the newest good one, re-executes the steps after it without
+  writing their metrics twice, and ends where an uninterrupted run ends."""
+  workdir = str(tmp_path / "run")
+  config = _config(synthetic_dir, **{"evals": {"retrieval": tiny_config(
+      synthetic_dir).evals.retrieval.to_dict() | {"every_steps": 4, "batch_size": 16}}})
+  full, _ = loop.train_and_evaluate(config, workdir)
+  ckpts = os.path.join(workdir, "checkpoints")
+  # A NaN state as step 12, written as a run would have (only the loop refuses to).
+  nan = jax.tree.map(lambda x: x * np.nan if np.issubdtype(x.dtype, np.floating) else x,
+                     _restore(workdir, 8, config))
+  ckpt = checkpoint.Checkpointer(ckpts, 1, 10, use_async=False)
+  ckpt.save(12, nan)
+  ckpt.close()
+  os.makedirs(os.path.join(ckpts, "16"))  # empty: killed as it was created
+  # Step 8's array data truncated: the run resumes from 4.
+  data = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(ckpts, "8")) for f in fs
+          if os.path.getsize(os.path.join(d, f)) > 10_000]
+  assert data
+  for path in data:
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 2)
+  longer = _config(synthetic_dir, total_steps=STEPS + 2, **{"evals": {}})
+  resumed, _ = loop.train_and_evaluate(longer, workdir)
+  assert sorted(os.listdir(ckpts + ".skipped")) == ["12", "16", "8"]
+  assert int(resumed.step) == STEPS + 2
+  # Train rows at 2, 4 from the first run, 6, 8 re-executed once, then 10; retrieval at 4 and 8
+  # of the first run dropped only after 4.
+  assert _steps_of(workdir, "train/") == [2, 4, 6, 8, 10]
+  assert _steps_of(workdir, "retrieval/") == [4]
+
+
+def test_a_failed_save_stops_the_run(synthetic_dir, tmp_path):
+  """Files capped at 64 KiB (RLIMIT_FSIZE: the write fails as on a full disk): the asynchronous
+  save of step 8 fails, and the run stops with one line naming it; step 4 stays intact."""
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(_config(synthetic_dir, total_steps=STEPS // 2), workdir)
+  script = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536)); "
+            "sys.argv = sys.argv[1:]; runpy.run_path('main.py', run_name='__main__')")
+  flags = ["--config.batch_size=16", f"--config.total_steps={STEPS}", "--config.evals={}",
+           "--config.optimizer.warmup_steps=2", f"--config.checkpoint.every_steps={STEPS // 2}",
+           f"--config.data.dir={synthetic_dir}", "--config.data.num_threads=1"]
+  env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
+  out = subprocess.run([sys.executable, "-c", script, "main.py", "--config", "configs/tiny.py",
+                        "--workdir", workdir, *flags], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+  assert out.returncode == 1, out.stderr[-3000:]
+  # The last line is the run's (tensorstore's threads print their own tracebacks before it, and
+  # may leave a line unfinished).
+  last = out.stderr.strip().splitlines()[-1]
+  assert f"error: the checkpoint of step {STEPS} was not written to " in last, last
+  assert "OUT_OF_RANGE" in last and last.endswith("steps [4]")
+  assert "vl_jax" not in out.stderr  # no traceback of the project's
+  assert str(STEPS // 2) in os.listdir(os.path.join(workdir, "checkpoints"))
+  assert str(STEPS) not in os.listdir(os.path.join(workdir, "checkpoints"))

@@ -5,6 +5,7 @@
 Each has `every_steps` and `run(params, artifacts_dir=None) -> {metric: value}`.
 """
 
+from input_pipeline import pipeline
 from vl_jax.errors import ConfigError
 from vl_jax.evaluators import caption_generation, multiple_choice, qa, retrieval, zeroshot
 
@@ -21,3 +22,14 @@ def build(evals_cfg, **context):
       raise ConfigError(f"config.evals.{name}.type={cfg.type!r}: known types {sorted(REGISTRY)}")
     out[name] = REGISTRY[cfg.type](name, cfg, **context)
   return out
+
+
+def dataset(ev_cfg, data_cfg) -> dict:
+  """What an evaluator of `ev_cfg` scores: {"dir", "split", "clips"}, recorded with its results."""
+  return {"dir": data_cfg.dir, "split": ev_cfg.split,
+          "clips": len(pipeline.records(data_cfg.dir, ev_cfg.split))}
+
+
+def entry(metrics: dict[str, float], checkpoint: str, ev_cfg, data_cfg) -> dict:
+  """An evaluator's results as eval_results.json records them (metrics.write_eval_results)."""
+  return {"metrics": metrics, "checkpoint": checkpoint, "dataset": dataset(ev_cfg, data_cfg)}

@@ -9,9 +9,22 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
+from vl_jax.errors import NonFiniteOutputError
 from vl_jax.losses.token_contrastive import content_token_weights
 from vl_jax.models import layers
 from vl_jax.train import mesh as mesh_lib
+
+
+def check_finite(outputs: dict[str, np.ndarray], what: str) -> None:
+  """NonFiniteOutputError naming `what` and how many rows of which output hold a NaN or Inf: a
+  broken model's outputs are refused, never scored (a NaN compares false with every threshold)."""
+  for name, x in outputs.items():
+    if np.issubdtype(x.dtype, np.floating):
+      bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+      if bad.any():
+        raise NonFiniteOutputError(
+            f"{what}: {int(bad.sum())} of {len(x)} rows of the model's {name!r} are NaN or Inf "
+            f"(first: row {int(np.flatnonzero(bad)[0])}); nothing was scored")
 
 
 class Encoder:
@@ -71,9 +84,9 @@ class Encoder:
       index[:valid] = host["index"]
       yield mesh_lib.global_batch({k: pad(v) for k, v in device.items()}, self.mesh), index
 
-  def _encode_all(self, encode, dataset, num_local, params):
+  def _encode_all(self, encode, dataset, num_local, params, split: str):
     """({output: array} of every real row, record index), in record order, gathered from all
-    processes (a record's captions stay in their order)."""
+    processes (a record's captions stay in their order); NonFiniteOutputError if any is NaN/Inf."""
     outs, indices = [], []
     for batch, index in self._batches(dataset, num_local):
       outs.append(jax.tree.map(np.asarray, encode(params, batch)))
@@ -82,7 +95,9 @@ class Encoder:
     index = np.concatenate(indices)
     rows = np.flatnonzero(index >= 0)
     rows = rows[np.argsort(index[rows], kind="stable")]
-    return {k: np.concatenate([o[k] for o in outs])[rows] for k in outs[0]}, index[rows]
+    out = {k: np.concatenate([o[k] for o in outs])[rows] for k in outs[0]}
+    check_finite(out, f"split {split!r} of {self.data_cfg.dir}")
+    return out, index[rows]
 
   def clips(self, params, split: str, num_clips: int = 1, first_caption: bool = False,
             tokens: bool = False):
@@ -100,13 +115,14 @@ class Encoder:
             [jax.process_index()::jax.process_count()])
     dataset = pipeline.eval_dataset(self.data_cfg, self.tokenizer, split, self.batch_size,
                                     num_clips)
-    return self._encode_all(fn, dataset, n, params)
+    return self._encode_all(fn, dataset, n, params, split)
 
   def captions(self, params, split: str, tokens: bool = False):
     """({"text": embedding of every caption of `split`[, token features]}, its record index), in
     record order."""
     dataset, n = pipeline.caption_dataset(self.data_cfg, self.tokenizer, split, self.batch_size)
-    return self._encode_all(functools.partial(self._text, tokens=tokens), dataset, n, params)
+    return self._encode_all(functools.partial(self._text, tokens=tokens), dataset, n, params,
+                            split)
 
   def map_rows(self, fn, params, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`fn(params, batch) -> {name: [rows, ...]}`, jitted with replicated outputs, over the rows
@@ -129,5 +145,7 @@ class Encoder:
   def texts(self, params, texts: list[str]) -> np.ndarray:
     """Embeddings of `texts` (the same list on every process), in order."""
     tokens = self.tokenizer.encode(texts, self.data_cfg.max_text_len)
-    return self.map_rows(lambda params, b: self._text(params, b, tokens=False), params,
-                         {"tokens": tokens})["text"]
+    out = self.map_rows(lambda params, b: self._text(params, b, tokens=False), params,
+                        {"tokens": tokens})
+    check_finite(out, f"{len(texts)} texts ({texts[0]!r}, ...)")
+    return out["text"]

@@ -3,10 +3,20 @@
 Each query has one or more right candidates: a caption's clip (text -> video), or a clip's captions
 (video -> text, several when a clip has several captions). A query's 0-based rank is the number of
 wrong candidates that score at least as high as its best right one: ties count against the query,
-so a constant scorer never looks good (scores within TIE_TOLERANCE of it count as ties).
+so a constant scorer never looks good, and so does a NaN or Inf score (a NaN compares as a tie with
+everything: a broken model ranks last, never first).
 
-Scores are dot products of unit-norm embeddings, computed block by block on the default device by a
-jitted function; only per-query counts leave it.
+Scores are dot products of unit-norm embeddings, computed block by block on the default device by
+one jitted function in two passes over the same blocks: the first finds each query's best right
+score, the second counts the wrong candidates at or above it. Both passes run the same program on
+the same blocks, so the right answer's score is bit-identical in both and a tie is exact; only
+wrong candidates within TIE_TOLERANCE of it (the rounding of a float32 dot product: two equal
+embeddings in different rows of a block can differ by an ulp) also count as ties.
+
+With the dual softmax (CAMoE), a score s * exp(scale * s - lse) spans hundreds of orders of
+magnitude at the documented scales (1e-5..1e-2 at 100, far below float32's range at 1000), so it
+is compared in log space: by sign, then by log|s| + scale * s - lse, whose tolerance is the dot
+product's TIE_TOLERANCE carried through the exponent, TIE_TOLERANCE * (1 + scale).
 """
 
 import functools
@@ -16,35 +26,54 @@ import jax.numpy as jnp
 import numpy as np
 
 DEFAULT_BLOCK = 1024
-# Scores within this of the right answer's count as ties: the right answer's score and the block's
-# scores are float32 dot products summed in different orders, so an exact tie can differ by ~1e-7.
+# Dot products of unit vectors within this of the right answer's count as ties (float32 rounding).
 TIE_TOLERANCE = 1e-6
 
 
-def dual_softmax(scores, columns_lse, scale: float):
-  """CAMoE's dual softmax (Cheng et al. 2021): s * exp(scale * s - lse), i.e. each score times the
-  softmax over all queries of its candidate's column (lse: logsumexp of scale * s over them).
-  scale 0: the scores unchanged."""
-  return scores * jnp.exp(scale * scores - columns_lse) if scale else scores
+def _order_keys(scores, columns_lse, scale: float):
+  """(sign, value): the order of CAMoE's dual-softmax score (Cheng et al. 2021)
+  s * exp(scale * s - lse), each score times the softmax over all queries of its candidate's
+  column (lse: logsumexp of scale * s over them), as a pair compared by sign first, then by
+  value, larger being better in both. scale 0 (no dual softmax): (1, s). Otherwise sign(s) and
+  sign(s) * (log|s| + scale * s - lse), the score's signed log magnitude (0 for s = 0)."""
+  if not scale:
+    return jnp.ones_like(scores), scores
+  sign = jnp.sign(scores)
+  log_magnitude = jnp.log(jnp.abs(scores)) + scale * scores - columns_lse
+  return sign, jnp.where(sign == 0, 0.0, sign * log_magnitude)
 
 
 @functools.partial(jax.jit, static_argnames="scale")
-def _count_block(queries, query_label, threshold, candidates, candidate_label, candidate_lse,
-                 scale: float):
-  """Per query of the block: wrong candidates (another label; label -1 = padding) scoring at least
-  its threshold. `candidates` is [num blocks, block, dim]: a scan over them keeps each score block
-  small enough to stay in cache (1024 x 512 blocks ran at 89% of the matmul peak on the CI CPU,
-  4096 x 4096 ones at 42%)."""
-  def body(count, block):
+def _scan_blocks(queries, query_label, threshold_sign, threshold, candidates, candidate_label,
+                 candidate_lse, scale: float):
+  """Per query of the block: (wrong candidates (another label; label -1 = padding) scoring at
+  least its threshold, the sign and value of its best right candidate). The second pass passes
+  the first's best right keys as the threshold. `candidates` is [num blocks, block, dim]: a scan
+  over them keeps each score block small enough to stay in cache (1024 x 512 blocks ran at 89% of
+  the matmul peak on the CI CPU, 4096 x 4096 ones at 42%)."""
+  tolerance = TIE_TOLERANCE * (1.0 + scale)
+
+  def body(carry, block):
+    count, best_sign, best = carry
     c, label, lse = block
-    scores = dual_softmax(jnp.dot(queries, c.T, precision=jax.lax.Precision.HIGHEST),
-                          lse[None, :], scale)
-    wrong = (label[None, :] != query_label[:, None]) & (label[None, :] >= 0)
-    hit = (scores >= threshold[:, None] - TIE_TOLERANCE) & wrong
-    return count + jnp.sum(hit, axis=1, dtype=jnp.int32), None
-  count, _ = jax.lax.scan(body, jnp.zeros(queries.shape[0], jnp.int32),
-                          (candidates, candidate_label, candidate_lse))
-  return count
+    sign, value = _order_keys(jnp.dot(queries, c.T, precision=jax.lax.Precision.HIGHEST),
+                              lse[None, :], scale)
+    right = label[None, :] == query_label[:, None]
+    wrong = ~right & (label[None, :] >= 0)
+    # "Not below" rather than "at or above": a NaN key counts as a hit, so NaN ranks last.
+    below = (sign < threshold_sign[:, None]) | (
+        (sign == threshold_sign[:, None]) & (value < threshold[:, None] - tolerance))
+    count = count + jnp.sum(wrong & ~below, axis=1, dtype=jnp.int32)
+    # The best right candidate: the largest sign, then the largest value with it (NaN propagates).
+    block_sign = jnp.max(jnp.where(right, sign, -jnp.inf), axis=1)
+    new_sign = jnp.maximum(best_sign, block_sign)
+    block_best = jnp.max(jnp.where(right & (sign == new_sign[:, None]), value, -jnp.inf), axis=1)
+    best = jnp.maximum(jnp.where(best_sign == new_sign, best, -jnp.inf), block_best)
+    return (count, new_sign, best), None
+
+  n = queries.shape[0]
+  init = (jnp.zeros(n, jnp.int32), jnp.full(n, -jnp.inf), jnp.full(n, -jnp.inf))
+  return jax.lax.scan(body, init, (candidates, candidate_label, candidate_lse))[0]
 
 
 @functools.partial(jax.jit, static_argnames="scale")
@@ -94,16 +123,22 @@ class _Blocks:
       total = lse if total is None else jnp.logaddexp(total, lse)
     return total
 
-  def count_above(self, query_label: np.ndarray, threshold: np.ndarray, lse: jnp.ndarray,
-                  scale: float) -> np.ndarray:
-    """For each query i: #{j : label_j != label_i and s_ij >= threshold_i - TIE_TOLERANCE}, where
-    s_ij = <q_i, c_j>, or with `scale` > 0 its `dual_softmax` given the columns' `lse`."""
+  def ranks(self, query_label: np.ndarray, lse: jnp.ndarray, scale: float) -> np.ndarray:
+    """For each query i: #{j : label_j != label_i and s_ij not below i's best right score (ties
+    within TIE_TOLERANCE)}, where s_ij = <q_i, c_j>, or with `scale` > 0 its dual softmax
+    given the columns' `lse` (`_order_keys`). Raises ValueError if a query has no right candidate."""
     counts = np.zeros(self.nq, np.int64)
     for i, q in self.query_blocks():
+      n = min(self.bq, self.nq - i)
       ql = self.rows(i, np.asarray(query_label, np.int32), -2)
-      th = self.rows(i, threshold.astype(np.float32), np.inf)
-      counts[i:i + self.bq] = np.asarray(_count_block(
-          q, ql, th, self.candidates, self.label, lse, scale))[:min(self.bq, self.nq - i)]
+      no_threshold = np.full(self.bq, np.inf, np.float32)
+      _, best_sign, best = _scan_blocks(q, ql, no_threshold, no_threshold, self.candidates,
+                                        self.label, lse, scale)
+      if np.isneginf(np.asarray(best_sign)[:n]).any():
+        raise ValueError(f"{int(np.isneginf(np.asarray(best_sign)[:n]).sum())} queries have no "
+                         f"right candidate")
+      count, _, _ = _scan_blocks(q, ql, best_sign, best, self.candidates, self.label, lse, scale)
+      counts[i:i + n] = np.asarray(count)[:n]
     return counts
 
 
@@ -116,23 +151,19 @@ def retrieval_ranks(text: np.ndarray, video: np.ndarray, text_video: np.ndarray,
   caption. A video's right answers are all its captions; its rank counts from the best of them.
   With `dual_softmax_scale` > 0 the scores are re-weighted by the dual softmax first: for text ->
   video, over all texts of each video's column; for video -> text, over all videos of each text's.
+  Non-finite embeddings rank last (the evaluators refuse them before ranking).
   """
   scale = dual_softmax_scale
   text, video = text.astype(np.float32), video.astype(np.float32)
   text_video = np.asarray(text_video, np.int64)
+  missing = len(video) - len(np.unique(text_video))
+  if missing:
+    raise ValueError(f"{missing} videos have no caption")
   video_ids = np.arange(len(video))
   t2v_blocks = _Blocks(text, video, video_ids, block)
   v2t_blocks = _Blocks(video, text, text_video, block)
-  lse_video, lse_text = t2v_blocks.column_logsumexp(scale), v2t_blocks.column_logsumexp(scale)
-  raw = np.einsum("ij,ij->i", text, video[text_video])
-  t2v_right = np.asarray(dual_softmax(raw, np.asarray(lse_video).reshape(-1)[text_video], scale))
-  v2t_right = np.asarray(dual_softmax(raw, np.asarray(lse_text).reshape(-1)[:len(text)], scale))
-  best = np.full(len(video), -np.inf, np.float32)
-  np.maximum.at(best, text_video, v2t_right)
-  if np.isinf(best).any():
-    raise ValueError(f"{int(np.isinf(best).sum())} videos have no caption")
-  return (t2v_blocks.count_above(text_video, t2v_right, lse_video, scale),
-          v2t_blocks.count_above(video_ids, best, lse_text, scale))
+  return (t2v_blocks.ranks(text_video, t2v_blocks.column_logsumexp(scale), scale),
+          v2t_blocks.ranks(video_ids, v2t_blocks.column_logsumexp(scale), scale))
 
 
 def rank_metrics(r: np.ndarray, prefix: str) -> dict[str, float]:

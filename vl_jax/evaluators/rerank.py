@@ -34,9 +34,10 @@ def reranked_ranks(base_ranks: np.ndarray, scores: np.ndarray, right: np.ndarray
   """0-based ranks after re-scoring. `scores` [Q, k] are each query's candidates' new scores and
   `right` [Q, k] marks its right ones. A query with a right candidate ranks by the new scores
   among its candidates (wrong ones scoring at least as high as its best right one, ties against
-  it); a query without keeps its dual-encoder rank, which is k or more."""
+  it, and so are NaN scores: a NaN ranks last); a query without keeps its dual-encoder rank, which
+  is k or more."""
   best = np.where(right, scores, -np.inf).max(axis=1)
-  above = ((scores >= best[:, None] - TIE_TOLERANCE) & ~right).sum(axis=1)
+  above = (~(scores < best[:, None] - TIE_TOLERANCE) & ~right).sum(axis=1)
   return np.where(right.any(axis=1), above, base_ranks)
 
 

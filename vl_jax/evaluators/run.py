@@ -29,9 +29,10 @@ def select(evals_cfg, names: list[str] | None):
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None,
                         names: list[str] | None = None) -> tuple[int, dict[str, dict[str, float]]]:
-  """(step, {evaluator: metrics}) of `workdir`'s latest (or given) checkpoint; also logs a table
-  and writes the metrics into `workdir/eval_results.json`, keeping the entries of evaluators that
-  did not run (a zero-shot config scored on a pre-training workdir adds to its results).
+  """(step, {evaluator: metrics}) of `workdir`'s newest good (or given) checkpoint; also logs a
+  table and records the metrics, with the step, checkpoint and dataset, in
+  `workdir/eval_results.json`, keeping those of other evaluators (a zero-shot config scored on a
+  pre-training workdir adds to its results) and of other steps.
 
   A workdir without checkpoints scores those of `config.init_from` instead (its `step` unless
   `step` is given), still writing the results into `workdir`: how a zero-shot task is kept apart
@@ -62,7 +63,12 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
-  metrics_lib.write_eval_results(workdir, results)
+  checkpoint = exported.locate(source)
+  checkpoint = (checkpoint.directory if checkpoint.exported else
+                os.path.join(checkpoint.directory, "checkpoints", str(step)))
+  metrics_lib.write_eval_results(workdir, step, {
+      name: evaluators.entry(m, checkpoint, evals_cfg[name], config.data)
+      for name, m in results.items()})
   if jax.process_index() == 0:
     logging.info("evaluation of step %d of %s:\n%s", step, source,
                  metrics_lib.format_table(results))

@@ -3,14 +3,31 @@
 The data position needs no state of its own: the training batches are a pure function of the step
 (input_pipeline/pipeline.train_dataset), so a run restored at step s rebuilds its data from s, on
 any number of processes.
+
+What is saved is known to be good (the loop verifies the state before saving it) and what is
+restored is checked again: a checkpoint that does not restore (an empty or truncated step
+directory, missing metadata) or restores with a NaN or Inf is skipped with one line naming it and
+why, for the newest one that is good; a resumed run moves the skipped one aside, to
+`<directory>.skipped/<step>`, so that nothing is lost and its step can be written again.
 """
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from vl_jax.errors import DataError
+from vl_jax.errors import CheckpointError, DataError
+from vl_jax.train import state as state_lib
+
+
+_is_finite = jax.jit(state_lib.is_finite)
+
+
+def _reason(e: BaseException) -> str:
+  """An exception in one short line (tensorstore's messages run over several)."""
+  lines = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
 
 
 class Checkpointer:
@@ -19,19 +36,44 @@ class Checkpointer:
 
   def __init__(self, directory: str, every_steps: int, keep: int, use_async: bool = True):
     self.every_steps = every_steps
+    self.directory = epath.Path(directory)
     self._manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=use_async))
+    self._unconfirmed: int | None = None  # a step whose (async) save is not yet known written
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state, force: bool = False) -> bool:
-    """Saves if `step` is a multiple of `every_steps` (or `force`); returns whether it saved."""
-    if not force and step % self.every_steps:
-      return False
-    return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                              force=True)
+  def due(self, step: int) -> bool:
+    return step % self.every_steps == 0
+
+  def save(self, step: int, state) -> None:
+    """Starts writing `state` as step `step`, whose goodness the caller has verified. Raises
+    CheckpointError if the previous save failed."""
+    self.confirm()
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                       force=True)
+    self._unconfirmed = step
+
+  def confirm(self) -> None:
+    """Waits for the save in flight and checks that its step was written: orbax's background
+    thread only logs a failed write (a full disk), and a run must not go on without the
+    checkpoints it believes it has. CheckpointError names the step that was not written."""
+    cause = "the cause is logged above"
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  # the save's failure, reported below
+      cause = _reason(e)
+    step, self._unconfirmed = self._unconfirmed, None
+    if step is None:
+      return
+    self._manager.reload()
+    if step not in self._manager.all_steps():
+      raise CheckpointError(
+          f"the checkpoint of step {step} was not written to {self.directory} ({cause}); "
+          f"stopping. The checkpoints written before it are intact: steps "
+          f"{sorted(self._manager.all_steps())}")
 
   def restore(self, step: int, abstract_state):
     """The state of step `step`, in `abstract_state`'s shapes and shardings (any mesh, any number
@@ -40,6 +82,31 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"]
 
+  def restore_latest_good(self, abstract_state):
+    """(state, step) of the newest checkpoint that restores and is finite, or (None, None) if none
+    does; each one skipped is logged in one line and moved to `<directory>.skipped/<step>`."""
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state = self.restore(step, abstract_state)
+        problem = None if bool(_is_finite(state)) else "it holds NaN or Inf"
+      except Exception as e:  # pylint: disable=broad-except  # any unreadable checkpoint is skipped, and said so
+        problem = f"it does not restore ({_reason(e)})"
+      if problem is None:
+        return state, step
+      self._set_aside(step, problem)
+    return None, None
+
+  def _set_aside(self, step: int, problem: str) -> None:
+    aside = epath.Path(f"{self.directory}.skipped") / str(step)
+    logging.warning("checkpoint %d in %s is skipped: %s; moved to %s", step, self.directory,
+                    problem, aside)
+    if jax.process_index() == 0:
+      aside.parent.mkdir(parents=True, exist_ok=True)
+      if aside.exists():
+        aside.rmtree()
+      (self.directory / str(step)).rename(aside)
+    self._manager.reload()
+
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
@@ -47,12 +114,11 @@ class Checkpointer:
     """`step` if a checkpoint of it exists, the latest one for None; DataError otherwise."""
     steps = self.all_steps()
     if not steps:
-      raise DataError(f"{self._manager.directory}: holds no checkpoint")
+      raise DataError(f"{self.directory}: holds no checkpoint")
     if step is None:
       return max(steps)
     if step not in steps:
-      raise DataError(f"{self._manager.directory}: no checkpoint of step {step} "
-                      f"(has {sorted(steps)})")
+      raise DataError(f"{self.directory}: no checkpoint of step {step} (has {sorted(steps)})")
     return step
 
   def restore_params(self, step: int, abstract_params, missing_ok: bool = False,
@@ -65,10 +131,14 @@ class Checkpointer:
     differs (checked on the metadata, before reading any array), or that the model has and the
     checkpoint lacks, unless `missing_ok` (a new head): the returned tree then holds the shared
     ones only. The parameters named in `resizable` ("video/temporal_embedding") come back in their
-    stored shape, for the caller to resize.
+    stored shape, for the caller to resize. CheckpointError if the checkpoint does not restore
+    or holds a NaN or Inf.
     """
-    stored = flatten_dict(ocp.PyTreeCheckpointHandler().metadata(
-        epath.Path(self._manager.directory) / str(step) / "state").tree["params"], sep="/")
+    try:
+      stored = flatten_dict(ocp.PyTreeCheckpointHandler().metadata(
+          self.directory / str(step) / "state").tree["params"], sep="/")
+    except Exception as e:  # pylint: disable=broad-except  # reported in one line, with the step
+      raise CheckpointError(f"{self.directory}/{step}: does not restore ({_reason(e)})") from e
     wanted = flatten_dict(abstract_params, sep="/")
     names = stored.keys() & wanted.keys() if missing_ok else wanted.keys()
     shapes = {}
@@ -78,11 +148,17 @@ class Checkpointer:
         raise ValueError(f"parameter {name}: the checkpoint has shape {have}, the model {want}")
       shapes[name] = jax.ShapeDtypeStruct(have, wanted[name].dtype, sharding=wanted[name].sharding)
     abstract = {"params": unflatten_dict(shapes, sep="/")}
-    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-        partial_restore=True)))
-    return restored["state"]["params"]
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True)))["state"]["params"]
+    except Exception as e:  # pylint: disable=broad-except  # reported in one line, with the step
+      raise CheckpointError(f"{self.directory}/{step}: does not restore ({_reason(e)})") from e
+    if not _is_finite(restored):
+      raise CheckpointError(f"{self.directory}/{step}: its parameters hold NaN or Inf")
+    return restored
 
   def close(self) -> None:
+    """Waits for the save in flight; `confirm` first to know whether it was written."""
     self._manager.wait_until_finished()
     self._manager.close()

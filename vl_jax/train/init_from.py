@@ -10,7 +10,7 @@ from absl import logging
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from input_pipeline import shards, tokenizer as tokenizer_lib
-from vl_jax.errors import ConfigError, DataError
+from vl_jax.errors import CheckpointError, ConfigError, DataError
 from vl_jax.train import checkpoint
 from vl_jax.weights import bert, exported, files, vit
 
@@ -68,11 +68,21 @@ def stored_params(path: str, abstract_params, step: int | None = None, missing_o
     ckpt_dir = os.path.join(where.directory, "checkpoints")
     ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
     try:
-      step = ckpt.pick_step(step if step is not None else where.step)
-      try:
-        params = ckpt.restore_params(step, abstract_params, missing_ok, resizable)
-      except ValueError as e:
-        raise ConfigError(f"{ckpt_dir}/{step} does not fit the model of this config: {e}") from e
+      step = step if step is not None else where.step
+      # The newest good one, unless a step is named: one that does not restore or holds a NaN is
+      # skipped, and said so.
+      candidates = [ckpt.pick_step(step)] if step is not None else sorted(
+          ckpt.all_steps(), reverse=True) or [ckpt.pick_step(None)]
+      for i, step in enumerate(candidates):
+        try:
+          params = ckpt.restore_params(step, abstract_params, missing_ok, resizable)
+          break
+        except ValueError as e:
+          raise ConfigError(f"{ckpt_dir}/{step} does not fit the model of this config: {e}") from e
+        except CheckpointError as e:
+          if i + 1 == len(candidates):
+            raise
+          logging.warning("skipped: %s", e)
     finally:
       ckpt.close()
     return flatten_dict(params, sep="/"), step

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 from typing import Callable, Optional
 
 import jax
@@ -14,7 +15,7 @@ from vl_jax import evaluators
 from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import dual_encoder
 from vl_jax.train import checkpoint, init_from, mesh as mesh_lib, metrics as metrics_lib
-from vl_jax.train import state as state_lib, step as step_lib
+from vl_jax.train import run_config, state as state_lib, step as step_lib
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
 StepHook = Callable[[int, dict], bool]
@@ -29,76 +30,111 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None = None):
   return mesh, tokenizer, model
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       on_step: Optional[StepHook] = None):
-  """Trains, resuming from `workdir`'s latest checkpoint if any.
+def _last_good(ckpt: checkpoint.Checkpointer, workdir: str) -> str:
+  """Names the newest checkpoint written (every saved state was verified before its save)."""
+  ckpt.confirm()
+  step = ckpt.latest_step()
+  if step is None:
+    return f"No checkpoint was written before it in {workdir}."
+  return f"The last good checkpoint is step {step} in {workdir}."
 
-  Returns (final train state, {evaluator: metrics}); the metrics are empty if `on_step` stopped
-  the run early.
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       on_step: Optional[StepHook] = None, *, config_source: str | None = None,
+                       accept_config_change: bool = False):
+  """Trains, resuming from `workdir`'s newest good checkpoint if any.
+
+  A resume must keep the data and model of the config recorded in `workdir` unless
+  `accept_config_change` (run_config.py); `config_source` (the --config argument) is recorded with
+  the config. Returns (final train state, {evaluator: metrics}); the metrics are empty if
+  `on_step` stopped the run early.
   """
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
+                                 config.checkpoint.keep, config.checkpoint.use_async)
+  if ckpt.all_steps():
+    run_config.check_resume(config, workdir, accept_config_change)
   mesh, tokenizer, model = setup(config, workdir)
   mesh_lib.check_batch_size(config.batch_size, mesh)
-  os.makedirs(workdir, exist_ok=True)
+  tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
+  state, state_shardings = state_lib.create(model, tx, config, mesh)
+  restored, start = ckpt.restore_latest_good(
+      state_lib.abstract_with_shardings(state, state_shardings))
+  if start:
+    logging.info("resuming from step %d of %s", start, workdir)
+    state = restored
+  else:
+    start = 0
+    if config.init_from.workdir or config.init_from.text or config.init_from.video:
+      state = state_lib.with_params(state, init_from.load(
+          config.init_from, state.params,
+          state_lib.abstract_with_shardings(state.params, state_shardings.params), config.model,
+          config.data), config.ema)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    run_config.record(workdir, config, start, config_source)
     # The model's vocabulary: eval.py and fine-tuning runs from this workdir read this copy.
     if tokenizer_lib.find(workdir) is None:
       shutil.copyfile(tokenizer.model_path,
                       os.path.join(workdir, os.path.basename(tokenizer.model_path)))
-
-  tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
-  state, state_shardings = state_lib.create(model, tx, config, mesh)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
-                                 config.checkpoint.keep, config.checkpoint.use_async)
-  start = ckpt.latest_step() or 0
   train_iter = iter(pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed,
                                            start_step=start))
-  if start:
-    logging.info("resuming from step %d of %s", start, workdir)
-    state = ckpt.restore(start, state_lib.abstract_with_shardings(state, state_shardings))
-  elif config.init_from.workdir or config.init_from.text or config.init_from.video:
-    state = state_lib.with_params(state, init_from.load(
-        config.init_from, state.params,
-        state_lib.abstract_with_shardings(state.params, state_shardings.params), config.model,
-        config.data), config.ema)
 
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config, mesh),
       state_shardings, mesh_lib.batch_sharding(mesh))
+  probe = step_lib.make_probe(model, config, mesh)
   evals = evaluators.build(config.evals, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
-  writer = metrics_lib.MetricWriter(workdir)
-  progress = metrics_lib.Progress(config.total_steps, config.batch_size, start)
+  writer = metrics_lib.MetricWriter(workdir, start, rerun_final=start == config.total_steps)
+  progress = metrics_lib.Progress(config.total_steps, config.batch_size)
   results = {}
   try:
     for step in range(start + 1, config.total_steps + 1):
       device_batch, host = pipeline.split_host_fields(next(train_iter))
-      state, metrics = train_step(state, mesh_lib.global_batch(device_batch, mesh))
+      batch = mesh_lib.global_batch(device_batch, mesh)
+      if step == start + 1:
+        logging.info("compiling the train step and running step %d (the first step of a run "
+                     "waits for XLA: about a minute for the tiny config on a CPU)", step)
+        first = time.perf_counter()
+      state, metrics = train_step(state, batch)
       # Blocking on every step's metrics bounds the work in flight (collectives on many fake CPU
-      # devices can deadlock otherwise) and lets nothing non-finite reach a checkpoint.
+      # devices can deadlock otherwise).
       metrics = jax.device_get(metrics)
-      if not metrics_lib.all_finite(metrics):
+      if step == start + 1:
+        logging.info("step %d done in %.1f s, compilation included", step,
+                     time.perf_counter() - first)
+        progress.start(step)
+      if not metrics.pop("finite"):
         raise NonFiniteLossError(
-            f"non-finite loss or gradient at step {step} (loss={metrics['loss']}); stopping. "
-            f"The last good checkpoint is step {ckpt.latest_step()} in {workdir}")
+            f"non-finite loss, gradient or state at step {step} (loss={metrics['loss']}); "
+            f"stopping. {_last_good(ckpt, workdir)}")
       stop = bool(on_step and on_step(step, host))
       if step % config.log_every_steps == 0 or step == config.total_steps:
         rates = progress.rates(step)
-        writer.write(step, {f"train/{k}": v for k, v in metrics.items()} | rates)
+        writer.write(step, metrics_lib.prefixed("train", metrics | rates))
         progress.log(step, float(metrics["loss"]), rates)
-      ckpt.save(step, state, force=stop or step == config.total_steps)
-      for ev in evals.values():
+      if ckpt.due(step) or stop or step == config.total_steps:
+        # The state is finite (checked above); a diverged one can be finite and still overflow
+        # in the forward pass, so it must also give a finite loss on its batch to be saved.
+        if not bool(probe(state, batch)):
+          raise NonFiniteLossError(
+              f"the state after step {step} gives a non-finite loss on its own batch (its "
+              f"parameters diverged); stopping without saving it. {_last_good(ckpt, workdir)}")
+        ckpt.save(step, state)
+      for name, ev in evals.items():
         if step % ev.every_steps == 0 and step != config.total_steps:
-          writer.write(step, ev.run(state.params))
+          writer.write(step, metrics_lib.prefixed(name, ev.run(state.params)))
       if stop:
         logging.info("stopped after step %d at the caller's request", step)
+        ckpt.confirm()
         return state, results
 
+    ckpt.confirm()  # the final state is written before it is scored
     for name, ev in evals.items():
       results[name] = ev.run(state.params, artifacts_dir=workdir)
-      writer.write(config.total_steps, results[name])
-    metrics_lib.write_eval_results(workdir, results)
+      writer.write(config.total_steps, metrics_lib.prefixed(name, results[name]))
+    metrics_lib.write_eval_results(workdir, config.total_steps, {
+        name: evaluators.entry(m, os.path.join(workdir, "checkpoints", str(config.total_steps)),
+                               config.evals[name], config.data) for name, m in results.items()})
     if jax.process_index() == 0 and results:
       logging.info("final evaluation at step %d:\n%s", config.total_steps,
                    metrics_lib.format_table(results))

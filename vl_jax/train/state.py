@@ -102,6 +102,14 @@ def abstract_params(model: nn.Module, config, mesh: Mesh):
                                  mesh_lib.param_shardings(shapes, config.sharding.rules, mesh))
 
 
+def is_finite(tree) -> jax.Array:
+  """A bool scalar: every floating leaf of `tree` is finite (traceable; jitted, it works on
+  sharded trees of any number of processes and only the bool leaves the devices)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def abstract_with_shardings(state, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       state, shardings)

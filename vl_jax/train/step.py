@@ -6,7 +6,7 @@ import jax
 import optax
 
 from vl_jax.objectives import named_key, total_loss, views
-from vl_jax.train import ema as ema_lib, queue as queue_lib
+from vl_jax.train import ema as ema_lib, queue as queue_lib, state as state_lib
 from vl_jax.train.state import TrainState
 
 
@@ -60,11 +60,27 @@ def make_train_step(model, tx, schedule, config, mesh=None):
       m = ema_lib.momentum(config.ema, state.step, config.total_steps)
       ema_params = ema_lib.update(ema_params, params, m)
       metrics["ema_momentum"] = m
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         ema_params=ema_params,
-                         queue=queue_lib.enqueue(state.queue, keys)), metrics
+    new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                        ema_params=ema_params, queue=queue_lib.enqueue(state.queue, keys))
+    # Checked here, on the devices: the loss and gradients of this step and everything the new
+    # state holds (parameters, optimizer moments, averages, queue), which is what gets saved.
+    metrics["finite"] = state_lib.is_finite((loss, grads, new))
+    return new, metrics
 
   return train_step
+
+
+def make_probe(model, config, mesh=None):
+  """probe(state, batch) -> bool: `state`'s parameters give a finite loss on `batch` (its
+  embeddings and every objective's outputs are finite). A state can be finite and still diverged
+  (parameters of 1e38 whose activations overflow): the loop probes each state it saves."""
+  loss_fn = make_loss_fn(model, config, mesh)
+
+  def probe(state: TrainState, batch):
+    loss, _ = loss_fn(state.params, batch, step_rng(config.seed, state.step), state.ema_params,
+                      state.queue)
+    return jax.numpy.isfinite(loss)
+  return jax.jit(probe)
 
 
 def jit_train_step(train_step, state_shardings, batch_sharding):

@@ -1,0 +1,151 @@
+"""A workdir's recorded config: the default of every later command on that workdir.
+
+A run writes its resolved config to `config.json` and appends it, with the start step and the
+time, to `config_history.jsonl`, so that the record of every start survives a changed resume.
+Resuming (main.py) or scoring (eval.py) with the config file the run was started with takes the
+recorded values as defaults, and command-line overrides still apply: a run trained with
+`--config.data.dir=D` is resumed and scored on D without repeating the flag. A resume whose data
+or model fields differ from the recorded ones stops with one line listing them, unless the user
+accepts the change (`--accept_config_change`).
+"""
+
+import datetime
+import json
+import os
+
+import ml_collections
+
+from vl_jax.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "config_history.jsonl"
+# Fields of config.data and config.model that change how a run computes, not what it learns.
+RUNTIME_FIELDS = frozenset({"data.num_threads", "data.prefetch", "data.worker_count",
+                            "model.remat"})
+
+
+def _plain(config) -> dict:
+  """The config as JSON values (tuples as lists): what config.json holds."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict) and v:
+      out |= _flat(v, f"{prefix}{k}.")
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def recorded(workdir: str) -> dict | None:
+  """The config a run in `workdir` last started with (JSON values), or None."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"{path}: not a JSON config ({e}); move it aside to start afresh") from e
+
+
+def same_source(a: str, b: str) -> bool:
+  """Whether two --config arguments ("configs/x.py[:ARG]") name the same config."""
+  norm = lambda s: (os.path.abspath(s.split(":", 1)[0]),) + tuple(s.split(":", 1)[1:])
+  return norm(a) == norm(b)
+
+
+def recorded_source(workdir: str) -> str | None:
+  """The --config argument ("configs/tiny.py" or "configs/x.py:ARG") of the latest start recorded
+  in `workdir`, or None (no record, or started through the Python API)."""
+  path = os.path.join(workdir, HISTORY_FILE)
+  if not os.path.isfile(path):
+    return None
+  source = None
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        source = json.loads(line).get("source")
+  return source
+
+
+def _as_field(current, value):
+  """`value` (from JSON) in the type of the config's `current` value: lists back to tuples."""
+  if isinstance(current, tuple) and isinstance(value, list):
+    return tuple(_as_field(c, v) for c, v in zip(current, value)) if len(current) == len(
+        value) else tuple(_as_field(None, v) for v in value)
+  if current is None and isinstance(value, list):
+    return tuple(_as_field(None, v) for v in value)
+  return value
+
+
+def with_defaults(config: ml_collections.ConfigDict, record: dict,
+                  overrides: dict) -> ml_collections.ConfigDict:
+  """`config` with the values of `record` (a recorded config) in place of the config file's,
+  except the dotted fields of `overrides` (the command line's), which keep their given values."""
+  def overridden(path: str) -> bool:
+    return any(o == path or o.startswith(path + ".") for o in overrides)
+
+  def merge(node: ml_collections.ConfigDict, rec: dict, prefix: str) -> None:
+    # A block of named entries (config.evals, config.objectives, config.data.mixture: every value
+    # a block) holds the recorded entries only; in any other block, a field the record lacks is
+    # one added since, and keeps its default.
+    if node and all(isinstance(v, ml_collections.ConfigDict) for v in node.values()):
+      for key in [k for k in node if k not in rec and not overridden(prefix + k)]:
+        del node[key]
+    for key, value in rec.items():
+      path = prefix + key
+      if path in overrides:
+        continue
+      current = node.get(key) if key in node else None
+      if isinstance(current, ml_collections.ConfigDict) and isinstance(value, dict):
+        merge(current, value, path + ".")
+      else:
+        node[key] = _as_field(current, value)
+  config = ml_collections.ConfigDict(config.to_dict())  # a copy, its types kept
+  merge(config, record, "")
+  return config.lock()
+
+
+def changed_fields(config: ml_collections.ConfigDict, record: dict) -> list[str]:
+  """The data and model fields whose values differ between `config` and `record`."""
+  now, then = _flat(_plain(config)), _flat(record)
+  names = sorted(k for k in now.keys() | then.keys()
+                 if k.startswith(("data.", "model.")) and k not in RUNTIME_FIELDS)
+  return [f"{k}: {then.get(k, '(absent)')!r} -> {now.get(k, '(absent)')!r}" for k in names
+          if now.get(k, "(absent)") != then.get(k, "(absent)")]
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str, accept_change: bool) -> None:
+  """ConfigError listing the data and model fields of `config` that differ from `workdir`'s
+  recorded config, unless `accept_change`. A workdir without a record passes."""
+  record = recorded(workdir)
+  if record is None or accept_change:
+    return
+  changes = changed_fields(config, record)
+  if changes:
+    raise ConfigError(
+        f"{os.path.join(workdir, CONFIG_FILE)}: this run would change the data or model of the "
+        f"run it resumes ({'; '.join(changes)}); pass --accept_config_change to resume with the "
+        f"change, or another --workdir")
+
+
+def record(workdir: str, config: ml_collections.ConfigDict, start_step: int,
+           source: str | None) -> None:
+  """Writes `config` as `workdir`'s config.json and appends it to the history (process 0's job).
+  A config.json older than the history (an earlier version's workdir) enters it first."""
+  history = os.path.join(workdir, HISTORY_FILE)
+  lines = []
+  old = recorded(workdir)
+  if old is not None and not os.path.exists(history):
+    lines.append({"start_step": None, "time": None, "source": None, "config": old})
+  lines.append({"start_step": start_step, "source": source, "config": _plain(config),
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds")})
+  with open(history, "a") as f:
+    f.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+  with open(os.path.join(workdir, CONFIG_FILE) + ".tmp", "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(os.path.join(workdir, CONFIG_FILE) + ".tmp", os.path.join(workdir, CONFIG_FILE))
