@@ -23,7 +23,8 @@ from configs import taco_tiny, vit_b16_bert_base
 
 
 def get_config(arg=None):
-  del arg
+  if arg:
+    raise ValueError(f"configs/taco_howto100m.py takes no argument (got {arg!r})")
   config = vit_b16_bert_base.get_config().unlock()
   config.model.fusion.depth = 2
   config.model.temperature = dict(init=0.07, learn=True)

@@ -12,7 +12,8 @@ from configs import tiny
 
 
 def get_config(arg=None):
-  del arg
+  if arg:
+    raise ValueError(f"configs/vit_b16_bert_base.py takes no argument (got {arg!r})")
   config = tiny.get_config().unlock()
   config.data = tiny.data_config(
       name="converted", dir=config_dict.placeholder(str), num_frames=4, image_size=224,

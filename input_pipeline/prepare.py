@@ -7,6 +7,9 @@ from absl import logging
 from input_pipeline import shards, synthetic, text_annotations
 from vl_jax.errors import ConfigError, DataError
 
+# The configs' synthetic datasets live here and are generated on first use; anywhere else a
+# missing dataset is a mistyped path, never a reason to write 6,000 clips.
+SYNTHETIC_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax")
 
 def ensure_dataset(data_cfg) -> None:
   """`config.data`'s dataset and those of its mixture sources (`config.data.mixture`)."""
@@ -33,9 +36,14 @@ def _ensure_one(data_cfg, field: str) -> None:
   if os.path.exists(data_cfg.dir):
     raise DataError(f"{field}.dir={data_cfg.dir!r} exists but holds no "
                     f"{shards.INFO_FILE}; remove it or point elsewhere")
+  if not os.path.abspath(data_cfg.dir).startswith(SYNTHETIC_ROOT + os.sep):
+    raise DataError(f"{field}.dir={data_cfg.dir!r}: no dataset there (no {shards.INFO_FILE}); "
+                    f"the synthetic dataset is generated on first use only under "
+                    f"{SYNTHETIC_ROOT}: check the path, or generate one there with "
+                    f"`python -m input_pipeline.synthetic --out {data_cfg.dir}`")
   s = data_cfg.synthetic
-  logging.info("generating the synthetic dataset in %s (%d train, %d val clips)", data_cfg.dir,
-               s.num_train, s.num_val)
+  logging.info("generating the synthetic dataset in %s (%d train, %d val clips; once, about "
+               "2 minutes on 2 CPU cores)", data_cfg.dir, s.num_train, s.num_val)
   try:
     synthetic.generate(data_cfg.dir, s.num_train, s.num_val, s.seed, num_frames=s.num_frames,
                        size=s.size, captions_per_clip=s.captions_per_clip,

@@ -24,6 +24,7 @@ import tempfile
 from typing import Any
 
 import numpy as np
+import tqdm
 from PIL import Image, ImageDraw
 
 from input_pipeline import shards, text_annotations
@@ -215,7 +216,9 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
     train_captions, train_stats = [], text_annotations.TextStats()
     annotator = text_annotations.Annotator()
     for split, (n, split_seed) in splits.items():
-      records = clips(split, n, split_seed, num_frames, size, captions_per_clip, palette, annotator)
+      records = tqdm.tqdm(clips(split, n, split_seed, num_frames, size, captions_per_clip, palette,
+                                annotator), total=n, desc=f"synthetic {split} clips", unit="clip",
+                          mininterval=5)
       if split == "train":
         records = (train_captions.extend(r["captions"]) or train_stats.add(r["text"])
                    or train_stats.add_answers(r["qa"]) or r for r in records)

@@ -184,7 +184,14 @@ def test_missing_dataset_errors_name_the_path(tmp_path):
     prepare.ensure_dataset(tiny_config(one).data)
 
 
-def test_synthetic_dataset_is_generated_on_first_use(tmp_path):
+def test_synthetic_dataset_is_generated_on_first_use(tmp_path, monkeypatch):
+  """Under the synthetic root (the configs' default place) only: elsewhere a missing dataset is a
+  mistyped path, named, and nothing is written there."""
+  typo = tiny_config(str(tmp_path / "typo")).data
+  with pytest.raises(DataError, match=r"typo'?: no dataset there .*generated on first use only"):
+    prepare.ensure_dataset(typo)
+  assert not os.path.exists(typo.dir)
+  monkeypatch.setattr(prepare, "SYNTHETIC_ROOT", str(tmp_path))
   data = tiny_config(str(tmp_path / "fresh")).data
   data.synthetic.num_train, data.synthetic.num_val = 12, 4
   prepare.ensure_dataset(data)

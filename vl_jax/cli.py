@@ -2,6 +2,7 @@
 quiet library logs."""
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -15,16 +16,46 @@ CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file
 WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and results")
 
 
+def _missing_field(e: Exception, argv) -> str:
+  """One line for ml_collections' error on an override of a field the config lacks (its message
+  may add "Did you mean ..." on a line of its own)."""
+  text = str(e).encode().decode("unicode_escape")
+  names = re.findall(r"'(\w+)'", text)
+  name = names[0] if names else text.strip("\"' \n")
+  bad = [a.split("=")[0] for a in argv if a.startswith("--config.")
+         and a.split("=")[0].split(".")[-1] == name] or [a.split("=")[0] for a in argv
+                                                      if a.startswith("--config.") and name in a]
+  hint = re.search(r'Did you mean "([^"]+)"', text)
+  return (f"{bad[0] if bad else '--config'}: the config has no field {name!r}" +
+          (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
+
+
+def _one_line(e: Exception) -> str:
+  """absl's flag error in one line: a config file's own exception is the last line of the
+  traceback it carries."""
+  if isinstance(e, SyntaxError):
+    return f"--config: {e.filename}:{e.lineno}: {e.msg}"
+  lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+  if not lines:
+    return type(e).__name__
+  if len(lines) == 1:
+    return lines[0]
+  return f"{lines[0].removesuffix(':')}: {lines[-1]}"
+
+
 def parse_flags(argv):
-  """absl's parser, with a one-line error for an override of a config field that does not exist."""
+  """absl's parser, with one line for a bad flag: an override of a field that does not exist (a
+  near miss names the field meant), a missing config file, one that does not run, a config
+  argument it refuses, a value of the wrong type."""
   try:
-    return app.parse_flags_with_usage(argv)
+    rest = flags.FLAGS(argv)
+    if flags.FLAGS["config"].present:
+      CONFIG.value.keys()  # loaded lazily: its errors belong here, before anything runs
+    return rest
   except (AttributeError, KeyError) as e:  # how ml_collections reports a missing field
-    name = str(e).strip("\"'")
-    bad = [a.split("=")[0] for a in argv if a.startswith("--config.") and name in a.split("=")[0]]
-    if not bad:
-      raise
-    sys.exit(f"FATAL Flags parsing error: {bad[0]}: the config has no field {name!r}")
+    sys.exit(f"error: {_missing_field(e, argv)}")
+  except (flags.Error, SyntaxError, OSError, ValueError, TypeError) as e:
+    sys.exit(f"error: {_one_line(e)}")
 
 
 def config_source() -> str:

@@ -12,7 +12,7 @@ from flax.traverse_util import unflatten_dict
 
 from vl_jax import evaluators
 from vl_jax.errors import ConfigError, DataError
-from vl_jax.train import init_from, loop, metrics as metrics_lib, state as state_lib
+from vl_jax.train import config_checks, init_from, loop, metrics as metrics_lib, state as state_lib
 from vl_jax.weights import exported
 
 
@@ -38,6 +38,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   `step` is given), still writing the results into `workdir`: how a zero-shot task is kept apart
   from the pre-training run.
   """
+  config_checks.check(config, training=False)
   evals_cfg = select(config.evals, names)
   if not evals_cfg:
     raise ConfigError("config.evals declares no evaluator; nothing to run")

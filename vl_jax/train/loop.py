@@ -14,7 +14,7 @@ from input_pipeline import tokenizer as tokenizer_lib
 from vl_jax import evaluators
 from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import dual_encoder
-from vl_jax.train import checkpoint, init_from, mesh as mesh_lib, metrics as metrics_lib
+from vl_jax.train import checkpoint, config_checks, init_from, mesh as mesh_lib, metrics as metrics_lib
 from vl_jax.train import run_config, state as state_lib, step as step_lib
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
@@ -49,6 +49,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   the config. Returns (final train state, {evaluator: metrics}); the metrics are empty if
   `on_step` stopped the run early.
   """
+  config_checks.check(config)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
                                  config.checkpoint.keep, config.checkpoint.use_async)
   if ckpt.all_steps():

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 from jax.sharding import Mesh
 
 from vl_jax.errors import ConfigError
@@ -23,12 +24,19 @@ class TrainState:
 
 
 def make_optimizer(opt_cfg, total_steps: int):
-  """AdamW with linear warm-up, cosine decay and global-norm clipping; returns (tx, schedule)."""
-  if not 0 <= opt_cfg.warmup_steps < total_steps:
-    raise ConfigError(f"config.optimizer.warmup_steps={opt_cfg.warmup_steps} must be in "
-                      f"[0, config.total_steps={total_steps})")
+  """AdamW with linear warm-up, cosine decay and global-norm clipping; returns (tx, schedule). A
+  warm-up as long as the run (`--config.total_steps=20` on a config warming up for 100) is
+  shortened to a tenth of the run, and said so."""
+  warmup = opt_cfg.warmup_steps
+  if warmup < 0:
+    raise ConfigError(f"config.optimizer.warmup_steps={warmup}: must be >= 0")
+  if warmup >= total_steps:
+    warmup = total_steps // 10
+    logging.warning("config.optimizer.warmup_steps=%d is not below config.total_steps=%d: "
+                    "warming up for %d steps instead (a tenth of the run)",
+                    opt_cfg.warmup_steps, total_steps, warmup)
   schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt_cfg.lr, warmup_steps=opt_cfg.warmup_steps,
+      init_value=0.0, peak_value=opt_cfg.lr, warmup_steps=warmup,
       decay_steps=total_steps, end_value=opt_cfg.lr * opt_cfg.end_lr_ratio)
   # Decay matrices only: biases, norms and scalars (the temperature) are left alone.
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
