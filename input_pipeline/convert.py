@@ -8,11 +8,14 @@ OUT/dataset_info.json. Converting the vocabulary split (`--vocab_split`, default
 writes the tokenizer, idf.json and knowledge_vocab.json from its captions. docs/DATA.md has the
 command for each dataset.
 
-Clips go to shards in annotation order, `--clips_per_shard` per shard, so the output does not depend
-on `--workers`. A shard is written to a temporary file and renamed when complete, with a record of
+Items go to shards in annotation order, `--clips_per_shard` per shard, so the output does not depend
+on `--workers`, nor on which videos exist: an item whose video is missing keeps its place (and is
+reported), so a rerun after it appears neither duplicates nor drops a clip; it says that the
+completed shards lack it. A shard is written to a temporary file and renamed when complete, with a record of
 what it holds under OUT/SPLIT/.progress/; a re-run skips the shards already complete, so a killed
-run loses only the shards in flight. Bad items (missing, unreadable or corrupt files, segments
-outside the video, clips without a caption, duplicate ids) are skipped and named in the report with
+run loses only the shards in flight. Bad items (missing, unreadable or corrupt files, paths leading
+out of --videos, segments outside the video, clips without a caption or with one over
+MAX_CAPTION_CHARS, duplicate ids) are skipped and named in the report with
 the reason; an annotation file of the wrong format stops the run at once.
 """
 
@@ -63,11 +66,18 @@ class Settings:
   options: formats.Options
 
 
+# A longer caption is no caption (a pasted transcript, a broken row): its item is skipped and named.
+MAX_CAPTION_CHARS = 10_000
+# Annotation-file values that mark an item as test data (msrvtt's "split", kinetics' "split", ...).
+_TEST_MARKS = {"test", "testing"}
+
+
 @dataclasses.dataclass
 class Work:
-  """One clip to decode: the annotation item and its resolved source file."""
+  """One clip to decode: the annotation item and its source file (None: not found, a skipped
+  item that keeps its place in the shards)."""
   item: formats.Item
-  path: str
+  path: str | None
 
 
 # Each worker process annotates captions with its own spaCy pipeline, loaded once.
@@ -82,6 +92,8 @@ def _init_worker() -> None:
 def make_record(work: Work, settings: Settings):
   """(record, None, notes) for a good clip, (None, (reason, detail), notes) for a skipped one."""
   item = work.item
+  if work.path is None:
+    return None, ("video file not found", f"tried {', '.join(item.videos)}"), []
   try:
     if video_decode.is_image(work.path):
       clip = video_decode.load_image(work.path, settings.size)
@@ -106,7 +118,9 @@ def _skip(item: formats.Item, reason: str, detail: str = "") -> dict[str, str]:
 
 
 def check_items(items: list[formats.Item], videos_dir: str):
-  """(work to decode, skipped items, notes): the checks that need no decoding."""
+  """(work, skipped items, notes): the checks that need no decoding. Every item that passes the
+  text checks is work and keeps its place, whether its video exists or not (`Work.path` None): the
+  shards an item goes to never depend on which files exist when the converter runs."""
   work, skipped, notes, first = [], [], [], {}
   for item in items:
     good = []
@@ -134,13 +148,47 @@ def check_items(items: list[formats.Item], videos_dir: str):
     if not good:
       skipped.append(_skip(item, "no caption"))
       continue
-    path = formats.resolve(videos_dir, item)
-    if path is None:
-      skipped.append(_skip(item, "video file not found",
-                           f"tried {', '.join(item.videos)} in {videos_dir}"))
+    longest = max(len(c) for c in good)
+    if longest > MAX_CAPTION_CHARS:
+      skipped.append(_skip(item, "caption too long",
+                           f"{longest} characters (at most {MAX_CAPTION_CHARS})"))
       continue
-    work.append(Work(item, path))
+    escaping = formats.outside(videos_dir, item)
+    if escaping:
+      skipped.append(_skip(item, "video path outside --videos", ", ".join(escaping)))
+      continue
+    work.append(Work(item, formats.resolve(videos_dir, item)))
   return work, skipped, notes
+
+
+def test_items_in_training(items: list[formats.Item], settings: Settings) -> str | None:
+  """A warning when the annotation file marks items as test data and they are written to a
+  training split with no --split_list or --subset choosing them (MSR-VTT's JSON marks 2,990
+  videos 'test'; the 1k-A protocol trains on MSRVTT_train.9k.csv's 9,000)."""
+  if "train" not in settings.split.lower() or settings.split_list or settings.options.subset:
+    return None
+  marked = [i for i in items if any(str(v).lower() in _TEST_MARKS for k, v in i.meta.items()
+                                    if k.endswith(("split", "subset")))]
+  if not marked:
+    return None
+  return (f"{len(marked)} of {len(items)} items are marked as test data by {settings.annotations} "
+          f"(e.g. {marked[0].clip_id!r}) but go to the training split {settings.split!r}: choose "
+          f"the training items with --split_list (MSR-VTT 1k-A: MSRVTT_train.9k.csv) or --subset")
+
+
+def _reappeared(parts: list[str], done: list[bool], videos_dir: str, work: list[Work]) -> list[str]:
+  """Clip ids that a completed shard's part reports as not found and that now resolve: a rerun
+  does not add them to shards already written, and says so."""
+  by_id = {w.item.clip_id: w for w in work}
+  found = []
+  for part_path, complete in zip(parts, done):
+    if not complete:
+      continue
+    with open(part_path) as f:
+      part = json.load(f)
+    found += [s["clip_id"] for s in part["skipped"] if s["reason"] == "video file not found"
+              and s["clip_id"] in by_id and by_id[s["clip_id"]].path is not None]
+  return found
 
 
 @contextlib.contextmanager
@@ -219,6 +267,15 @@ def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_
           for n, p in zip(names, parts)]
   todo = [i for i in range(num_shards) if not done[i]]
   todo_work = [w for i in todo for w in work[i * per:(i + 1) * per]]
+  warnings = [w for w in (test_items_in_training(items, settings),) if w]
+  reappeared = _reappeared(parts, done, settings.videos, work)
+  if reappeared:
+    warnings.append(
+        f"{len(reappeared)} videos reported missing when their shards were written exist now "
+        f"(e.g. {reappeared[0]!r}); the completed shards are kept as they are, without them: "
+        f"convert into a new --out (or --split) to include them")
+  for w in warnings:
+    print(f"warning: {w}", file=sys.stderr, flush=True)
 
   results = _results(todo_work, settings, workers)
   bar = tqdm.tqdm(total=len(todo_work), unit="clip", desc=f"converting {settings.split}",
@@ -231,7 +288,7 @@ def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_
     results.close()
 
   return _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_split,
-                 vocab_size, name, t_start, len(todo_work))
+                 vocab_size, name, t_start, len(todo_work), warnings)
 
 
 def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
@@ -260,7 +317,7 @@ def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
 
 
 def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_split, vocab_size,
-            name, t_start, num_decoded) -> dict[str, Any]:
+            name, t_start, num_decoded, warnings) -> dict[str, Any]:
   split_dir = os.path.join(out, settings.split)
   num_clips, captions, stats = 0, [], text_annotations.TextStats()
   skipped, notes = list(skipped), list(notes)
@@ -276,7 +333,7 @@ def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_s
   report = {"settings": dataclasses.asdict(settings), "num_items": len(items),
             "num_clips": num_clips, "num_skipped": len(skipped),
             "skipped_by_reason": dict(collections.Counter(s["reason"] for s in skipped)),
-            "skipped": skipped, "notes": notes, "workers": workers,
+            "skipped": skipped, "notes": notes, "warnings": warnings, "workers": workers,
             "decoded_this_run": num_decoded, "seconds": round(elapsed, 2),
             "clips_per_second": round(num_decoded / elapsed, 2) if elapsed else None}
   shards.write_json(os.path.join(split_dir, REPORT_FILE), report, indent=1)
@@ -304,9 +361,11 @@ def summary(report: dict[str, Any], out: str) -> str:
   s = report["settings"]
   why = ", ".join(f"{n} {r}" for r, n in sorted(report["skipped_by_reason"].items()))
   skipped = f"{report['num_skipped']} skipped" + (f": {why}" if why else "")
+  warned = f"; {len(report['warnings'])} warnings" if report["warnings"] else ""
   return (f"{s['split']}: {report['num_clips']} of {report['num_items']} clips in "
-          f"{os.path.join(out, s['split'])} ({skipped}); {report['decoded_this_run']} decoded in "
-          f"{report['seconds']:.1f} s; report: {os.path.join(out, s['split'], REPORT_FILE)}")
+          f"{os.path.join(out, s['split'])} ({skipped}{warned}); {report['decoded_this_run']} "
+          f"decoded in {report['seconds']:.1f} s; report: "
+          f"{os.path.join(out, s['split'], REPORT_FILE)}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

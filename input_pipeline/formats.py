@@ -84,6 +84,11 @@ def _number(value, path, where, name) -> float:
   return float(value)
 
 
+# The csv module's 128 KiB field limit would abort a whole conversion on one over-long caption;
+# the converter skips such an item by itself (convert.MAX_CAPTION_CHARS), naming it.
+csv.field_size_limit(2**31 - 1)
+
+
 def _csv_rows(path: str, delimiter: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
   reader = csv.DictReader(read_text(path).splitlines(), delimiter=delimiter)
   header = reader.fieldnames or []
@@ -428,9 +433,24 @@ def read(fmt: str, path: str, opts: Options, split_list: str | None = None) -> l
   return items
 
 
+def inside(videos_dir: str, rel: str) -> bool:
+  """Whether the candidate path `rel` names a file under `videos_dir` (no absolute path, no ".."
+  out of it): an annotation file never makes the converter read elsewhere."""
+  root = os.path.normpath(videos_dir)
+  return os.path.normpath(os.path.join(root, rel)).startswith(root + os.sep)
+
+
+def outside(videos_dir: str, item: Item) -> list[str]:
+  """The item's candidate paths that lead out of `videos_dir`."""
+  return [rel for rel in item.videos if not inside(videos_dir, rel)]
+
+
 def resolve(videos_dir: str, item: Item) -> str | None:
-  """The first candidate path that exists, as given or with one of VIDEO_EXTENSIONS appended."""
+  """The first candidate path that exists, as given or with one of VIDEO_EXTENSIONS appended
+  (candidates outside `videos_dir` are never tried: `outside`)."""
   for rel in item.videos:
+    if not inside(videos_dir, rel):
+      continue
     path = os.path.join(videos_dir, rel)
     if os.path.exists(path):
       return path

@@ -262,9 +262,35 @@ def num_records(data_dir: str, split: str) -> int:
   return len(records(data_dir, split))
 
 
+class _ShardRecords:
+  """The records of a split's shard files as one random-access source of shards.RecordBytes: a
+  record that cannot be read or decoded is named by its shard file and index in one line."""
+
+  def __init__(self, files):
+    self._files = list(files)
+    self._sources = [grain.sources.ArrayRecordDataSource([f]) for f in self._files]
+    self._ends = np.cumsum([len(s) for s in self._sources])
+
+  def __len__(self) -> int:
+    return int(self._ends[-1]) if len(self._ends) else 0
+
+  def __getitem__(self, index: int) -> shards.RecordBytes:
+    k = int(np.searchsorted(self._ends, index, side="right"))
+    local = index - (int(self._ends[k - 1]) if k else 0)
+    where = f"{self._files[k]}: record {local}"
+    try:
+      data = self._sources[k][local]
+    except Exception as e:  # pylint: disable=broad-except  # any unreadable record: named, raised
+      raise DataError(f"{where}: unreadable ({type(e).__name__}: "
+                      f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from e
+    record = shards.RecordBytes(data)
+    record.where = where
+    return record
+
+
 def records(data_dir: str, split: str) -> grain.MapDataset:
   """(record index, serialised record) pairs of `split`."""
-  source = grain.sources.ArrayRecordDataSource(list(shards.split_files(data_dir, split)))
+  source = _ShardRecords(shards.split_files(data_dir, split))
   return grain.MapDataset.source(source).map_with_index(lambda i, data: (i, data))
 
 

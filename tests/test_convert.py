@@ -298,6 +298,9 @@ def _bad_folder(videos, d):
       {"video": "bikes.mp4", "caption": "BAD", "id": "only_bad"},             # 13 no caption
       {"video": "carphone.mp4", "caption": "long", "end": 60, "id": "long"},  # 14 good, clamped
       {"video": "carphone.mp4", "caption": "bad id", "id": "BAD"},            # 15 bad id
+      {"video": "bikes.mp4", "caption": "words " * 20_000, "id": "huge"},     # 16 too long
+      {"video": "../outside/bunny.mp4", "caption": "escapes", "id": "up"},    # 17 outside
+      {"video": "/etc/hostname", "caption": "absolute", "id": "abs"},         # 18 outside
   ]
   text = "\n".join(json.dumps(x) for x in lines).encode()
   text = text.replace(b'"BAD"', b'"caf\xe9 au lait"')  # Latin-1, not UTF-8
@@ -305,7 +308,8 @@ def _bad_folder(videos, d):
   with open(path, "wb") as f:
     f.write(text + b"\n")
   expected = {"video file not found": 1, "no caption": 2, "duplicate clip id": 1,
-              "clip id is not valid UTF-8": 1,
+              "clip id is not valid UTF-8": 1, "caption too long": 1,
+              "video path outside --videos": 2,
               video_decode.UNREADABLE: 4, video_decode.TRUNCATED: 1, video_decode.OUTSIDE: 1}
   return path, expected, ["bunny", "dup", "mixed", "long"]
 
@@ -317,11 +321,11 @@ def test_bad_inputs_are_skipped_and_reported(videos, tmp_path, capsys):
                 "--out", out, "--split", "train", "--num_frames", "200", "--size", "32",
                 "--workers", "2", "--clips_per_shard", "3"])  # exits 0: no SystemExit
   summary = capsys.readouterr().out.strip().splitlines()
-  assert len(summary) == 1 and summary[0].startswith("train: 4 of 15 clips")
+  assert len(summary) == 1 and summary[0].startswith("train: 4 of 18 clips")
   with open(os.path.join(out, "train", convert.REPORT_FILE)) as f:
     report = json.load(f)
   assert report["skipped_by_reason"] == expected
-  assert report["num_clips"] == len(good) and report["num_skipped"] == 11
+  assert report["num_clips"] == len(good) and report["num_skipped"] == 14
   assert [r["clip_id"] for r in _read(out)] == good
   assert [r["captions"] for r in _read(out)][2] == ["good three"]
   where = {(n["where"], n["detail"].split(" ")[0]) for n in report["notes"]}
@@ -331,6 +335,62 @@ def test_bad_inputs_are_skipped_and_reported(videos, tmp_path, capsys):
              for n in report["notes"])
   by_line = {s["where"]: s["reason"] for s in report["skipped"]}
   assert by_line["line 6"] == video_decode.TRUNCATED and by_line["line 9"] == video_decode.OUTSIDE
+  assert by_line["line 16"] == "caption too long"
+  assert by_line["line 17"] == by_line["line 18"] == "video path outside --videos"
+  assert len(report["skipped"]) == len({s["where"] for s in report["skipped"]})  # each once
+
+
+def test_an_over_long_csv_caption_is_skipped_not_fatal(videos, tmp_path):
+  """A caption over the csv module's 128 KiB field limit: its item is skipped, the run goes on."""
+  ann = tmp_path / "webvid.csv"
+  with open(ann, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["videoid", "contentUrl", "duration", "page_dir", "name"])
+    w.writerow(["bunny", "", "5", "p", "a rabbit"])
+    w.writerow(["bikes", "", "10", "p", "x" * 200_000])
+  report = _convert(_settings("webvid", ann, videos), tmp_path / "out")
+  assert [r["clip_id"] for r in _read(tmp_path / "out")] == ["bunny"]
+  assert [(s["where"], s["reason"]) for s in report["skipped"]] == [("line 3", "caption too long")]
+
+
+def test_a_rerun_after_a_video_appears_neither_duplicates_nor_drops(videos, tmp_path):
+  """Shards hold fixed annotation positions: a video missing in the first run keeps its place (as
+  a reported skip), so the shard rewritten after it appears holds the same clips; a completed
+  shard is kept and the rerun says it lacks the clip that appeared."""
+  d = tmp_path / "v"
+  shutil.copytree(videos, d)
+  ann = tmp_path / "ann.jsonl"
+  ann.write_text("\n".join(json.dumps(x) for x in [
+      {"video": "bunny.mp4", "caption": "one", "id": "a"},
+      {"video": "late.mp4", "caption": "two", "id": "b"},
+      {"video": "bikes.mp4", "caption": "three", "id": "c"},
+      {"video": "carphone.mp4", "caption": "four", "id": "d"}]) + "\n")
+  settings = _settings("jsonl", ann, str(d), clips_per_shard=2, size=32)
+  out = tmp_path / "out"
+  first = _convert(settings, out)
+  assert first["num_clips"] == 3 and [r["clip_id"] for r in _read(out)] == ["a", "c", "d"]
+  # Killed before the second shard was complete; then the missing video appears.
+  progress = out / "train" / convert.PROGRESS_DIR
+  second = shards.shard_name("train", 1, 2)
+  os.remove(out / "train" / second)
+  os.remove(progress / f"{second}.json")
+  shutil.copy(d / "bikes.mp4", d / "late.mp4")
+  again = _convert(settings, out)
+  assert [r["clip_id"] for r in _read(out)] == ["a", "c", "d"]
+  assert again["num_clips"] == 3 and again["num_items"] == 4
+  assert len(again["warnings"]) == 1 and "(e.g. 'b')" in again["warnings"][0]
+  assert [s["clip_id"] for s in again["skipped"]] == ["b"]
+
+
+def test_test_items_written_to_a_training_split_are_warned_of(videos, tmp_path, capsys):
+  path, *_ = _format_case("msrvtt", str(tmp_path))
+  report = _convert(_settings("msrvtt", path, videos), tmp_path / "out")
+  assert len(report["warnings"]) == 1
+  assert "1 of 3 items are marked as test data" in report["warnings"][0]
+  assert "--split_list (MSR-VTT 1k-A: MSRVTT_train.9k.csv)" in capsys.readouterr().err
+  chosen = _convert(_settings("msrvtt", path, videos, options={"subset": "train"}),
+                    tmp_path / "chosen")
+  assert chosen["warnings"] == []
 
 
 def test_split_list_selects_videos_and_may_replace_captions(videos, tmp_path):

@@ -70,8 +70,8 @@ def config(workdir: str):
   that config as given."""
   given = CONFIG.value
   record = run_config.recorded(workdir)
-  if record is None:
-    return given
+  if record is None or not run_config.has_checkpoints(workdir):
+    return given  # no run to follow: a start that failed before its first checkpoint sets nothing
   source = run_config.recorded_source(workdir)
   if source is not None and not run_config.same_source(source, config_source()):
     logging.info("%s was started with --config %s: using --config %s as given", workdir, source,

@@ -51,6 +51,12 @@ def recorded(workdir: str) -> dict | None:
     raise ConfigError(f"{path}: not a JSON config ({e}); move it aside to start afresh") from e
 
 
+def has_checkpoints(workdir: str) -> bool:
+  """Whether `workdir` holds a checkpoint step directory (a run to resume or score)."""
+  directory = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
 def same_source(a: str, b: str) -> bool:
   """Whether two --config arguments ("configs/x.py[:ARG]") name the same config."""
   norm = lambda s: (os.path.abspath(s.split(":", 1)[0]),) + tuple(s.split(":", 1)[1:])
