@@ -27,6 +27,7 @@ def get_config(arg=None):
     raise ValueError(f"configs/taco_howto100m.py takes no argument (got {arg!r})")
   config = vit_b16_bert_base.get_config().unlock()
   config.model.fusion.depth = 2
+  config.data.idf = "taco"  # log(N / (1 + df)), TACo's Eq. 7
   config.model.temperature = dict(init=0.07, learn=True)
   config.objectives = taco_tiny.get_config().objectives
   config.batch_size = 128

@@ -23,8 +23,9 @@ def get_config(arg=None):
     raise ValueError(f"configs/taco_tiny.py:{variant}: the variant is one of {VARIANTS}")
   config = tiny.get_config().unlock()
   config.model.fusion.depth = 2
+  config.data.idf = "taco"  # log(N / (1 + df)), TACo's Eq. 7
   config.objectives = dict(
-      contrastive=dict(weight=1.0, chunked=False),  # L1
+      contrastive=dict(weight=1.0, chunked=False, directions="t2v"),  # L1: its Eq. 3, t2v only
       token_contrastive=dict(weight=0.5, temperature=1.0, **CONTENT_TOKENS),  # lambda_t L2, tau_2
       cascade_matching=dict(weight=1.0, num_negatives=8, sampling="cascade",  # L3, K'
                             **CONTENT_TOKENS))

@@ -22,6 +22,9 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       num_frames=4,
       image_size=24,
       max_text_len=32,
+      # Word idf over the training captions (input_pipeline/text_annotations.py): "smooth"
+      # (scikit-learn's) or "taco" (TACo's Eq. 7, its configs' choice)
+      idf="smooth",
       # "caption", or "question" for open-ended QA fine-tuning: the text of each example is one of
       # the clip's questions and the batch holds its answer's class (input_pipeline/pipeline.py).
       text="caption",
@@ -114,8 +117,9 @@ def get_config(arg=None):
       remat="none",
       scan_layers=False,
   )
-  # chunked: the contrastive loss device by device in shard_map (vl_jax/objectives/contrastive.py)
-  config.objectives = dict(contrastive=dict(weight=1.0, chunked=False))
+  # chunked: the contrastive loss device by device in shard_map (vl_jax/objectives/contrastive.py);
+  # directions: "both" (CLIP's symmetric InfoNCE) or "t2v" (TACo's L1)
+  config.objectives = dict(contrastive=dict(weight=1.0, chunked=False, directions="both"))
   # Exponential moving averages of parameter groups (MILES's snapshot encoder; vl_jax/train/ema.py)
   config.ema = dict(modules=(), momentum=0.996, final_momentum=1.0)
   # CoCo-BERT's masked views, drawn once per step for the objectives that read them; rate 0: none

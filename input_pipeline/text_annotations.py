@@ -15,14 +15,16 @@ Every caption of a clip record carries (shard field `text`, one map per caption)
 
 A dataset directory also holds, computed over its training split's captions:
 
-    idf.json             {"num_captions": N, "idf": {word: log((1 + N) / (1 + df)) + 1}}
+    idf.json             {"num_captions": N, "df": {word: df}}
     knowledge_vocab.json {"num_captions": N, "entries": [[entry, captions holding it], ...]}
     answer_vocab.json    {"num_questions": N, "answers": [[answer, count], ...]}, most frequent
                          first (only for datasets with questions; the QA head's answer classes)
 
-Words are counted lower-cased; df is the number of captions holding a word. The smoothed idf
-(scikit-learn's `smooth_idf`) is our choice: TACo weights tokens by idf without stating a variant,
-and this one stays finite for words unseen in training.
+Words are counted lower-cased; df is the number of captions holding a word. A word's idf is one
+of IDF_FORMULAS, chosen by `config.data.idf`: "taco", TACo's appendix (its Eq. 7),
+log(N / (1 + df)), which TACo's configs use; or "smooth", scikit-learn's smoothed
+log((1 + N) / (1 + df)) + 1, positive for every word, the default elsewhere. CLOP's knowledge
+classes are weighted by the smoothed form (our choice: CLOP states none).
 """
 
 import collections
@@ -42,6 +44,8 @@ UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART
         "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
 POS_ID = {tag: i + 1 for i, tag in enumerate(UPOS)}
 IDF_FILE = "idf.json"
+IDF_FORMULAS = {"taco": lambda n, df: math.log(n / (1 + df)),
+                "smooth": lambda n, df: math.log((1 + n) / (1 + df)) + 1}
 KNOWLEDGE_FILE = "knowledge_vocab.json"
 ANSWER_FILE = "answer_vocab.json"
 _RELATIONS = {"amod", "acomp", "nsubj", "nsubjpass", "dobj"}
@@ -153,9 +157,9 @@ class TextStats:
     """Writes idf.json, knowledge_vocab.json and, if there were questions, answer_vocab.json (the
     statistics of a training split)."""
     n = self.num_captions
-    idf = {w: math.log((1 + n) / (1 + df)) + 1 for w, df in sorted(self.word_df.items())}
     entries = sorted(self.knowledge_df.items(), key=lambda kv: (-kv[1], kv[0]))
-    shards.write_json(os.path.join(data_dir, IDF_FILE), {"num_captions": n, "idf": idf})
+    shards.write_json(os.path.join(data_dir, IDF_FILE),
+                      {"num_captions": n, "df": dict(sorted(self.word_df.items()))})
     shards.write_json(os.path.join(data_dir, KNOWLEDGE_FILE),
                       {"num_captions": n, "entries": entries})
     if self.answers:
@@ -165,16 +169,25 @@ class TextStats:
 
 
 class IdfTable:
-  """Word -> idf, read from a dataset's idf.json; unseen words get the idf of df = 0."""
+  """Word -> idf by `formula` (IDF_FORMULAS), from a dataset's idf.json; unseen words get the idf
+  of df = 0."""
 
-  def __init__(self, data_dir: str):
+  def __init__(self, data_dir: str, formula: str = "smooth"):
+    if formula not in IDF_FORMULAS:
+      raise ConfigError(f"config.data.idf={formula!r}: one of {sorted(IDF_FORMULAS)}")
     path = os.path.join(data_dir, IDF_FILE)
     if not os.path.isfile(path):
       raise DataError(f"{path}: missing; the dataset's training split has not been converted yet")
     with open(path) as f:
       body = json.load(f)
-    self.idf = body["idf"]
-    self.unseen = math.log(1 + body["num_captions"]) + 1
+    n = body["num_captions"]
+    if "df" in body:
+      df = body["df"]
+    else:  # an earlier version's file holds the smoothed idf: its df, recovered exactly
+      df = {w: round((1 + n) / math.exp(v - 1) - 1) for w, v in body["idf"].items()}
+    idf = IDF_FORMULAS[formula]
+    self.idf = {w: idf(n, d) for w, d in df.items()}
+    self.unseen = idf(n, 0)
 
   def __call__(self, word: str) -> float:
     return self.idf.get(word.lower(), self.unseen)
@@ -203,7 +216,7 @@ class KnowledgeVocab:
                       f"captions (config.data.knowledge)")
     self.size, self.entries = size, [e for e, _ in kept]
     n = body["num_captions"]
-    self.idf = np.asarray([math.log((1 + n) / (1 + df)) + 1 for _, df in kept], np.float32)
+    self.idf = np.asarray([IDF_FORMULAS["smooth"](n, df) for _, df in kept], np.float32)
     self._ids = {e: i for i, e in enumerate(self.entries)}
 
   def vector(self, entries: Iterable[str]) -> np.ndarray:

@@ -25,6 +25,19 @@ def test_hardest_negatives_pick_the_top_k_and_never_the_positive():
   np.testing.assert_array_equal(hardest_negatives(scores.T, 1), [[1], [2], [0], [1]])
 
 
+def test_non_finite_negatives_never_make_the_positive_a_negative():
+  """Off-diagonal scores of -inf or NaN (a masked or broken pair) rank below every finite score
+  but above the positive: with k = B - 1 every other column is picked, never column i."""
+  scores = np.full((4, 4), -np.inf, np.float32)
+  scores[np.arange(4), np.arange(4)] = 1.0
+  scores[0, 3] = np.nan
+  scores[1, 2] = 5.0
+  picks = np.asarray(hardest_negatives(scores, 3))
+  for i, row in enumerate(picks):
+    assert i not in row and sorted(row) == sorted(set(range(4)) - {i})
+  assert picks[1, 0] == 2  # the finite negative first
+
+
 def test_selection_passes_no_gradient():
   grad = jax.grad(lambda s: hardest_negatives(s, 2).astype(jnp.float32).sum())(jnp.ones((4, 4)))
   np.testing.assert_array_equal(grad, 0)

@@ -19,7 +19,7 @@ from vl_jax.losses.masked_modeling import frame_nce
 from vl_jax.losses.masked_views import mask_frames, mask_words
 from vl_jax.models import decoding, dual_encoder
 from vl_jax.objectives import caption, coco, masked_frames, masked_language
-from vl_jax.train import queue as queue_lib
+from vl_jax.train import config_checks, queue as queue_lib
 
 
 def _captions(rng, rows, length, vocab):
@@ -261,3 +261,13 @@ def test_objectives_name_the_config_their_missing_parts_need():
     masked_frames.objective({"model": model()}, {}, None, None)
   with pytest.raises(ConfigError, match=r"config.model.decoder.depth > 0"):
     caption.objective({"model": model()}, {}, None, None)
+
+
+@pytest.mark.parametrize("part", ["words", "frames"])
+def test_an_unmasked_view_is_a_config_error(part):
+  """Rate 0 would make the intra-modal term contrast a sample with itself: refused before
+  anything is built."""
+  config = coco_tiny.get_config()
+  config.masking[part].rate = 0.0
+  with pytest.raises(ConfigError, match=rf"config.masking.{part}.rate=0.0: config.objectives.coco"):
+    config_checks.check(config)

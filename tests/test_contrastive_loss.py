@@ -47,6 +47,30 @@ def test_value_and_gradients_match_numpy():
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
 
 
+def test_text_to_video_only_is_tacos_eq_3():
+  """directions="t2v": -1/B sum_i log softmax over the batch's clips of caption i's scores, at its
+  own clip (TACo's L1), in value and gradients against NumPy; the chunked form agrees."""
+  rng = np.random.default_rng(5)
+  v, t = _unit(rng.normal(size=(8, 5))), _unit(rng.normal(size=(8, 5)))
+  inv = 6.0
+  logits = inv * (t @ v.T)  # row i: caption i against every clip
+  want = -np.trace(_log_softmax(logits, 1)) / 8
+  dlogits = (np.exp(_log_softmax(logits, 1)) - np.eye(8)) / 8
+  loss, (gv, gt) = jax.value_and_grad(
+      lambda a, b: symmetric_infonce(a, b, inv, "t2v"), argnums=(0, 1))(
+          jnp.asarray(v, jnp.float32), jnp.asarray(t, jnp.float32))
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose(gt, inv * dlogits @ v, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(gv, inv * dlogits.T @ t, rtol=1e-4, atol=1e-6)
+  mesh = Mesh(np.asarray(jax.devices()[:2]), ("data",))
+  rows = NamedSharding(mesh, P("data"))
+  chunked = jax.block_until_ready(jax.jit(lambda a, b: chunked_symmetric_infonce(
+      a, b, jnp.float32(inv), mesh, "data", "t2v"))(
+          jax.device_put(jnp.asarray(v, jnp.float32), rows),
+          jax.device_put(jnp.asarray(t, jnp.float32), rows)))
+  np.testing.assert_allclose(chunked, want, rtol=1e-5)
+
+
 def test_perfect_alignment_beats_random_and_is_near_zero_when_sharp():
   rng = np.random.default_rng(1)
   x = jnp.asarray(_unit(rng.normal(size=(8, 16))))

@@ -1,12 +1,15 @@
 """Caption annotations: POS tags aligned to word pieces, idf, structural knowledge, flips."""
 
+import json
 import math
 
 import numpy as np
+import pytest
 
 from input_pipeline import pipeline, text_annotations
 from input_pipeline.tokenizer import CLS_ID, SEP_ID, load as load_tokenizer
 from tests.helpers import tiny_config
+from vl_jax.errors import ConfigError
 
 
 def test_knowledge_from_the_dependency_parse():
@@ -50,6 +53,17 @@ def test_idf_table_over_training_captions(tmp_path):
   assert idf("cat") == math.log(4 / 2) + 1
   assert idf("zebra") == math.log(4) + 1  # unseen: df = 0
   assert idf("cat") > idf("dog") > idf("runs") - 1e-9
+  # TACo's appendix, Eq. 7: log(|D| / (1 + df)).
+  taco = text_annotations.IdfTable(str(tmp_path), "taco")
+  assert taco("dog") == math.log(3 / 3) == 0.0 and taco("cat") == math.log(3 / 2)
+  assert taco("a") == math.log(3 / 4) and taco("zebra") == math.log(3)
+  with pytest.raises(ConfigError, match=r"config.data.idf='tf': one of \['smooth', 'taco'\]"):
+    text_annotations.IdfTable(str(tmp_path), "tf")
+  # An earlier version's idf.json (smoothed idf values) gives the same tables.
+  with open(tmp_path / "idf.json", "w") as f:
+    json.dump({"num_captions": n, "idf": {w: math.log((1 + n) / (1 + df)) + 1
+                                         for w, df in stats.word_df.items()}}, f)
+  assert text_annotations.IdfTable(str(tmp_path), "taco").idf == taco.idf
 
 
 def test_pipeline_emits_pos_and_idf_per_token_and_flips_them(synthetic_dir):

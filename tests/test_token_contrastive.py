@@ -93,3 +93,6 @@ def test_content_tokens_keep_the_loss_and_drop_the_rest():
   tokens, top = content_tokens(y, w, 2)
   np.testing.assert_allclose(np.asarray(top).sum(1), 1.0, rtol=1e-6)
   assert tokens.shape == (b, 2, d)
+  # More tokens asked for than a caption has: all of them, the same loss.
+  longer = jax.value_and_grad(lambda y: token_infonce(x, *content_tokens(y, w, 12), 2.0))(y)
+  np.testing.assert_allclose(longer[0], full[0], rtol=1e-6)

@@ -21,9 +21,12 @@ def cascade_scores(video_emb, text_emb, video_tokens, text_tokens, weights, inve
 
 def hardest_negatives(scores, k: int):
   """[B, k] indices of the k highest-scoring columns of each row i of `scores` [B, B], column i
-  (the positive) excluded. The selection is not differentiated."""
+  (the positive) excluded, k < B. The selection is not differentiated. Non-finite negatives (-inf,
+  NaN) rank below every finite one but above the positive, which is never chosen."""
   scores = jax.lax.stop_gradient(scores)
-  masked = jnp.where(jnp.eye(scores.shape[0], dtype=bool), -jnp.inf, scores)
+  lowest = jnp.finfo(scores.dtype).min
+  finite = jnp.nan_to_num(scores, nan=lowest, posinf=jnp.finfo(scores.dtype).max, neginf=lowest)
+  masked = jnp.where(jnp.eye(scores.shape[0], dtype=bool), -jnp.inf, finite)
   return jax.lax.top_k(masked, k)[1]
 
 

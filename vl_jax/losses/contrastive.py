@@ -6,13 +6,18 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 
-def symmetric_infonce(video_emb, text_emb, inverse_temperature):
-  """Symmetric video-text InfoNCE (CLIP; TACo's sentence-level loss L1, its Eq. 1).
+DIRECTIONS = ("both", "t2v")
+
+
+def symmetric_infonce(video_emb, text_emb, inverse_temperature, directions: str = "both"):
+  """Symmetric video-text InfoNCE (CLIP), or its text -> video half alone (TACo's sentence-level
+  loss L1, its Eq. 3: each caption's clip against the batch's clips).
 
   With s_ij = <v_i, t_j> / tau over the B pairs of the global batch (pair i is positive),
 
-      L = 1/(2B) * sum_i [ -log softmax_j(s_ij)[i]   (video -> text)
-                           -log softmax_j(s_ji)[i] ] (text -> video)
+      both: L = 1/(2B) * sum_i [ -log softmax_j(s_ij)[i]   (video -> text)
+                                 -log softmax_j(s_ji)[i] ] (text -> video)
+      t2v:  L = 1/B * sum_i -log softmax_j(s_ji)[i]
 
   `video_emb` and `text_emb` are [B, D] arrays, normally sharded along the mesh's data axis: the
   [B, B] similarity matrix spans the whole global batch, so every device's clips see the negatives
@@ -21,14 +26,17 @@ def symmetric_infonce(video_emb, text_emb, inverse_temperature):
   logits = inverse_temperature * jnp.einsum("id,jd->ij", video_emb, text_emb,
                                             precision=jax.lax.Precision.HIGHEST)
   labels = jnp.arange(logits.shape[0])
-  v2t = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), labels[:, None], axis=1)
   t2v = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=0), labels[None, :], axis=0)
+  if directions == "t2v":
+    return t2v.mean()
+  v2t = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), labels[:, None], axis=1)
   return 0.5 * (v2t.mean() + t2v.mean())
 
 
 def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Mesh,
-                              axis: str | tuple[str, ...] = "data"):
-  """`symmetric_infonce`, equal in value and gradients, in `shard_map` without ever holding more
+                              axis: str | tuple[str, ...] = "data", directions: str = "both"):
+  """`symmetric_infonce` (of the same `directions`), equal in value and gradients, in `shard_map`
+  without ever holding more
   than a [b, b] block of the similarity matrix on a device (b = B / n, n devices on the mesh axis
   or axes `axis` that split the batch):
 
@@ -65,11 +73,12 @@ def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Me
     return (running_max + jnp.log(running_sum) - positives).sum()
 
   def block(video, text, inv):
-    return (direction(video, text, inv) + direction(text, video, inv))[None]
+    t2v = direction(text, video, inv)
+    return (t2v if directions == "t2v" else t2v + direction(video, text, inv))[None]
 
   per_device = jax.shard_map(block, mesh=mesh, in_specs=(P(axis), P(axis), P()),
                              out_specs=P(axis))(video_emb, text_emb, inverse_temperature)
-  return per_device.sum() / (2 * video_emb.shape[0])
+  return per_device.sum() / ((1 if directions == "t2v" else 2) * video_emb.shape[0])
 
 
 def queue_infonce(queries, keys, queue, inverse_temperature):

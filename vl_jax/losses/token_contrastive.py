@@ -23,8 +23,9 @@ def content_tokens(text_tokens, weights, max_tokens: int):
   """The `max_tokens` highest-weighted tokens of each caption, [B, C, D], with their weights
   renormalised per caption, [B, C]. The token losses then compare C tokens per caption with the
   clips instead of all L (most are function words, [SEP] or padding, of weight 0): the same loss
-  while a caption has at most C content tokens, and about L / C times cheaper."""
-  top, index = jax.lax.top_k(weights, max_tokens)
+  while a caption has at most C content tokens, and about L / C times cheaper. C is
+  min(`max_tokens`, L): a caption shorter than `max_tokens` keeps all its tokens."""
+  top, index = jax.lax.top_k(weights, min(max_tokens, weights.shape[1]))
   tokens = jnp.take_along_axis(text_tokens, index[..., None], axis=1)
   return tokens, top / jnp.maximum(top.sum(axis=1, keepdims=True), 1e-9)
 

@@ -29,3 +29,10 @@ def check(config, training: bool = True) -> None:
   lr = config.optimizer.lr
   if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
     raise ConfigError(f"config.optimizer.lr={lr!r}: must be a positive finite number")
+  if "coco" in config.objectives:
+    # An unmasked "view" would make the intra-modal term a sample against itself: no denoising.
+    for part in ("words", "frames"):
+      rate = config.masking[part].rate
+      if not 0 < rate <= 1:
+        raise ConfigError(f"config.masking.{part}.rate={rate}: config.objectives.coco contrasts "
+                          f"masked views with the unmasked inputs and needs a rate in (0, 1]")
