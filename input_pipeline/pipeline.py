@@ -251,8 +251,9 @@ def make_clip_transform(data_cfg, tokenizer, train: bool, source_dir: str | None
   """Training examples hold the config's text (`config.data.text`); evaluation ones always a
   caption (evaluators that need questions read them with `read_field`). `source_dir`: a mixture
   source's dataset, whose idf weights its captions (default: `config.data.dir`)."""
-  return ClipTransform(tokenizer, text_annotations.IdfTable(source_dir or data_cfg.dir,
-                                                           data_cfg.idf),
+  # A model's config from before `idf` was a field (its exports, workdirs) used the smoothed form.
+  idf = text_annotations.IdfTable(source_dir or data_cfg.dir, data_cfg.get("idf", "smooth"))
+  return ClipTransform(tokenizer, idf,
                        data_cfg.num_frames, data_cfg.image_size, data_cfg.max_text_len,
                        train=train, crop_scale=data_cfg.crop_scale, crop_ratio=data_cfg.crop_ratio,
                        hflip=data_cfg.hflip, answers=answer_vocab(data_cfg) if train else None,

@@ -6,7 +6,8 @@ r"""Runs one command as N processes of one JAX run on this machine, each with it
 Each process gets the command plus `--coordinator_address=localhost:PORT --num_processes=N
 --process_id=i` (vl_jax/train/distributed.py) and `N` CPU devices of its own; their output is
 interleaved on this one's, each line prefixed with `[i]`. If one process fails the others are
-stopped and the launcher exits with its status; after `--timeout` seconds all are killed and it
+stopped, the launcher says which one failed and how (its status, or the signal that killed it) and
+exits with its status (128 + the signal's number for a signal); after `--timeout` seconds all are killed and it
 exits with 124. This is how the tests run multi-process training, and how to try a multi-host
 config before a pod or a cluster is at hand.
 """
@@ -20,6 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+
+
+GRACE_S = 10.0  # after a process fails, how long the others get to end by themselves
 
 
 def free_port() -> int:
@@ -54,6 +58,13 @@ def stop(procs: list[subprocess.Popen], sig=signal.SIGTERM, grace_s: float = 10.
       p.wait()
 
 
+def _first_failure(procs: list[subprocess.Popen]) -> int | None:
+  """The index of a process that ended with an error; of several, one that a signal killed (the
+  others' errors are usually the consequence: a collective with it failed)."""
+  ended = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+  return min(ended, key=lambda i: (procs[i].returncode >= 0, i)) if ended else None
+
+
 def launch(command: list[str], processes: int, devices_per_process: int, timeout: float) -> int:
   """Runs the processes to the end; returns 0, the first failure's status, or 124 on timeout."""
   address = f"localhost:{free_port()}"
@@ -71,20 +82,34 @@ def launch(command: list[str], processes: int, devices_per_process: int, timeout
   for sig in (signal.SIGTERM, signal.SIGINT):
     signal.signal(sig, lambda signum, _: (stop(procs), sys.exit(128 + signum)))
   deadline = time.monotonic() + timeout
-  status = 0
-  while status == 0 and any(p.poll() is None for p in procs):
+  failed = None  # the process that failed first; of several at once, one a signal killed
+  while failed is None and any(p.poll() is None for p in procs):
     if time.monotonic() > deadline:
       print(f"launch/local.py: timeout after {timeout:.0f} s; killing all processes", flush=True)
       stop(procs, signal.SIGKILL)
-      status = 124
-      break
-    status = next((p.returncode for p in procs if p.poll() not in (None, 0)), 0)
+      for t in relays:
+        t.join(timeout=5)
+      return 124
+    failed = _first_failure(procs)
     time.sleep(0.1)
-  if status:
+  if failed is None:  # all ended: one may have failed in the last interval
+    failed = _first_failure(procs)
+  if failed is not None:
+    # The others' collectives with it fail and they end by themselves, each saying so in a
+    # line; those that do not (blocked elsewhere) are stopped.
+    deadline = time.monotonic() + GRACE_S
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+      time.sleep(0.1)
     stop(procs)
   for t in relays:
     t.join(timeout=5)
-  return status or next((p.returncode for p in procs if p.returncode), 0)
+  if failed is None:
+    return 0
+  code = procs[failed].returncode
+  how = (f"was killed by {signal.Signals(-code).name}" if code < 0 else
+         f"exited with status {code}")
+  print(f"launch/local.py: process {failed} {how}; the other processes were stopped", flush=True)
+  return 128 - code if code < 0 else code  # a shell's status for a signal
 
 
 def main(argv=None) -> int:

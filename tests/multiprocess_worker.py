@@ -6,7 +6,8 @@ its evaluators), plus what the tests compare.
 
 Writes DIR/clips_<process>.jsonl (per step, the clip ids this process read; appended across
 restarts) and, when training ends, DIR/params_<process>.npz (the final parameters as this process
-holds them). With --kill_at_step it SIGKILLs itself after that step, before its checkpoint.
+holds them). With --kill_at_step it SIGKILLs itself after that step, before its checkpoint
+(with --kill_only=I, only process I does).
 """
 
 import json
@@ -23,6 +24,7 @@ from vl_jax.train import loop
 
 _OUT = flags.DEFINE_string("out", None, "directory for the records")
 _KILL_AT = flags.DEFINE_integer("kill_at_step", None, "SIGKILL this process after this step")
+_KILL_ONLY = flags.DEFINE_integer("kill_only", None, "with --kill_at_step: only this process")
 
 
 def main():
@@ -35,7 +37,7 @@ def main():
   def on_step(step, host):
     with open(os.path.join(_OUT.value, f"clips_{index}.jsonl"), "a") as f:
       f.write(json.dumps({"step": step, "clips": [str(c) for c in host["clip_id"]]}) + "\n")
-    if step == _KILL_AT.value:
+    if step == _KILL_AT.value and _KILL_ONLY.value in (None, index):
       os.kill(os.getpid(), signal.SIGKILL)
     return False
 

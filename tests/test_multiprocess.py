@@ -27,7 +27,8 @@ OVERRIDES = {"batch_size": 8, "total_steps": STEPS, "optimizer.warmup_steps": 2,
 TIMEOUT_S = 240
 
 
-def _launch(data_dir, workdir, out, kill_at=None, processes=2, devices_per_process=1):
+def _launch(data_dir, workdir, out, kill_at=None, processes=2, devices_per_process=1,
+            kill_only=None):
   flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
   command = [sys.executable, "launch/local.py", "--processes", str(processes),
              "--devices_per_process", str(devices_per_process), "--timeout", str(TIMEOUT_S), "--",
@@ -36,6 +37,8 @@ def _launch(data_dir, workdir, out, kill_at=None, processes=2, devices_per_proce
              f"--workdir={workdir}", f"--out={out}"]
   if kill_at:
     command.append(f"--kill_at_step={kill_at}")
+  if kill_only is not None:
+    command.append(f"--kill_only={kill_only}")
   return subprocess.run(["timeout", "-s", "KILL", str(TIMEOUT_S + 30), *command], cwd=ROOT,
                         capture_output=True, text=True)
 
@@ -90,6 +93,20 @@ def test_two_processes_train_as_one_and_resume_after_a_kill(synthetic_dir, tmp_p
     ckpt.close()
   for name, value in flatten_dict(jax.device_get(restored), sep="/").items():
     np.testing.assert_array_equal(value, two[0][name], err_msg=name)
+
+
+def test_one_process_killed_is_named_and_the_other_stops_in_one_line(synthetic_dir, tmp_path):
+  """Process 1 SIGKILLed mid-run: the launcher names it and the signal (exit status 128 + 9),
+  and process 0, whose collective with it fails, ends with one line instead of a traceback."""
+  out = _launch(synthetic_dir, tmp_path / "run", tmp_path / "records", kill_at=KILL_AT,
+                kill_only=1)
+  lines = out.stdout.strip().splitlines()
+  assert out.returncode == 137, out.stdout[-3000:]
+  assert lines[-1] == "launch/local.py: process 1 was killed by SIGKILL; the other processes " \
+                      "were stopped"
+  assert "Traceback" not in out.stdout
+  survivor = [l for l in lines if l.startswith("[0] error:")]
+  assert len(survivor) == 1 and "a collective with the other processes failed" in survivor[0]
 
 
 def test_when_a_process_joins_a_run(monkeypatch):

@@ -57,6 +57,9 @@ def test_export_round_trip_is_bit_exact(pretrained, tmp_path):
   out = str(tmp_path / "export")
   export.main(["--model", workdir, "--out", out])
   assert sorted(os.listdir(out)) == ["config.json", "model.safetensors", "tokenizer.model"]
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(f"{out}/model.safetensors").st_mode & 0o777 == 0o666 & ~umask  # not 0600
   assert filecmp.cmp(f"{out}/tokenizer.model", f"{workdir}/tokenizer.model", shallow=False)
   original, copy = vl_pretrained.load(workdir), vl_pretrained.load(f"{out}/model.safetensors")
   a, b = flatten_dict(original.params, sep="/"), flatten_dict(copy.params, sep="/")
@@ -114,6 +117,29 @@ def test_bad_models_fail_in_one_line(pretrained, tmp_path):
   del tensors["text/layer_1/mlp/fc2/bias"]
   safetensors.numpy.save_file(tensors, f"{missing}/model.safetensors")
   cases[missing] = (ConfigError, r"no parameter text/layer_1/mlp/fc2/bias")
+  # Tensors of the wrong kind, unexpected, or not finite; configs missing or mistyping fields.
+  changes = {
+      "int_kernel": (lambda t: t | {"video_proj/kernel": t["video_proj/kernel"].astype(np.int32)},
+                     r"tensor video_proj/kernel is int32, not floating point"),
+      "extra": (lambda t: t | {"video/adapter/kernel": np.zeros((2, 2), np.float32)},
+                r"unexpected tensor 'video/adapter/kernel' \(1 unexpected\)"),
+      "nan": (lambda t: t | {"text_proj/bias": t["text_proj/bias"] * np.nan},
+              r"tensor text_proj/bias holds 128 NaN or Inf values"),
+  }
+  for name, (change, message) in changes.items():
+    d = str(tmp_path / name)
+    shutil.copytree(good, d)
+    safetensors.numpy.save_file(change(safetensors.numpy.load_file(f"{d}/model.safetensors")),
+                                f"{d}/model.safetensors")
+    cases[d] = (DataError, message)
+  for name, edit in (("no_depth", lambda b: b["model"]["video"].pop("depth")),
+                     ("str_depth", lambda b: b["model"]["text"].update(depth="two"))):
+    d = str(tmp_path / name)
+    shutil.copytree(good, d)
+    body = json.load(open(f"{d}/config.json"))
+    edit(body)
+    json.dump(body, open(f"{d}/config.json", "w"))
+    cases[d] = (DataError, rf"{name}/config.json: not a model config this version reads")
   for path, (error, message) in cases.items():
     with pytest.raises(error, match=message) as e:
       vl_pretrained.load(path)

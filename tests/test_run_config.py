@@ -47,6 +47,13 @@ def test_a_changed_resume_is_refused_in_one_line_unless_accepted(tmp_path):
   assert "data.dir: '/data/real' -> '/data/other'" in str(e.value)
   assert "model.embed_dim: 128 -> 64" in str(e.value) and "\n" not in str(e.value)
   run_config.check_resume(other, str(tmp_path), accept_change=True)
+  # A field added since the run was recorded is no change of the run's.
+  with open(tmp_path / "config.json") as f:
+    older = json.load(f)
+  del older["data"]["idf"]
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(older, f)
+  run_config.check_resume(same, str(tmp_path), accept_change=False)
 
 
 def test_the_history_keeps_every_start(tmp_path):

@@ -84,6 +84,12 @@ def test_bert_bad_inputs_fail_in_one_line(tmp_path):
       "vocabulary": (tensors | {"embeddings.word_embeddings.weight":
                                 tensors["embeddings.word_embeddings.weight"][:1000]},
                      r"1000 word embeddings but .*tokenizer.json has 30522 tokens"),
+      "integer": (tensors | {"encoder.layer.0.attention.self.query.weight": tensors[
+          "encoder.layer.0.attention.self.query.weight"].astype(np.int64)},
+                  r"tensor encoder.layer.0.attention.self.query.weight is int64, not floating"),
+      "non_finite": (tensors | {"embeddings.LayerNorm.bias": np.full_like(
+          tensors["embeddings.LayerNorm.bias"], np.inf)},
+                     r"tensor embeddings.LayerNorm.bias holds 384 NaN or Inf values"),
   }
   for name, (changed, message) in variants.items():
     d = tmp_path / name
@@ -269,6 +275,13 @@ def test_training_starts_from_imported_towers(vit_files, synthetic_dir, tmp_path
   state, _ = loop.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 2
   assert os.path.isfile(tmp_path / "tokenizer.json")
+  # Another text-tower size: said from MiniLM's config.json before the model is built (the
+  # loop would otherwise initialise and compile it first).
+  wider = tiny_config(synthetic_dir, **{"init_from.text": MINILM, "model.text.width": 64,
+                                        "total_steps": 2, "optimizer.warmup_steps": 1})
+  with pytest.raises(ConfigError, match=r"config.model.text.width=64 but .*hidden_size=384"):
+    loop.train_and_evaluate(wider, str(tmp_path / "wider"))
+  assert not os.path.exists(tmp_path / "wider" / "config.json")
   with pytest.raises(ConfigError, match="set workdir .* or text / video .*, not both"):
     init_from.tokenizer_path(tiny_config(synthetic_dir, **{"init_from.workdir": str(tmp_path),
                                                            "init_from.text": MINILM}), None)

@@ -5,6 +5,7 @@ import os
 import re
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -83,6 +84,19 @@ def config(workdir: str):
                                   config_flags.get_override_values(flags.FLAGS["config"]))
 
 
+# How the runtime reports that another process of the run is gone (Gloo on CPU, the coordination
+# service's heartbeats elsewhere).
+_PEER_LOST = re.compile(r"Gloo|Connection reset|connection closed|peer|heartbeat|coordination "
+                        r"service", re.IGNORECASE)
+
+
+def _exit_with(line: str) -> None:
+  """The one line, and nothing after it: a failed checkpoint write leaves orbax's background tasks
+  to print their own tracebacks as the interpreter shuts down, a lost peer the runtime's."""
+  print(line, file=sys.stderr, flush=True)
+  os._exit(1)
+
+
 def run(main_fn, required=("config", "workdir")) -> None:
   """Runs `main_fn()` under absl after flag parsing (`required` flags must be given); a user
   error ends the run with one line."""
@@ -96,8 +110,12 @@ def run(main_fn, required=("config", "workdir")) -> None:
       distributed.initialize()
       main_fn()
     except USER_ERRORS as e:
-      # The one line, and nothing after it: a failed checkpoint write leaves orbax's background
-      # tasks to print their own tracebacks as the interpreter shuts down.
-      print(f"error: {e}", file=sys.stderr, flush=True)
-      os._exit(1)
+      _exit_with(f"error: {e}")
+    except jax.errors.JaxRuntimeError as e:
+      if not (jax.process_count() > 1 and _PEER_LOST.search(str(e))):
+        raise
+      first = str(e).strip().splitlines()[0][:300]
+      _exit_with(f"error: process {jax.process_index()} of {jax.process_count()}: a collective "
+                 f"with the other processes failed, so one of them stopped or was killed "
+                 f"(its own output says why): {first}")
   app.run(wrapped, flags_parser=parse_flags)

@@ -117,14 +117,19 @@ def load(path: str, step: int | None = None) -> Model:
   if token_file is None:
     raise DataError(f"{where.directory}: no tokenizer file ({' or '.join(tokenizer_lib.FILES)})")
   tokenizer = tokenizer_lib.load(token_file)
-  module = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(lambda rng: state_lib.init_params(module, config.data, rng),
-                     jax.random.key(0)))
+  try:  # the model its config describes, shapes only: a missing or mistyped field fails here
+    module = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        jax.eval_shape(lambda rng: state_lib.init_params(module, config.data, rng),
+                       jax.random.key(0)))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"{where.directory}/{exported.CONFIG}: not a model config this version "
+                    f"reads ({type(e).__name__}: {reason[:200]})") from e
   try:
-    params, step = init_from.stored_params(path, abstract, step)
+    params, step = init_from.stored_params(path, abstract, step, strict=True)
   except ConfigError as e:
     raise ConfigError(f"{e}; the model's config ({where.directory}/{exported.CONFIG}) and "
                       f"tokenizer ({token_file}, {tokenizer.vocab_size} tokens) must be those it "

@@ -24,6 +24,15 @@ def check(init_cfg) -> None:
                       "towers), not both")
 
 
+def check_sizes(config) -> None:
+  """The imported text tower's sizes against config.model.text, from its config.json alone:
+  before the model is initialised and compiled (minutes at base size), not after."""
+  if config.init_from.text:
+    directory = config.init_from.text
+    bert.check_sizes(bert.read_config(directory), config.model.text, config.data.max_text_len,
+                     os.path.join(directory, "config.json"))
+
+
 def tokenizer_path(config, workdir: str | None) -> str:
   """The tokenizer a run uses: its workdir's copy (a run writes one when it starts), else that of
   `config.init_from.workdir` (a model keeps the tokenizer it was trained with) or of the imported
@@ -56,13 +65,14 @@ RESIZE = {"video/temporal_embedding": interpolate_frames}
 
 
 def stored_params(path: str, abstract_params, step: int | None = None, missing_ok: bool = False,
-                  resizable: tuple[str, ...] = ()) -> tuple[dict, int]:
+                  resizable: tuple[str, ...] = (), strict: bool = False) -> tuple[dict, int]:
   """({name: array} in `abstract_params`' shardings, step) of the model at `path` (a workdir, a
   checkpoint directory or an export: exported.locate), its checkpoint `step` (None: the one
   `path` names, else the latest). Parameters only the stored model has (training-only parts,
   another head) are skipped; one the model has and the stored one lacks is an error unless
   `missing_ok`; one of another shape is an error naming it, except those of `resizable`, which
-  come back in their stored shape."""
+  come back in their stored shape. An export's tensors must be floating point and finite (errors
+  name the tensor); with `strict` (the model is the export's own), it may hold no other tensor."""
   where = exported.locate(path)
   if not where.exported:
     ckpt_dir = os.path.join(where.directory, "checkpoints")
@@ -88,17 +98,22 @@ def stored_params(path: str, abstract_params, step: int | None = None, missing_o
     return flatten_dict(params, sep="/"), step
   stored, step = exported.read_params(where.directory)
   wanted = flatten_dict(abstract_params, sep="/")
+  source = f"{where.directory}/{exported.WEIGHTS}"
+  if strict and (extra := sorted(stored.keys() - wanted.keys())):
+    raise DataError(f"{source}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected), which "
+                    f"the model of its {exported.CONFIG} lacks")
   out = {}
   for name in sorted(wanted):
     if name not in stored:
       if missing_ok:
         continue
-      raise ConfigError(f"{where.directory}/{exported.WEIGHTS}: no parameter {name}, which the "
-                        f"model of this config has (another model?)")
+      raise ConfigError(f"{source}: no parameter {name}, which the model of this config has "
+                        f"(another model?)")
     have, want = stored[name].shape, tuple(wanted[name].shape)
     if have != want and name not in resizable:
-      raise ConfigError(f"{where.directory}/{exported.WEIGHTS}: parameter {name} has shape "
-                        f"{have}, the model of this config {want} (another model size?)")
+      raise ConfigError(f"{source}: parameter {name} has shape {have}, the model of this config "
+                        f"{want} (another model size?)")
+    files.check_values(name, stored[name], source)
     out[name] = jax.device_put(stored[name].astype(wanted[name].dtype), wanted[name].sharding)
   return out, step
 

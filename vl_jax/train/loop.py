@@ -56,6 +56,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_config.check_resume(config, workdir, accept_config_change)
   mesh, tokenizer, model = setup(config, workdir)
   mesh_lib.check_batch_size(config.batch_size, mesh)
+  init_from.check_sizes(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, state_shardings = state_lib.create(model, tx, config, mesh)
   restored, start = ckpt.restore_latest_good(

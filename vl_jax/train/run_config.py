@@ -116,12 +116,12 @@ def with_defaults(config: ml_collections.ConfigDict, record: dict,
 
 
 def changed_fields(config: ml_collections.ConfigDict, record: dict) -> list[str]:
-  """The data and model fields whose values differ between `config` and `record`."""
+  """The data and model fields whose values differ between `config` and `record`. A field only
+  one side has is a field this version added or dropped, not a change of the run's."""
   now, then = _flat(_plain(config)), _flat(record)
-  names = sorted(k for k in now.keys() | then.keys()
+  names = sorted(k for k in now.keys() & then.keys()
                  if k.startswith(("data.", "model.")) and k not in RUNTIME_FIELDS)
-  return [f"{k}: {then.get(k, '(absent)')!r} -> {now.get(k, '(absent)')!r}" for k in names
-          if now.get(k, "(absent)") != then.get(k, "(absent)")]
+  return [f"{k}: {then[k]!r} -> {now[k]!r}" for k in names if now[k] != then[k]]
 
 
 def check_resume(config: ml_collections.ConfigDict, workdir: str, accept_change: bool) -> None:

@@ -103,6 +103,8 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
     for part in flavour["parts"].values():
       expected |= {flavour["layer"].format(i=i) + part + s for s in (".weight", ".bias")}
   files.check_names(set(tensors), expected, IGNORED, path)
+  for name in sorted(expected):
+    files.check_values(name, tensors[name], path)
 
   words = tensors["embeddings.word_embeddings.weight"]
   if len(words) != tokenizer.vocab_size:

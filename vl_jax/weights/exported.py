@@ -78,6 +78,11 @@ def save(out_dir: str, flat_params: dict[str, np.ndarray], config, tokenizer_pat
   os.makedirs(out_dir, exist_ok=True)
   safetensors.numpy.save_file({k: np.asarray(v) for k, v in flat_params.items()},
                               os.path.join(out_dir, WEIGHTS), metadata={"format": FORMAT})
+  # safetensors writes through a private temporary file (mode 0600): an export is for sharing,
+  # so it gets the mode any new file gets (the umask's).
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(os.path.join(out_dir, WEIGHTS), 0o666 & ~umask)
   data = {k: config.data[k].to_dict() if isinstance(config.data[k], ml_collections.ConfigDict)
           else config.data[k] for k in DATA_FIELDS}
   with open(os.path.join(out_dir, CONFIG), "w") as f:

@@ -59,12 +59,23 @@ def to_model_layout(flat: dict[str, np.ndarray], model_names) -> dict[str, np.nd
   return out
 
 
+def check_values(name: str, value: np.ndarray, source: str) -> None:
+  """A weight must be floating point (an integer or boolean tensor is no kernel: another file's
+  or a corrupt one) and finite; errors name the tensor and `source`."""
+  if value.dtype.kind != "f" and not (value.dtype.kind == "V" or "bfloat16" in str(value.dtype)):
+    raise DataError(f"{source}: tensor {name} is {value.dtype}, not floating point")
+  bad = int(np.size(value) - np.isfinite(np.asarray(value, np.float32)).sum())
+  if bad:
+    raise DataError(f"{source}: tensor {name} holds {bad} NaN or Inf values")
+
+
 def fit(flat: dict[str, np.ndarray], model_shapes: dict[str, tuple], source: str):
-  """Checks that every imported array is a parameter of the model, of its shape; errors name the
-  parameter and `source`."""
+  """Checks that every imported array is a parameter of the model, of its shape, floating point
+  and finite; errors name the parameter and `source`."""
   for name, value in sorted(flat.items()):
     if name not in model_shapes:
       raise DataError(f"{source}: gives parameter {name}, which the model of this config lacks")
     if tuple(value.shape) != tuple(model_shapes[name]):
       raise DataError(f"{source}: parameter {name} has shape {tuple(value.shape)}, the model of "
                       f"this config {tuple(model_shapes[name])} (another model size?)")
+    check_values(name, value, source)

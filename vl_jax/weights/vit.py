@@ -110,6 +110,8 @@ def load(path: str, video_cfg, num_frames: int, image_size: int) -> dict[str, np
   """{"video/...": array} of the ViT checkpoint at `path`, unrolled (files.to_model_layout), for
   the tower of `video_cfg` on `num_frames` frames of `image_size`."""
   t = files.read_tensors(path)
+  for name in sorted(t):  # a ViT checkpoint holds weights only
+    files.check_values(name, t[name], path)
   timm = "patch_embed.proj.weight" in t
   depth = _depth(t, timm)
   if depth != video_cfg.depth:
