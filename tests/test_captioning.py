@@ -33,12 +33,28 @@ PTB_TOKENIZED = {
     "3,000 dogs, and 2 cats.": "3,000 dogs and 2 cats",
     "the dogs' bowls are full": "the dogs bowls are full",
     "Mr. Smith walks home.": "mr. smith walks home",
+    # Times, PTB's split words, symbols before and after numbers.
+    "The meeting is at 10:30 today.": "the meeting is at 10:30 today",
+    "I cannot go, gonna stay.": "i can not go gon na stay",
+    'He said "wanna" twice': "he said wan na twice",
+    "it costs $5 and 50% off": "it costs $ 5 and 50 % off",
+    "gotta see: the #1 show": "got ta see the # 1 show",
+    "lemme in; gimme that at 5:00pm": "lem me in gim me that at 5:00 pm",
+    "Cannot stop the cannon, the can": "can not stop the cannon the can",
 }
 
 
 @pytest.mark.parametrize("caption", sorted(PTB_TOKENIZED))
 def test_python_tokenization_equals_the_reference(caption):
   assert captioning.python_tokenize(caption) == PTB_TOKENIZED[caption]
+
+
+@pytest.mark.skipif(not captioning.java_available(), reason="the PTB tokenizer needs java")
+def test_the_table_is_what_the_java_tokenizer_says():
+  from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+  captions = sorted(PTB_TOKENIZED)
+  got = PTBTokenizer().tokenize({i: [{"caption": c}] for i, c in enumerate(captions)})
+  assert {c: got[i][0] for i, c in enumerate(captions)} == PTB_TOKENIZED
 
 
 @pytest.mark.skipif(not captioning.java_available(), reason="METEOR and PTB tokenizer need java")

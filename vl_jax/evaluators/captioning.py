@@ -37,7 +37,12 @@ PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 _RULES = [  # (pattern, replacement), applied in order to the lower-cased caption
     (re.compile(r"[()\[\]{}]"), lambda m: f" {_BRACKETS[m.group()]} "),
-    (re.compile(r'"|\.\.\.|--|[;:!?]'), r" \g<0> "),
+    (re.compile(r'"|\.\.\.|--|[;!?$%#]'), r" \g<0> "),
+    (re.compile(r"(?<!\d):|:(?!\d)"), " : "),  # not inside times: "10:30"
+    (re.compile(r"(\d)(am|pm)\b"), r"\1 \2"),  # "5:00pm" -> "5:00 pm"
+    # PTB's split words: "cannot" -> "can not", "gonna" -> "gon na", ...
+    (re.compile(r"\b(can)(not)\b|\b(gon|wan)(na)\b|\b(got)(ta)\b|\b(lem|gim)(me)\b"),
+     lambda m: " ".join(g for g in m.groups() if g)),
     (re.compile(r",(?!\d)|(?<!\d),"), " , "),  # not inside numbers: "3,000"
     (re.compile(r"(?<=\s)(['`]+)|^(['`]+)"), r" \1\2 "),  # opening quotes
     (re.compile(r"(\w)(n't|'s|'re|'ll|'ve|'m|'d)(?=\s|$)"), r"\1 \2"),  # clitics
@@ -48,8 +53,12 @@ _RULES = [  # (pattern, replacement), applied in order to the lower-cased captio
 
 def python_tokenize(caption: str) -> str:
   """The reference's PTB tokenization in Python, for the usual caption text: lower-cased, clitics
-  split off ("don't" -> "do n't"), brackets as "-lrb-" and the like, punctuation dropped, tokens
-  joined by single spaces. Numbers ("3.5", "3,000") and abbreviations ("u.s.") stay whole."""
+  split off ("don't" -> "do n't"), PTB's split words ("cannot" -> "can not", "gonna" ->
+  "gon na"), "$", "%" and "#" split from numbers, brackets as "-lrb-" and the like, punctuation
+  dropped, tokens joined by single spaces. Numbers ("3.5", "3,000"), times ("10:30") and
+  abbreviations ("u.s.") stay whole. Checked against the Java tokenizer on the cases of
+  tests/test_captioning.py; where PTB's lexer has rules of its own beyond these (URLs, e-mail
+  addresses, emoticons, fractions, non-ASCII quotes and dashes) it may differ (docs/EVAL.md)."""
   text = caption.lower()
   for pattern, repl in _RULES:
     text = pattern.sub(repl, text)
