@@ -176,3 +176,18 @@ def test_a_failed_save_stops_the_run(synthetic_dir, tmp_path):
   assert "vl_jax" not in out.stderr  # no traceback of the project's
   assert str(STEPS // 2) in os.listdir(os.path.join(workdir, "checkpoints"))
   assert str(STEPS) not in os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+def test_checkpoint_keep_holds_after_a_kill_between_a_save_and_its_cleanup(synthetic_dir, tmp_path):
+  """keep=2: a kill after the final checkpoint's commit and before orbax removed the oldest (as
+  during the final evaluation) leaves more; the rerun, which saves nothing, removes them."""
+  workdir = str(tmp_path / "run")
+  config = _config(synthetic_dir, total_steps=4, **{"checkpoint.every_steps": 1,
+                                                    "checkpoint.keep": 2})
+  loop.train_and_evaluate(config, workdir)
+  ckpts = os.path.join(workdir, "checkpoints")
+  assert sorted(os.listdir(ckpts)) == ["3", "4"]
+  for step in ("1", "2"):  # what the kill left behind
+    shutil.copytree(os.path.join(ckpts, "3"), os.path.join(ckpts, step))
+  again, _ = loop.train_and_evaluate(config, workdir)
+  assert int(again.step) == 4 and sorted(os.listdir(ckpts)) == ["3", "4"]

@@ -35,7 +35,7 @@ class Checkpointer:
   together (each its shards)."""
 
   def __init__(self, directory: str, every_steps: int, keep: int, use_async: bool = True):
-    self.every_steps = every_steps
+    self.every_steps, self.keep = every_steps, keep
     self.directory = epath.Path(directory)
     self._manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(
@@ -74,6 +74,15 @@ class Checkpointer:
           f"the checkpoint of step {step} was not written to {self.directory} ({cause}); "
           f"stopping. The checkpoints written before it are intact: steps "
           f"{sorted(self._manager.all_steps())}")
+
+  def enforce_keep(self) -> None:
+    """Deletes all but the newest `keep` checkpoints. Orbax removes old ones after a save's
+    commit; a run killed between the two (during its final evaluation, say) leaves one too many,
+    and a rerun that saves nothing would keep it."""
+    for step in sorted(self.all_steps())[:-self.keep]:
+      logging.info("removing checkpoint %d of %s (config.checkpoint.keep=%d)", step,
+                   self.directory, self.keep)
+      self._manager.delete(step)
 
   def restore(self, step: int, abstract_state):
     """The state of step `step`, in `abstract_state`'s shapes and shardings (any mesh, any number

@@ -64,6 +64,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if start:
     logging.info("resuming from step %d of %s", start, workdir)
     state = restored
+    ckpt.enforce_keep()
   else:
     start = 0
     if config.init_from.workdir or config.init_from.text or config.init_from.video:
