@@ -191,3 +191,12 @@ def test_checkpoint_keep_holds_after_a_kill_between_a_save_and_its_cleanup(synth
     shutil.copytree(os.path.join(ckpts, "3"), os.path.join(ckpts, step))
   again, _ = loop.train_and_evaluate(config, workdir)
   assert int(again.step) == 4 and sorted(os.listdir(ckpts)) == ["3", "4"]
+
+
+def test_a_warmup_as_long_as_the_run_is_shortened():
+  """--config.total_steps=20 on a config warming up for 100: a tenth of the run instead."""
+  config = tiny_config("unused")
+  config.optimizer.warmup_steps = 100
+  _, schedule = state_lib.make_optimizer(config.optimizer, 20)
+  assert float(schedule(0)) == 0.0 and float(schedule(2)) == pytest.approx(config.optimizer.lr)
+  assert float(schedule(1)) == pytest.approx(config.optimizer.lr / 2)
