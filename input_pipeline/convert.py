@@ -8,15 +8,15 @@ OUT/dataset_info.json. Converting the vocabulary split (`--vocab_split`, default
 writes the tokenizer, idf.json and knowledge_vocab.json from its captions. docs/DATA.md has the
 command for each dataset.
 
-Items go to shards in annotation order, `--clips_per_shard` per shard, so the output does not depend
-on `--workers`, nor on which videos exist: an item whose video is missing keeps its place (and is
-reported), so a rerun after it appears neither duplicates nor drops a clip; it says that the
-completed shards lack it. A shard is written to a temporary file and renamed when complete, with a record of
-what it holds under OUT/SPLIT/.progress/; a re-run skips the shards already complete, so a killed
-run loses only the shards in flight. Bad items (missing, unreadable or corrupt files, paths leading
-out of --videos, segments outside the video, clips without a caption or with one over
-MAX_CAPTION_CHARS, duplicate ids) are skipped and named in the report with
-the reason; an annotation file of the wrong format stops the run at once.
+Items go to shards in annotation order, `--clips_per_shard` per shard, so the output does not
+depend on `--workers`, nor on which videos exist: an item whose video is missing keeps its place
+(and is reported), so a rerun after it appears neither duplicates nor drops a clip; it says that
+the completed shards lack it. A shard is written to a temporary file and renamed when complete,
+with a record of what it holds under OUT/SPLIT/.progress/; a re-run skips the shards already
+complete, so a killed run loses only the shards in flight. Bad items (missing, unreadable or
+corrupt files, paths leading out of --videos, segments outside the video, clips without a caption
+or with one over MAX_CAPTION_CHARS, duplicate ids) are skipped and named in the report with the
+reason; an annotation file of the wrong format stops the run at once.
 """
 
 import argparse

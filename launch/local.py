@@ -7,7 +7,8 @@ Each process gets the command plus `--coordinator_address=localhost:PORT --num_p
 --process_id=i` (vl_jax/train/distributed.py) and `N` CPU devices of its own; their output is
 interleaved on this one's, each line prefixed with `[i]`. If one process fails the others are
 stopped, the launcher says which one failed and how (its status, or the signal that killed it) and
-exits with its status (128 + the signal's number for a signal); after `--timeout` seconds all are killed and it
+exits with its status (128 + the signal's number for a signal); after `--timeout` seconds all are
+killed and it
 exits with 124. This is how the tests run multi-process training, and how to try a multi-host
 config before a pod or a cluster is at hand.
 """

@@ -35,7 +35,7 @@ METHODS = {"model.fusion.depth": 2, "model.masked_video.predictor_hidden": 64,
            "model.knowledge_head.inputs": ("video", "text"),
            "ema": {"modules": ("video",), "momentum": 0.9, "final_momentum": 1.0},
            "objectives": {
-               "contrastive": {"weight": 1.0, "chunked": False},
+               "contrastive": {"weight": 1.0, "chunked": False, "directions": "t2v"},
                "token_contrastive": {"weight": 0.5, "temperature": 1.0, **CONTENT},
                "cascade_matching": {"weight": 1.0, "num_negatives": 4, "sampling": "cascade",
                                     **CONTENT},

@@ -126,7 +126,8 @@ class _Blocks:
   def ranks(self, query_label: np.ndarray, lse: jnp.ndarray, scale: float) -> np.ndarray:
     """For each query i: #{j : label_j != label_i and s_ij not below i's best right score (ties
     within TIE_TOLERANCE)}, where s_ij = <q_i, c_j>, or with `scale` > 0 its dual softmax
-    given the columns' `lse` (`_order_keys`). Raises ValueError if a query has no right candidate."""
+    given the columns' `lse` (`_order_keys`). Raises ValueError if a query has no right
+    candidate."""
     counts = np.zeros(self.nq, np.int64)
     for i, q in self.query_blocks():
       n = min(self.bq, self.nq - i)

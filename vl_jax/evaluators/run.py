@@ -64,11 +64,11 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
-  checkpoint = exported.locate(source)
-  checkpoint = (checkpoint.directory if checkpoint.exported else
-                os.path.join(checkpoint.directory, "checkpoints", str(step)))
+  where = exported.locate(source)
+  scored = (where.directory if where.exported else
+            os.path.join(where.directory, "checkpoints", str(step)))
   metrics_lib.write_eval_results(workdir, step, {
-      name: evaluators.entry(m, checkpoint, evals_cfg[name], config.data)
+      name: evaluators.entry(m, scored, evals_cfg[name], config.data)
       for name, m in results.items()})
   if jax.process_index() == 0:
     logging.info("evaluation of step %d of %s:\n%s", step, source,

@@ -98,7 +98,9 @@ class Checkpointer:
       try:
         state = self.restore(step, abstract_state)
         problem = None if bool(_is_finite(state)) else "it holds NaN or Inf"
-      except Exception as e:  # pylint: disable=broad-except  # any unreadable checkpoint is skipped, and said so
+      except Exception as e:  # pylint: disable=broad-except
+        # Whatever makes a checkpoint unreadable (orbax, tensorstore, the file system) skips it,
+        # and the line below says why.
         problem = f"it does not restore ({_reason(e)})"
       if problem is None:
         return state, step

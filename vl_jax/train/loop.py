@@ -14,8 +14,8 @@ from input_pipeline import tokenizer as tokenizer_lib
 from vl_jax import evaluators
 from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import dual_encoder
-from vl_jax.train import checkpoint, config_checks, init_from, mesh as mesh_lib, metrics as metrics_lib
-from vl_jax.train import run_config, state as state_lib, step as step_lib
+from vl_jax.train import checkpoint, config_checks, init_from, mesh as mesh_lib
+from vl_jax.train import metrics as metrics_lib, run_config, state as state_lib, step as step_lib
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
 StepHook = Callable[[int, dict], bool]
@@ -50,15 +50,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   `on_step` stopped the run early.
   """
   config_checks.check(config)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.every_steps,
-                                 config.checkpoint.keep, config.checkpoint.use_async)
-  if ckpt.all_steps():
+  if run_config.has_checkpoints(workdir):
     run_config.check_resume(config, workdir, accept_config_change)
   mesh, tokenizer, model = setup(config, workdir)
   mesh_lib.check_batch_size(config.batch_size, mesh)
   init_from.check_sizes(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, state_shardings = state_lib.create(model, tx, config, mesh)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 config.checkpoint.every_steps, config.checkpoint.keep,
+                                 config.checkpoint.use_async)
   restored, start = ckpt.restore_latest_good(
       state_lib.abstract_with_shardings(state, state_shardings))
   if start:
@@ -84,7 +85,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config, mesh),
       state_shardings, mesh_lib.batch_sharding(mesh))
-  probe = step_lib.make_probe(model, config, mesh)
+  probe = step_lib.make_probe(model)
   evals = evaluators.build(config.evals, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   writer = metrics_lib.MetricWriter(workdir, start, rerun_final=start == config.total_steps)
@@ -117,10 +118,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         progress.log(step, float(metrics["loss"]), rates)
       if ckpt.due(step) or stop or step == config.total_steps:
         # The state is finite (checked above); a diverged one can be finite and still overflow
-        # in the forward pass, so it must also give a finite loss on its batch to be saved.
-        if not bool(probe(state, batch)):
+        # in the forward pass, so it must also give finite embeddings of its batch to be saved.
+        if not bool(probe(state.params, batch)):
           raise NonFiniteLossError(
-              f"the state after step {step} gives a non-finite loss on its own batch (its "
+              f"the state after step {step} gives non-finite embeddings of its own batch (its "
               f"parameters diverged); stopping without saving it. {_last_good(ckpt, workdir)}")
         ckpt.save(step, state)
       for name, ev in evals.items():

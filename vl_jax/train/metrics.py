@@ -43,9 +43,10 @@ def prefixed(name: str, metrics: dict[str, float]) -> dict[str, float]:
 
 class MetricWriter:
   """Appends to metrics.jsonl and TensorBoard. A run resumed at `resume_step` (0: started afresh)
-  re-executes the steps after it: their rows from the interrupted run are dropped (from metrics.jsonl when the
-  writer opens, from TensorBoard by its purge step), so no step appears twice; with
-  `rerun_final`, the final evaluation at `resume_step` runs again and its rows are dropped too."""
+  re-executes the steps after it: their rows from the interrupted run are dropped (from
+  metrics.jsonl when the writer opens, from TensorBoard by its purge step), so no step appears
+  twice; with `rerun_final`, the final evaluation at `resume_step` runs again and its rows are
+  dropped too."""
 
   def __init__(self, workdir: str, resume_step: int = 0, rerun_final: bool = False):
     self._enabled = jax.process_index() == 0
