@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError, DataError, NonFiniteOutputError
+from vl_jax.errors import CheckpointError, ConfigError, DataError, NonFiniteOutputError
 from vl_jax.evaluators import retrieval, run
 from vl_jax.train import checkpoint, loop, state as state_lib
 
@@ -50,8 +50,14 @@ def test_eval_on_two_devices_equals_the_end_of_training(trained, synthetic_dir):
 def test_an_earlier_step_and_named_evaluators(trained, synthetic_dir):
   workdir, logged = trained
   config = tiny_config(synthetic_dir, **OVERRIDES)
+  run.evaluate_checkpoint(config, workdir)
   step, results = run.evaluate_checkpoint(config, workdir, step=3, names=["retrieval"])
   assert step == 3 and results["retrieval"] != logged["retrieval"]
+  with open(os.path.join(workdir, "eval_results.json")) as f:
+    recorded = json.load(f)["retrieval"]
+  assert sorted(recorded) == ["3", "6"]  # step 3's results join step 6's, not replace them
+  assert recorded["3"]["metrics"] == results["retrieval"]
+  assert recorded["6"]["checkpoint"] == os.path.join(workdir, "checkpoints", "6")
   with pytest.raises(DataError, match=r"no checkpoint of step 4 \(has \[3, 6\]\)"):
     run.evaluate_checkpoint(config, workdir, step=4)
   with pytest.raises(ConfigError, match=r"--evals: no evaluator 'zeroshot' in config.evals"):
@@ -70,6 +76,24 @@ def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic
   with pytest.raises(ConfigError, match="does not fit the model of this config") as e:
     run.evaluate_checkpoint(wider, workdir)
   assert "\n" not in str(e.value)
+
+
+def test_a_bad_newest_checkpoint_is_skipped_by_eval(trained, synthetic_dir, caplog):
+  """An empty step directory (a save killed as it began) newer than the good ones: scored is the
+  newest good one, with a line naming the one skipped; naming the bad one is an error."""
+  workdir, _ = trained
+  config = tiny_config(synthetic_dir, **OVERRIDES)
+  bad = os.path.join(workdir, "checkpoints", "9")
+  os.makedirs(bad)
+  try:
+    step, _ = run.evaluate_checkpoint(config, workdir)
+    assert step == 6
+    assert any("skipped:" in r.getMessage() and "/9: does not restore" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(CheckpointError, match=r"/9: does not restore"):
+      run.evaluate_checkpoint(config, workdir, step=9)
+  finally:
+    os.rmdir(bad)
 
 
 def test_all_captions_and_several_clips(trained, synthetic_dir):

@@ -84,6 +84,9 @@ def test_eval_and_resume_use_the_recorded_dataset(synthetic_dir, tmp_path):
                           timeout=600)
   out = run("main.py", *flags, f"--config.data.dir={synthetic_dir}")
   assert out.returncode == 0, out.stderr[-3000:]
+  # What a new user sees while waiting: the first step's compilation, then rates and an ETA.
+  assert "compiling the train step and running step 1" in out.stderr
+  assert "step 1 done in" in out.stderr and "step 2/2 | loss" in out.stderr
   out = run("eval.py", "--step", "2")
   assert out.returncode == 0, out.stderr[-3000:]
   with open(os.path.join(workdir, "eval_results.json")) as f:

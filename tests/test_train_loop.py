@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from tests.helpers import tiny_config
 from vl_jax.errors import NonFiniteLossError
-from vl_jax.train import checkpoint, loop, state as state_lib
+from vl_jax.train import checkpoint, loop, metrics as metrics_lib, state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -200,3 +201,14 @@ def test_a_warmup_as_long_as_the_run_is_shortened():
   _, schedule = state_lib.make_optimizer(config.optimizer, 20)
   assert float(schedule(0)) == 0.0 and float(schedule(2)) == pytest.approx(config.optimizer.lr)
   assert float(schedule(1)) == pytest.approx(config.optimizer.lr / 2)
+
+
+def test_rates_and_eta_start_after_the_compiled_first_step():
+  """The first step's compilation (here 0.5 s of sleep) is no measure of the steps after it."""
+  progress = metrics_lib.Progress(total_steps=100, batch_size=8)
+  time.sleep(0.5)  # compiling
+  assert progress.rates(1) == {}  # no timed step yet: the line has no rate and no ETA
+  progress.start(1)
+  time.sleep(0.05)
+  rates = progress.rates(11)
+  assert rates["steps_per_s"] > 10 / 0.3 and rates["clips_per_s"] == 8 * rates["steps_per_s"]
