@@ -265,29 +265,33 @@ def num_records(data_dir: str, split: str) -> int:
 
 
 class _ShardRecords:
-  """The records of a split's shard files as one random-access source of shards.RecordBytes: a
-  record that cannot be read or decoded is named by its shard file and index in one line."""
+  """The records of a split's shard files as one random-access source: a record that cannot be
+  read or decoded is named by its shard file and its index in that file, in one line."""
 
   def __init__(self, files):
     self._files = list(files)
-    self._sources = [grain.sources.ArrayRecordDataSource([f]) for f in self._files]
-    self._ends = np.cumsum([len(s) for s in self._sources])
+    self._source = grain.sources.ArrayRecordDataSource(self._files)
+    self._ends = None  # each file's end in the split's record order, counted on the first error
 
   def __len__(self) -> int:
-    return int(self._ends[-1]) if len(self._ends) else 0
+    return len(self._source)
 
-  def __getitem__(self, index: int) -> shards.RecordBytes:
-    k = int(np.searchsorted(self._ends, index, side="right"))
-    local = index - (int(self._ends[k - 1]) if k else 0)
-    where = f"{self._files[k]}: record {local}"
+  def __getitem__(self, index: int) -> bytes:
     try:
-      data = self._sources[k][local]
-    except Exception as e:  # pylint: disable=broad-except  # any unreadable record: named, raised
-      raise DataError(f"{where}: unreadable ({type(e).__name__}: "
-                      f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from e
-    record = shards.RecordBytes(data)
-    record.where = where
-    return record
+      data = self._source[index]
+      shards.decode_record(data)  # checked here, where the record's file and position are known
+    except Exception as e:  # pylint: disable=broad-except  # any bad record: named, raised
+      reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+      if not isinstance(e, DataError):
+        reason = f"unreadable ({type(e).__name__}: {reason})"
+      raise DataError(f"{self._where(index)}: {reason}") from e
+    return data
+
+  def _where(self, index: int) -> str:
+    if self._ends is None:
+      self._ends = np.cumsum([len(grain.sources.ArrayRecordDataSource([f])) for f in self._files])
+    k = int(np.searchsorted(self._ends, index, side="right"))
+    return f"{self._files[k]}: record {index - (int(self._ends[k - 1]) if k else 0)}"
 
 
 def records(data_dir: str, split: str) -> grain.MapDataset:

@@ -54,21 +54,14 @@ def encode_record(record: dict[str, Any]) -> bytes:
   return msgpack.packb({f: record[f] for f in fields}, use_bin_type=True)
 
 
-class RecordBytes(bytes):
-  """A serialised record that knows where it was read ("FILE: record I"), so that a corrupt one
-  is named by its shard file and index (pipeline.records makes them)."""
-  where: str = "a record"
-
-
 def decode_record(data: bytes) -> dict[str, Any]:
-  """The record's fields; DataError naming where it was read if it is not a record."""
+  """The record's fields; DataError if `data` is not a clip record."""
   try:
     record = msgpack.unpackb(data, raw=False)
   except (ValueError, msgpack.exceptions.UnpackException) as e:
-    raise DataError(f"{getattr(data, 'where', 'a record')}: corrupt ({type(e).__name__}: "
-                    f"{str(e)[:200]})") from e
+    raise DataError(f"corrupt ({type(e).__name__}: {str(e)[:200]})") from e
   if not isinstance(record, dict) or "clip_id" not in record:
-    raise DataError(f"{getattr(data, 'where', 'a record')}: corrupt (not a clip record)")
+    raise DataError("corrupt (not a clip record)")
   return record
 
 

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
 from input_pipeline import pipeline, prepare, shards, synthetic, text_annotations
@@ -228,7 +229,11 @@ def test_a_corrupt_record_is_named_by_its_shard_and_index(synthetic_dir, tmp_pat
     for _ in pipeline.eval_dataset(config.data, tokenizer, "val", 16):
       pass
   assert "\n" not in str(e.value)
-  not_a_record = shards.RecordBytes(b"\xc1garbage")
-  not_a_record.where = f"{shard}: record 3"
-  with pytest.raises(DataError, match=rf"^{re.escape(shard)}: record 3: corrupt"):
-    shards.decode_record(not_a_record)
+  # A record that reads (its chunk is intact) but is no clip record: named alike.
+  good = [pipeline.records(synthetic_dir, "val")[i][1] for i in range(3)]
+  writer = ArrayRecordWriter(shard, shards.WRITER_OPTIONS)
+  for record in good[:2] + [b"\xc1garbage"] + good[2:]:
+    writer.write(record)
+  writer.close()
+  with pytest.raises(DataError, match=rf"^{re.escape(shard)}: record 2: corrupt \("):
+    [x for x in pipeline.records(data, "val")]
