@@ -97,7 +97,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       batch = mesh_lib.global_batch(device_batch, mesh)
       if step == start + 1:
         logging.info("compiling the train step and running step %d (the first step of a run "
-                     "waits for XLA: about a minute for the tiny config on a CPU)", step)
+                     "waits for XLA: seconds for the tiny config, minutes at base size)", step)
         first = time.perf_counter()
       state, metrics = train_step(state, batch)
       # Blocking on every step's metrics bounds the work in flight (collectives on many fake CPU
