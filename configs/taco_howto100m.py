@@ -4,7 +4,7 @@ r"""TACo pre-training on HowTo100M: L1 + 0.5 L2 + L3, BERT-base text tower, 2-la
 
 `config.data.dir` must hold HowTo100M converted with POS tags and idf (docs/DATA.md).
 
-From the public record (../shared/DESIGN.md): the three losses and their weights (lambda_t = 0.5,
+From the paper (TACo, ICCV 2021): the three losses and their weights (lambda_t = 0.5,
 tau_1 = tau_2 = 1), nouns and verbs from spaCy weighted by idf, K' = 8 cascade negatives each way,
 2 fusion layers scoring the fused [CLS], inference by the sum of the three scores.
 

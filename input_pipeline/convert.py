@@ -176,7 +176,7 @@ def test_items_in_training(items: list[formats.Item], settings: Settings) -> str
           f"the training items with --split_list (MSR-VTT 1k-A: MSRVTT_train.9k.csv) or --subset")
 
 
-def _reappeared(parts: list[str], done: list[bool], videos_dir: str, work: list[Work]) -> list[str]:
+def _reappeared(parts: list[str], done: list[bool], work: list[Work]) -> list[str]:
   """Clip ids that a completed shard's part reports as not found and that now resolve: a rerun
   does not add them to shards already written, and says so."""
   by_id = {w.item.clip_id: w for w in work}
@@ -267,8 +267,10 @@ def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_
           for n, p in zip(names, parts)]
   todo = [i for i in range(num_shards) if not done[i]]
   todo_work = [w for i in todo for w in work[i * per:(i + 1) * per]]
-  warnings = [w for w in (test_items_in_training(items, settings),) if w]
-  reappeared = _reappeared(parts, done, settings.videos, work)
+  warnings = []
+  if test_warning := test_items_in_training(items, settings):
+    warnings.append(test_warning)
+  reappeared = _reappeared(parts, done, work)
   if reappeared:
     warnings.append(
         f"{len(reappeared)} videos reported missing when their shards were written exist now "

@@ -433,24 +433,18 @@ def read(fmt: str, path: str, opts: Options, split_list: str | None = None) -> l
   return items
 
 
-def inside(videos_dir: str, rel: str) -> bool:
-  """Whether the candidate path `rel` names a file under `videos_dir` (no absolute path, no ".."
-  out of it): an annotation file never makes the converter read elsewhere."""
-  root = os.path.normpath(videos_dir)
-  return os.path.normpath(os.path.join(root, rel)).startswith(root + os.sep)
-
-
 def outside(videos_dir: str, item: Item) -> list[str]:
-  """The item's candidate paths that lead out of `videos_dir`."""
-  return [rel for rel in item.videos if not inside(videos_dir, rel)]
+  """The item's candidate paths that lead out of `videos_dir` (absolute, or ".." out of it): an
+  annotation file never makes the converter read elsewhere."""
+  root = os.path.normpath(videos_dir)
+  return [rel for rel in item.videos
+          if not os.path.normpath(os.path.join(root, rel)).startswith(root + os.sep)]
 
 
 def resolve(videos_dir: str, item: Item) -> str | None:
-  """The first candidate path that exists, as given or with one of VIDEO_EXTENSIONS appended
-  (candidates outside `videos_dir` are never tried: `outside`)."""
+  """The first candidate path that exists, as given or with one of VIDEO_EXTENSIONS appended.
+  Callers first refuse items with a candidate `outside` `videos_dir`."""
   for rel in item.videos:
-    if not inside(videos_dir, rel):
-      continue
     path = os.path.join(videos_dir, rel)
     if os.path.exists(path):
       return path

@@ -22,7 +22,7 @@ def _one_step(config, batch):
       step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
       mesh_lib.batch_sharding(mesh))
   state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
-  metrics = jax.block_until_ready(metrics)  # block on each step: see DESIGN.md on fake devices
+  metrics = jax.block_until_ready(metrics)  # block on each step: un-blocked collectives on 4+ fake devices on 2 cores can deadlock
   kernel = state.params["video"]["block_0"]["mlp"]["fc1"]["kernel"]
   return jax.device_get((metrics, state.opt_state, state.params, state.ema_params)), \
       (mesh.devices.size, kernel.sharding.shard_shape(kernel.shape))

@@ -49,7 +49,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
       step = config.init_from.step
     logging.info("%s has no checkpoints: scoring the model of config.init_from.workdir", workdir)
   try:
-    exported.locate(source)
+    where = exported.locate(source)
   except DataError as e:
     raise DataError(f"--workdir={workdir!r} is no training workdir and config.init_from.workdir "
                     f"names no model: {e}") from e
@@ -64,7 +64,6 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
-  where = exported.locate(source)
   scored = (where.directory if where.exported else
             os.path.join(where.directory, "checkpoints", str(step)))
   metrics_lib.write_eval_results(workdir, step, {

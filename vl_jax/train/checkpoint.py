@@ -91,26 +91,38 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"]
 
-  def restore_latest_good(self, abstract_state):
-    """(state, step) of the newest checkpoint that restores and is finite, or (None, None) if none
-    does; each one skipped is logged in one line and moved to `<directory>.skipped/<step>`."""
+  def newest_good(self, restore, set_aside: bool):
+    """(restore(step), step) of the newest checkpoint that `restore` accepts, or (None, None);
+    each one it refuses with CheckpointError is logged in one line and, with `set_aside` (a run
+    that will write its steps again), moved to `<directory>.skipped/<step>`."""
     for step in sorted(self.all_steps(), reverse=True):
       try:
-        state = self.restore(step, abstract_state)
-        problem = None if bool(_is_finite(state)) else "it holds NaN or Inf"
-      except Exception as e:  # pylint: disable=broad-except
-        # Whatever makes a checkpoint unreadable (orbax, tensorstore, the file system) skips it,
-        # and the line below says why.
-        problem = f"it does not restore ({_reason(e)})"
-      if problem is None:
-        return state, step
-      self._set_aside(step, problem)
+        return restore(step), step
+      except CheckpointError as e:
+        logging.warning("skipped: %s", e)
+        if set_aside:
+          self._set_aside(step)
     return None, None
 
-  def _set_aside(self, step: int, problem: str) -> None:
+  def restore_latest_good(self, abstract_state):
+    """(state, step) of the newest checkpoint that restores and is finite (`newest_good`, moving
+    the others aside), or (None, None)."""
+    return self.newest_good(lambda step: self._restore_finite(step, abstract_state),
+                            set_aside=True)
+
+  def _restore_finite(self, step: int, abstract_state):
+    try:
+      state = self.restore(step, abstract_state)
+    except Exception as e:  # pylint: disable=broad-except
+      # Whatever makes a checkpoint unreadable (orbax, tensorstore, the file system) skips it.
+      raise CheckpointError(f"{self.directory}/{step}: does not restore ({_reason(e)})") from e
+    if not bool(_is_finite(state)):
+      raise CheckpointError(f"{self.directory}/{step}: its state holds NaN or Inf")
+    return state
+
+  def _set_aside(self, step: int) -> None:
     aside = epath.Path(f"{self.directory}.skipped") / str(step)
-    logging.warning("checkpoint %d in %s is skipped: %s; moved to %s", step, self.directory,
-                    problem, aside)
+    logging.warning("moved checkpoint %d of %s to %s", step, self.directory, aside)
     if jax.process_index() == 0:
       aside.parent.mkdir(parents=True, exist_ok=True)
       if aside.exists():

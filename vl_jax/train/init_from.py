@@ -78,21 +78,21 @@ def stored_params(path: str, abstract_params, step: int | None = None, missing_o
     ckpt_dir = os.path.join(where.directory, "checkpoints")
     ckpt = checkpoint.Checkpointer(ckpt_dir, every_steps=1, keep=1, use_async=False)
     try:
-      step = step if step is not None else where.step
-      # The newest good one, unless a step is named: one that does not restore or holds a NaN is
-      # skipped, and said so.
-      candidates = [ckpt.pick_step(step)] if step is not None else sorted(
-          ckpt.all_steps(), reverse=True) or [ckpt.pick_step(None)]
-      for i, step in enumerate(candidates):
+      def restore(s):
         try:
-          params = ckpt.restore_params(step, abstract_params, missing_ok, resizable)
-          break
+          return ckpt.restore_params(s, abstract_params, missing_ok, resizable)
         except ValueError as e:
-          raise ConfigError(f"{ckpt_dir}/{step} does not fit the model of this config: {e}") from e
-        except CheckpointError as e:
-          if i + 1 == len(candidates):
-            raise
-          logging.warning("skipped: %s", e)
+          raise ConfigError(f"{ckpt_dir}/{s} does not fit the model of this config: {e}") from e
+
+      step = step if step is not None else where.step
+      if step is not None:  # a named step is restored or is an error
+        step = ckpt.pick_step(step)
+        params = restore(step)
+      else:  # the newest good one: one that does not restore or holds a NaN is skipped, said so
+        ckpt.pick_step(None)  # DataError if there is none
+        params, step = ckpt.newest_good(restore, set_aside=False)
+        if step is None:
+          raise CheckpointError(f"{ckpt_dir}: no checkpoint restores (each is named above)")
     finally:
       ckpt.close()
     return flatten_dict(params, sep="/"), step

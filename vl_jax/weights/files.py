@@ -62,7 +62,7 @@ def to_model_layout(flat: dict[str, np.ndarray], model_names) -> dict[str, np.nd
 def check_values(name: str, value: np.ndarray, source: str) -> None:
   """A weight must be floating point (an integer or boolean tensor is no kernel: another file's
   or a corrupt one) and finite; errors name the tensor and `source`."""
-  if value.dtype.kind != "f" and not (value.dtype.kind == "V" or "bfloat16" in str(value.dtype)):
+  if value.dtype.kind not in "fV":  # "V": ml_dtypes' bfloat16, as safetensors reads it
     raise DataError(f"{source}: tensor {name} is {value.dtype}, not floating point")
   bad = int(np.size(value) - np.isfinite(np.asarray(value, np.float32)).sum())
   if bad:
