@@ -10,15 +10,14 @@ was trained with, the run's recorded config is the default (overrides still appl
 
 from absl import flags
 
-from vl_jax import cli
-from vl_jax.evaluators import run
+from vl_jax import cli, evaluate
 
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step to score (default: the latest)")
 _EVALS = flags.DEFINE_list("evals", None, "evaluators of config.evals to run (default: all)")
 
 
 def main():
-  run.evaluate_checkpoint(cli.config(cli.WORKDIR.value), cli.WORKDIR.value, _STEP.value,
+  evaluate.evaluate_checkpoint(cli.config(cli.WORKDIR.value), cli.WORKDIR.value, _STEP.value,
                           _EVALS.value)
 
 

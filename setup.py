@@ -3,7 +3,8 @@ from setuptools import find_packages, setup
 setup(
     name="vl-jax",
     version="0.1.0",
-    description="Video-language pre-training in JAX/Flax: TACo, MILES, CoCo-BERT and CLOP on one backbone",
+    description=("Video-language pre-training in JAX/Flax: TACo, MILES, CoCo-BERT and CLOP on one "
+                 "backbone"),
     python_requires=">=3.10",
     packages=find_packages(include=["vl_jax*", "input_pipeline*", "configs*"]),
     package_data={"vl_jax.evaluators": ["labels/*.txt"]},  # the zero-shot class lists
@@ -42,7 +43,8 @@ setup(
     extras_require={"captioning": ["pycocoevalcap>=1.2"],
                     "tensorboard": ["tensorboard>=2.16"],
                     "notebook": ["notebook>=7", "ipykernel>=6.29"],
-                    "test": ["pytest>=8", "scikit-video>=1.1.11", "pycocoevalcap>=1.2",
-                             "tensorboard>=2.16", "torch==2.13.0", "transformers==5.23.0", "nbclient>=0.10",
-                             "nbformat>=5.10", "ipykernel>=6.29"]},
+                    "test": ["pytest>=8", "ruff==0.17.6", "scikit-video>=1.1.11",
+                             "pycocoevalcap>=1.2", "tensorboard>=2.16", "torch==2.13.0",
+                             "transformers==5.23.0", "nbclient>=0.10", "nbformat>=5.10",
+                             "ipykernel>=6.29"]},
 )

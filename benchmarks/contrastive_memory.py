@@ -10,7 +10,6 @@ buffers (arguments and outputs apart). On CPU the script asks XLA for as many fa
 largest mesh needs.
 """
 
-import argparse
 import json
 import os
 import platform
@@ -21,28 +20,27 @@ import sys
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _parse():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--per_device", type=int, default=1024, help="clips per device")
-  p.add_argument("--dim", type=int, default=256)
-  p.add_argument("--devices", default="1,2,4,8")
-  p.add_argument("--out", default="benchmarks/contrastive_memory_results.json")
-  return p.parse_args()
+from absl import app, flags
 
-
-ARGS = _parse()
-COUNTS = [int(n) for n in ARGS.devices.split(",")]
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("per_device", 1024, "clips per device")
+flags.DEFINE_integer("dim", 256, "embedding width")
+flags.DEFINE_string("devices", "1,2,4,8", "device counts to compile for")
+flags.DEFINE_string("out", "benchmarks/contrastive_memory_results.json", "the JSON to write")
+# Parsed here, before jax is imported: the device count decides the XLA_FLAGS below.
+FLAGS(sys.argv)
+COUNTS = [int(n) for n in FLAGS.devices.split(",")]
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   # Only the CPU backend reads it; set before JAX starts.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_force_host_platform_device_count={max(COUNTS)}").strip()
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce  # noqa: E402
+from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce
 
 
 def temp_bytes(fn, mesh: Mesh, batch: int, dim: int) -> int:
@@ -53,29 +51,31 @@ def temp_bytes(fn, mesh: Mesh, batch: int, dim: int) -> int:
   return compiled.memory_analysis().temp_size_in_bytes
 
 
-def main():
+def main(argv):
+  del argv
   if max(COUNTS) > jax.device_count():
-    sys.exit(f"--devices {ARGS.devices}: only {jax.device_count()} devices")
+    sys.exit(f"--devices {FLAGS.devices}: only {jax.device_count()} devices")
   rows = []
   for n in COUNTS:
     mesh = Mesh(np.asarray(jax.devices()[:n]), ("data",))
-    batch = n * ARGS.per_device
-    row = {"devices": n, "batch": batch, "dim": ARGS.dim}
-    row["global_MB"] = temp_bytes(symmetric_infonce, mesh, batch, ARGS.dim) / 2 ** 20
+    batch = n * FLAGS.per_device
+    row = {"devices": n, "batch": batch, "dim": FLAGS.dim}
+    row["global_MB"] = temp_bytes(symmetric_infonce, mesh, batch, FLAGS.dim) / 2 ** 20
     row["chunked_MB"] = temp_bytes(lambda v, t, i: chunked_symmetric_infonce(v, t, i, mesh),
-                                   mesh, batch, ARGS.dim) / 2 ** 20
+                                   mesh, batch, FLAGS.dim) / 2 ** 20
     rows.append(row)
   machine = {"platform": platform.platform(), "devices": [str(d) for d in jax.devices()],
              "jax": jax.__version__}
-  print(f"value and gradients of the symmetric InfoNCE, {ARGS.per_device} x {ARGS.dim} per device, "
+  print(f"value and gradients of the symmetric InfoNCE, {FLAGS.per_device} x {FLAGS.dim} per "
+        f"device, "
         f"temporary memory per device (MB), {jax.devices()[0].platform}:")
   print("devices | global batch | global | chunked")
   for r in rows:
     print(f"{r['devices']} | {r['batch']} | {r['global_MB']:.1f} | {r['chunked_MB']:.1f}")
-  with open(ARGS.out, "w") as f:
+  with open(FLAGS.out, "w") as f:
     json.dump({"machine": machine, "results": rows}, f, indent=2)
-  print(f"wrote {ARGS.out}")
+  print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

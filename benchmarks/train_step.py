@@ -14,7 +14,6 @@ and the config's frames). A method's config is timed against the plain dual enco
 (BASELINES) at the same batch and frames: `overhead` is its extra time per step.
 """
 
-import argparse
 import importlib
 import json
 import os
@@ -26,12 +25,15 @@ import time
 # shadow the input_pipeline package: the repository root takes its place.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
+from absl import app, flags
 
-from benchmarks.common import matmul_peak  # noqa: E402
-from vl_jax.models import dual_encoder  # noqa: E402
-from vl_jax.train import aot, mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
+from benchmarks.common import matmul_peak
+from input_pipeline import pipeline
+from vl_jax import sharding
+from vl_jax.models import builder
+from vl_jax.train import aot, state as state_lib, step as step_lib
 
 # Configs as `module[:arg]`. The base size runs at the smallest batch that holds TACo's K' = 8
 # negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
@@ -68,17 +70,17 @@ def bench_config(name: str, steps: int, batch: int | None = None,
   batch = batch or BATCH_SIZES[module] or config.batch_size
   if frames:
     config.data.num_frames = frames
-  mesh = mesh_lib.make_mesh(config.mesh)
-  mesh_lib.check_batch_size(batch, mesh, "--batch")
-  model = dual_encoder.build(config.model, config.data, VOCAB_SIZES[module])
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_batch_size(batch, mesh, "--batch")
+  model = builder.build(config.model, config.data, VOCAB_SIZES[module])
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.create(model, tx, config, mesh)
   d = config.data
   host = aot.example_batch(d, batch, VOCAB_SIZES[module], np.random.default_rng(0))
-  inputs = mesh_lib.global_batch(host, mesh)
+  inputs = pipeline.to_devices(host, sharding.batch_sharding(mesh))
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
-      mesh_lib.batch_sharding(mesh))
+      sharding.batch_sharding(mesh))
   t = time.perf_counter()
   compiled = train_step.lower(state, inputs).compile()
   compile_s = time.perf_counter() - t
@@ -98,22 +100,24 @@ def bench_config(name: str, steps: int, batch: int | None = None,
           "step_GFLOP": flops / 1e9, "achieved_GFLOPs": flops / step_s / 1e9}
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--configs", default="tiny,taco_tiny,miles_tiny,vit_b16_bert_base,taco_howto100m,"
-                                      "miles_webvid_cc3m:contrastive,miles_webvid_cc3m")
-  p.add_argument("--steps", type=int, default=None, help="timed steps (default: TIMED_STEPS, else 3)")
-  p.add_argument("--batches", default="", help="global batch sizes to sweep (default: BATCH_SIZES)")
-  p.add_argument("--frames", default="", help="clip lengths to sweep (default: the config's)")
-  p.add_argument("--out", default="benchmarks/train_step_results.json")
-  args = p.parse_args()
+FLAGS = flags.FLAGS
+flags.DEFINE_string("configs", "tiny,taco_tiny,miles_tiny,vit_b16_bert_base,taco_howto100m,"
+                    "miles_webvid_cc3m:contrastive,miles_webvid_cc3m", "module[:arg] of configs/")
+flags.DEFINE_integer("steps", None, "timed steps (default: TIMED_STEPS, else 3)")
+flags.DEFINE_string("batches", "", "global batch sizes to sweep (default: BATCH_SIZES)")
+flags.DEFINE_string("frames", "", "clip lengths to sweep (default: the config's)")
+flags.DEFINE_string("out", "benchmarks/train_step_results.json", "the JSON to write")
+
+
+def main(argv):
+  del argv
   peak = matmul_peak()
   rows = []
   sweep = lambda text: [int(x) for x in text.split(",")] if text else [None]
-  for name in args.configs.split(","):
-    for batch in sweep(args.batches):
-      for frames in sweep(args.frames):
-        row = bench_config(name, args.steps or TIMED_STEPS.get(name.partition(":")[0], 3),
+  for name in FLAGS.configs.split(","):
+    for batch in sweep(FLAGS.batches):
+      for frames in sweep(FLAGS.frames):
+        row = bench_config(name, FLAGS.steps or TIMED_STEPS.get(name.partition(":")[0], 3),
                            batch, frames)
         row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
         rows.append(row)
@@ -130,10 +134,10 @@ def main():
   print(" | ".join(cols))
   for r in rows:
     print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
-  with open(args.out, "w") as f:
+  with open(FLAGS.out, "w") as f:
     json.dump({"machine": machine, "results": rows}, f, indent=2)
-  print(f"wrote {args.out}")
+  print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

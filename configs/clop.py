@@ -12,7 +12,7 @@ baseline). CLOP's abstract names neither its pre-training data nor its settings:
 and the Frozen-in-Time recipe of configs/vit_b16_bert_base.py are the setting its four retrieval
 tasks are usually compared in, and the knowledge vocabulary (the 1,000 most frequent entries of
 all four kinds seen in 5 or more captions), the head and the KCL settings are ours, each documented
-where it is defined (configs/tiny.py, vl_jax/models/dual_encoder.py,
+where it is defined (configs/tiny.py, vl_jax/models/heads.py,
 vl_jax/objectives/knowledge.py).
 The datasets need knowledge annotations, which input_pipeline.convert writes (docs/DATA.md).
 CLOP's multiple-choice task, on any checkpoint of this config:
@@ -23,23 +23,21 @@ CLOP's multiple-choice task, on any checkpoint of this config:
 
 from ml_collections import config_dict
 
-from configs import clop_tiny, coco_tiny, vit_b16_bert_base
-
-VARIANTS = ("cc3m", "sample", "contrastive")
+from configs import common, vit_b16_bert_base
 
 
 def get_config(arg=None):
-  tokens = coco_tiny.parse(arg, "configs/clop.py", VARIANTS)
-  if {"sample", "contrastive"} <= tokens:
+  args = common.parse_arg(arg, "configs/clop.py", cc3m=False, sample=False, contrastive=False)
+  if args.sample and args.contrastive:
     raise ValueError(f"configs/clop.py:{arg}: 'sample' chooses KCL's negatives, which "
                      f"'contrastive' drops")
   config = vit_b16_bert_base.get_config().unlock()
   config.data.name = "webvid"
-  if "cc3m" in tokens:
+  if args.cc3m:
     config.data.mixture = dict(cc3m=dict(name="cc3m", dir=config_dict.placeholder(str),
                                          train_split="train", weight=1.0))
-  if "contrastive" not in tokens:
-    clop_tiny.add_knowledge(config, size=1000, min_count=5)
-    clop_tiny.add_skp(config)
-    clop_tiny.add_kcl(config, "sample" if "sample" in tokens else "weight", num_negatives=16)
+  if not args.contrastive:
+    common.add_knowledge(config, size=1000, min_count=5)
+    common.add_skp(config)
+    common.add_kcl(config, "sample" if args.sample else "weight", num_negatives=16)
   return config.lock()

@@ -12,32 +12,28 @@ converted with input_pipeline.convert, docs/DATA.md); "queue" matches the CoCo t
 momentum encoder and a queue of 4,096 past keys; "contrastive" drops the CoCo terms and proxies
 (the baseline). Only the paper's abstract is public: the layer counts of the cross-modal encoder
 and decoder (UniVL-like sizes), the masking rates, the term weights, batch, schedule and learning
-rate are ours, each documented where it is defined (configs/coco_tiny.py, vl_jax/objectives/).
+rate are ours, each documented where it is defined (configs/common.py, vl_jax/objectives/).
 Fine-tune for captioning and QA with configs/downstream.py:msrvtt_captioning and
 :msrvtt_qa_fusion, which build these parts' sizes.
 """
 
 from ml_collections import config_dict
 
-from configs import coco_tiny, vit_b16_bert_base
+from configs import common, vit_b16_bert_base
 
 FUSION_DEPTH = 4
 DECODER_DEPTH = 3
-VARIANTS = ("action", "queue", "contrastive")
 
 
 def get_config(arg=None):
-  tokens = coco_tiny.parse(arg, "configs/coco_bert.py", VARIANTS)
+  args = common.parse_arg(arg, "configs/coco_bert.py", action=False, queue=False,
+                          contrastive=False)
   config = vit_b16_bert_base.get_config().unlock()
   config.data.name = "tv"
-  if "action" in tokens:
+  if args.action:
     config.data.mixture = dict(action=dict(name="action", dir=config_dict.placeholder(str),
                                            train_split="train", weight=1.0))
-  coco_tiny.add_cross_modal(config, depth=FUSION_DEPTH, decoder_depth=DECODER_DEPTH)
-  config.objectives.caption = dict(weight=1.0)
-  if "contrastive" not in tokens:
-    coco_tiny.add_coco(config)
-  if "queue" in tokens:
-    coco_tiny.add_queue(config, size=4096, momentum=0.999)
-  config.evals.captioning = coco_tiny.captioning_eval(batch_size=96, every_steps=5000)
+  common.add_coco_bert(config, FUSION_DEPTH, DECODER_DEPTH, coco=not args.contrastive,
+                       queue=(4096, 0.999) if args.queue else None)
+  config.evals.captioning = common.captioning_eval(batch_size=96, every_steps=5000)
   return config.lock()

@@ -24,13 +24,15 @@ multiple-choice candidates). docs/EVAL.md lists every task with its data and pro
 import ml_collections
 from ml_collections import config_dict
 
-from configs import coco_bert, coco_tiny, tiny, vit_b16_bert_base
+from configs import coco_bert, coco_tiny, common, tiny, vit_b16_bert_base
 from input_pipeline import synthetic
+from vl_jax import objectives
 
 # Prompt templates for action names (our selection, in the style of CLIP's Kinetics prompts).
 ACTION_TEMPLATES = ("a video of a person {}.", "a person is {}.", "a video of {}.",
                     "someone doing {}.", "a clip of a person doing {}.")
-# The synthetic captions name a shape; ensembling over every colour and shape names the motion alone.
+# The synthetic captions name a shape; ensembling over every colour and shape names the motion
+# alone.
 SYNTHETIC_TEMPLATES = tuple(f"a {c} {s} {{}}" for c in synthetic.COLOURS for s in synthetic.SHAPES)
 
 # task: (kind, dataset, evaluation split, evaluator settings)
@@ -71,7 +73,7 @@ def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settin
   if kind == "retrieval":
     return tiny.retrieval_eval(batch_size, every_steps, split=split, **settings)
   if kind == "captioning":
-    return coco_tiny.captioning_eval(batch_size, every_steps, split=split) | settings
+    return common.captioning_eval(batch_size, every_steps, split=split) | settings
   return dict(type=kind, split=split, every_steps=every_steps, batch_size=batch_size,
               num_clips=1) | settings
 
@@ -85,9 +87,9 @@ def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):
   if kind == "qa":
     config.data.text = "question"
     config.data.num_answers = num_answers
-    config.objectives = dict(qa=dict(weight=1.0))
+    config.objectives = dict(qa=objectives.block("qa"))
   if kind == "captioning":
-    config.objectives = dict(caption=dict(weight=1.0))
+    config.objectives = dict(caption=objectives.block("caption"))
 
 
 def get_config(task: str):

@@ -17,7 +17,7 @@ import os
 
 from ml_collections import config_dict
 
-from configs import downstream, tiny
+from configs import common, downstream, tiny
 
 STAGES = ("video", "frames1", "frames4")
 IMAGES_DIR = os.path.join(os.path.dirname(tiny.DEFAULT_DATA_DIR), "synthetic_images_v1")
@@ -26,23 +26,8 @@ IMAGES_DIR = os.path.join(os.path.dirname(tiny.DEFAULT_DATA_DIR), "synthetic_ima
 def parse(arg: str | None, config_file: str, stages=STAGES) -> tuple[str, bool]:
   """(stage, whether masked modeling is on) from "[STAGE][,contrastive]"; the default stage is
   the first of `stages`."""
-  tokens = [t for t in (arg or "").split(",") if t]
-  unknown = [t for t in tokens if t not in stages + ("contrastive",)]
-  named = [t for t in tokens if t in stages]
-  if unknown or len(named) > 1:
-    raise ValueError(f"{config_file}:{arg}: expected at most one stage of {stages} and "
-                     f"optionally 'contrastive'")
-  return (named[0] if named else stages[0]), "contrastive" not in tokens
-
-
-def add_masked_modeling(config, predictor_hidden: int, momentum: float, final_momentum: float):
-  """MILES's parts on top of a dual-encoder config (defaults: vl_jax/objectives/masked_video.py)."""
-  config.model.masked_video.predictor_hidden = predictor_hidden
-  config.model.video.mask_token = True
-  config.ema = dict(modules=("video",), momentum=momentum, final_momentum=final_momentum)
-  config.objectives.masked_video = dict(weight=1.0, mask_ratio=0.5, pattern="tube",
-                                        block_size=(2, 2, 2), target_layer=-1,
-                                        normalize_targets=True, loss="smooth_l1")
+  args = common.parse_arg(arg, config_file, contrastive=False, **dict.fromkeys(stages, False))
+  return (common.one_of(args, stages, f"{config_file}:{arg}") or stages[0]), not args.contrastive
 
 
 def get_config(arg=None):
@@ -50,7 +35,7 @@ def get_config(arg=None):
   config = tiny.get_config().unlock()
   if masked:
     # Over a 1,000-step run the snapshot trails the tower by ~1/(1 - 0.99) = 100 steps at first.
-    add_masked_modeling(config, predictor_hidden=256, momentum=0.99, final_momentum=1.0)
+    common.add_masked_modeling(config, predictor_hidden=256, momentum=0.99, final_momentum=1.0)
   if stage != "video":
     config.data.mixture = dict(images=dict(
         name="synthetic", dir=IMAGES_DIR, train_split="train", weight=1.0,

@@ -23,7 +23,7 @@ Zero-shot action recognition, the paper's second claim, runs on a checkpoint of 
 
 from ml_collections import config_dict
 
-from configs import miles_tiny, tiny, vit_b16_bert_base
+from configs import common, miles_tiny, tiny, vit_b16_bert_base
 
 
 def get_config(arg=None):
@@ -34,8 +34,8 @@ def get_config(arg=None):
                                        train_split="train", weight=1.0))
   config.model.text = dict(width=768, depth=6, num_heads=12, mlp_dim=3072)  # DistilBERT
   if masked:
-    miles_tiny.add_masked_modeling(config, predictor_hidden=1536, momentum=0.999,
-                                   final_momentum=1.0)
+    common.add_masked_modeling(config, predictor_hidden=1536, momentum=0.999,
+                               final_momentum=1.0)
   if stage == "frames1":
     config.data.num_frames = 1
   else:

@@ -19,17 +19,15 @@ Our choices, each a field to override:
   unit-norm cosines would cap the logits' range at 2; TACo's embeddings are not normalised).
 """
 
-from configs import taco_tiny, vit_b16_bert_base
+from configs import common, vit_b16_bert_base
 
 
 def get_config(arg=None):
-  if arg:
-    raise ValueError(f"configs/taco_howto100m.py takes no argument (got {arg!r})")
+  common.parse_arg(arg, "configs/taco_howto100m.py")
   config = vit_b16_bert_base.get_config().unlock()
   config.model.fusion.depth = 2
-  config.data.idf = "taco"  # log(N / (1 + df)), TACo's Eq. 7
   config.model.temperature = dict(init=0.07, learn=True)
-  config.objectives = taco_tiny.get_config().objectives
+  common.add_taco(config)
   config.batch_size = 128
   config.total_steps = 200_000
   config.optimizer = dict(lr=5e-5, warmup_steps=20_000, end_lr_ratio=0.0, weight_decay=0.01,

@@ -10,6 +10,9 @@ import os
 
 import ml_collections
 
+from configs import common
+from vl_jax import objectives
+
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "synthetic_v3")
 
 
@@ -79,8 +82,7 @@ def init_from_config(workdir="") -> dict:
 
 
 def get_config(arg=None):
-  if arg:
-    raise ValueError(f"configs/tiny.py takes no argument (got {arg!r})")
+  common.parse_arg(arg, "configs/tiny.py")
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.init_from = init_from_config()
@@ -106,7 +108,7 @@ def get_config(arg=None):
       qa_head="dual",  # QA's answer head reads "dual" (the two embeddings) or "fusion"
       masked_video=dict(predictor_hidden=0),  # MILES's predictor head; 0: none
       # CLOP's knowledge head on the unit embeddings of these inputs ("video", "text"); hidden 0:
-      # linear (vl_jax/models/dual_encoder.py)
+      # linear (vl_jax/models/heads.py)
       knowledge_head=dict(inputs=(), hidden=0),
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
@@ -119,7 +121,7 @@ def get_config(arg=None):
   )
   # chunked: the contrastive loss device by device in shard_map (vl_jax/objectives/contrastive.py);
   # directions: "both" (CLIP's symmetric InfoNCE) or "t2v" (TACo's L1)
-  config.objectives = dict(contrastive=dict(weight=1.0, chunked=False, directions="both"))
+  config.objectives = dict(contrastive=objectives.block("contrastive"))
   # Exponential moving averages of parameter groups (MILES's snapshot encoder; vl_jax/train/ema.py)
   config.ema = dict(modules=(), momentum=0.996, final_momentum=1.0)
   # CoCo-BERT's masked views, drawn once per step for the objectives that read them; rate 0: none
@@ -134,7 +136,7 @@ def get_config(arg=None):
   config.optimizer = dict(lr=1e-3, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,
                           b1=0.9, b2=0.98, grad_clip_norm=1.0)
   # Devices on the data and fsdp axes (data -1: all that fsdp divides); the batch is split over
-  # both, the parameters over fsdp as config.sharding.rules say (vl_jax/train/mesh.py).
+  # both, the parameters over fsdp as config.sharding.rules say (vl_jax/sharding.py).
   config.mesh = dict(data=-1, fsdp=1)
   # (regex on the parameter's path, spec): the first match wins; spec "fsdp" splits the largest
   # dimension the fsdp axis divides, "replicated", or one mesh axis (or None) per dimension.

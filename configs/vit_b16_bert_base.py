@@ -1,5 +1,6 @@
-r"""Frozen-in-Time sizes: ViT-B/16 video tower (divided space-time attention) and BERT-base text tower,
-4 frames at 224^2, 256-d shared space, temperature 0.05, AdamW at 3e-5 (the recipe MILES builds on).
+r"""Frozen-in-Time sizes: ViT-B/16 video tower (divided space-time attention) and BERT-base text
+tower, 4 frames at 224^2, 256-d shared space, temperature 0.05, AdamW at 3e-5 (the recipe MILES
+builds on).
 
     python main.py --config configs/vit_b16_bert_base.py --workdir DIR --config.data.dir=CONVERTED
 
@@ -8,12 +9,11 @@ r"""Frozen-in-Time sizes: ViT-B/16 video tower (divided space-time attention) an
 
 from ml_collections import config_dict
 
-from configs import tiny
+from configs import common, tiny
 
 
 def get_config(arg=None):
-  if arg:
-    raise ValueError(f"configs/vit_b16_bert_base.py takes no argument (got {arg!r})")
+  common.parse_arg(arg, "configs/vit_b16_bert_base.py")
   config = tiny.get_config().unlock()
   config.data = tiny.data_config(
       name="converted", dir=config_dict.placeholder(str), num_frames=4, image_size=224,

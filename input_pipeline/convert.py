@@ -19,7 +19,6 @@ or with one over MAX_CAPTION_CHARS, duplicate ids) are skipped and named in the 
 reason; an annotation file of the wrong format stops the run at once.
 """
 
-import argparse
 import collections
 import contextlib
 import dataclasses
@@ -35,11 +34,12 @@ import time
 from typing import Any
 
 import tqdm
+from absl import flags
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from input_pipeline import formats, shards, text_annotations, video_decode
-from input_pipeline import tokenizer as tokenizer_lib
-from vl_jax.errors import DataError
+from input_pipeline import (files, flag_parsing, formats, shards, text_annotations,
+                            tokenizer as tokenizer_lib, video_decode)
+from input_pipeline.errors import DataError
 
 REPORT_FILE = "conversion_report.json"
 PROGRESS_DIR = ".progress"
@@ -108,7 +108,8 @@ def make_record(work: Work, settings: Settings):
             "text": _annotator.annotate(item.captions),
             "frames": [video_decode.encode_jpeg(f, settings.jpeg_quality) for f in clip.frames],
             "fps": clip.fps,
-            "meta": {"video": os.path.relpath(work.path, settings.videos), **clip.meta, **item.meta},
+            "meta": {"video": os.path.relpath(work.path, settings.videos), **clip.meta,
+                     **item.meta},
             **item.tasks}
   return record, None, clip.notes
 
@@ -228,7 +229,7 @@ def _check_settings(progress_dir: str, settings: Settings) -> None:
       raise DataError(f"{path}: this split was converted with other settings ({', '.join(diff)}); "
                       f"use the same flags to resume, or another --split or --out")
   else:
-    shards.write_json(path, body, indent=1)
+    files.write_json(path, body, indent=1)
 
 
 def _results(todo: list[Work], settings: Settings, workers: int):
@@ -245,7 +246,8 @@ def _results(todo: list[Work], settings: Settings, workers: int):
 
 def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_size: int,
             name: str | None) -> dict[str, Any]:
-  """Converts one split and returns its report (also written to OUT/SPLIT/conversion_report.json)."""
+  """Converts one split and returns its report (also written to
+  OUT/SPLIT/conversion_report.json)."""
   t_start = time.time()
   items = formats.read(settings.format, settings.annotations, settings.options,
                        settings.split_list)
@@ -314,7 +316,7 @@ def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
   finally:
     writer.close()
   part["stats"] = part["stats"].to_json()
-  shards.write_json(part_path, part, indent=1)
+  files.write_json(part_path, part, indent=1)
   os.replace(tmp, os.path.join(split_dir, name))
 
 
@@ -338,7 +340,7 @@ def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_s
             "skipped": skipped, "notes": notes, "warnings": warnings, "workers": workers,
             "decoded_this_run": num_decoded, "seconds": round(elapsed, 2),
             "clips_per_second": round(num_decoded / elapsed, 2) if elapsed else None}
-  shards.write_json(os.path.join(split_dir, REPORT_FILE), report, indent=1)
+  files.write_json(os.path.join(split_dir, REPORT_FILE), report, indent=1)
   if settings.split == vocab_split:
     if not captions:
       raise DataError(f"{split_dir}: no clip converted, so no tokenizer can be trained; "
@@ -370,67 +372,68 @@ def summary(report: dict[str, Any], out: str) -> str:
           f"{os.path.join(out, s['split'], REPORT_FILE)}")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--format", required=True, choices=sorted(formats.READERS))
-  p.add_argument("--annotations", required=True, help="the dataset's annotation file (hmdb51: "
-                 "the folder of split files)")
-  p.add_argument("--videos", required=True, help="folder the annotation's video paths are in")
-  p.add_argument("--out", required=True, help="dataset directory (created if missing)")
-  p.add_argument("--split", required=True, help="split name to write, e.g. train, val, test")
-  frames = p.add_mutually_exclusive_group()
-  frames.add_argument("--num_frames", type=int,
-                      help=f"frames stored per clip (default {DEFAULT_NUM_FRAMES})")
-  frames.add_argument("--fps", type=float, help="store frames at this rate instead")
-  p.add_argument("--max_frames", type=int, default=DEFAULT_MAX_FRAMES,
-                 help="cap on frames per clip with --fps")
-  p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="short side of stored frames "
-                 "(pixels; the default suits 224 x 224 training, as CLIP4Clip stores its videos)")
-  p.add_argument("--jpeg_quality", type=int, default=90)
-  p.add_argument("--clips_per_shard", type=int, default=1000)
-  p.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding processes")
-  p.add_argument("--split_list", help="keep only these video ids: a text file of ids, or a CSV "
-                 "with a video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)")
-  p.add_argument("--subset", help="msrvtt: the JSON's split (train/validate/test); youcook2: "
-                 "training/validation; hmdb51: train1, test1, ..., test3")
-  p.add_argument("--sentences", action="store_true", help="didemo, activitynet: one clip per "
-                 "sentence and its moment instead of a paragraph per video")
-  p.add_argument("--merge_segments_to", type=float, default=0.0, help="howto100m: join "
-                 "consecutive ASR segments of a video until a clip lasts this many seconds")
-  p.add_argument("--vocab_split", default="train", help="the split whose captions train the "
-                 "tokenizer and give idf.json and knowledge_vocab.json")
-  p.add_argument("--vocab_size", type=int, default=16000)
-  p.add_argument("--name", help="dataset name in dataset_info.json (default: the format)")
-  args = p.parse_args(argv)
-  if args.num_frames is None and args.fps is None:
-    args.num_frames = DEFAULT_NUM_FRAMES
-  for flag in ("num_frames", "max_frames", "size", "clips_per_shard", "vocab_size"):
-    value = getattr(args, flag)
-    if value is not None and value < 1:
-      p.error(f"--{flag}={value}: must be at least 1")
-  if args.fps is not None and args.fps <= 0:
-    p.error(f"--fps={args.fps}: must be positive")
-  if not 1 <= args.jpeg_quality <= 100:
-    p.error(f"--jpeg_quality={args.jpeg_quality}: must be in [1, 100]")
-  return args
+FLAGS = flags.FlagValues()
+flags.DEFINE_enum("format", None, sorted(formats.READERS), "the annotation file's format",
+                  flag_values=FLAGS)
+flags.DEFINE_string("annotations", None, "the dataset's annotation file (hmdb51: the folder of "
+                    "split files)", flag_values=FLAGS)
+flags.DEFINE_string("videos", None, "folder the annotation's video paths are in",
+                    flag_values=FLAGS)
+flags.DEFINE_string("out", None, "dataset directory (created if missing)", flag_values=FLAGS)
+flags.DEFINE_string("split", None, "split name to write, e.g. train, val, test", flag_values=FLAGS)
+flags.DEFINE_integer("num_frames", None, f"frames stored per clip (default {DEFAULT_NUM_FRAMES})",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("fps", None, "store frames at this rate instead", flag_values=FLAGS)
+flags.DEFINE_integer("max_frames", DEFAULT_MAX_FRAMES, "cap on frames per clip with --fps",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("size", DEFAULT_SIZE, "short side of stored frames (pixels; the default "
+                     "suits 224 x 224 training, as CLIP4Clip stores its videos)", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames", lower_bound=1,
+                     upper_bound=100, flag_values=FLAGS)
+flags.DEFINE_integer("clips_per_shard", 1000, "clips per ArrayRecord shard", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("workers", os.cpu_count(), "decoding processes", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_string("split_list", None, "keep only these video ids: a text file of ids, or a CSV "
+                    "with a video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)",
+                    flag_values=FLAGS)
+flags.DEFINE_string("subset", None, "msrvtt: the JSON's split (train/validate/test); youcook2: "
+                    "training/validation; hmdb51: train1, test1, ..., test3", flag_values=FLAGS)
+flags.DEFINE_bool("sentences", False, "didemo, activitynet: one clip per sentence and its moment "
+                  "instead of a paragraph per video", flag_values=FLAGS)
+flags.DEFINE_float("merge_segments_to", 0.0, "howto100m: join consecutive ASR segments of a video "
+                   "until a clip lasts this many seconds", flag_values=FLAGS)
+flags.DEFINE_string("vocab_split", "train", "the split whose captions train the tokenizer and "
+                    "give idf.json and knowledge_vocab.json", flag_values=FLAGS)
+flags.DEFINE_integer("vocab_size", 16000, "the tokenizer's vocabulary size", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_string("name", None, "dataset name in dataset_info.json (default: the format)",
+                    flag_values=FLAGS)
+flags.mark_flags_as_required(["format", "annotations", "videos", "out", "split"],
+                             flag_values=FLAGS)
+flags.mark_flags_as_mutual_exclusive(["num_frames", "fps"], flag_values=FLAGS)
+flags.register_validator("fps", lambda v: v is None or v > 0, "must be positive",
+                         flag_values=FLAGS)
 
 
 def main(argv=None) -> None:
-  args = parse_args(argv)
+  flag_parsing.parse(FLAGS, argv, __doc__)
+  num_frames = FLAGS.num_frames if FLAGS.num_frames or FLAGS.fps else DEFAULT_NUM_FRAMES
   settings = Settings(
-      format=args.format, annotations=os.path.abspath(args.annotations),
-      videos=os.path.abspath(args.videos), split=args.split, num_frames=args.num_frames,
-      fps=args.fps, max_frames=args.max_frames, size=args.size, jpeg_quality=args.jpeg_quality,
-      clips_per_shard=args.clips_per_shard,
-      split_list=args.split_list and os.path.abspath(args.split_list),
-      options=formats.Options(paragraph=not args.sentences, subset=args.subset,
-                              merge_segments_to=args.merge_segments_to))
+      format=FLAGS.format, annotations=os.path.abspath(FLAGS.annotations),
+      videos=os.path.abspath(FLAGS.videos), split=FLAGS.split, num_frames=num_frames,
+      fps=FLAGS.fps, max_frames=FLAGS.max_frames, size=FLAGS.size,
+      jpeg_quality=FLAGS.jpeg_quality, clips_per_shard=FLAGS.clips_per_shard,
+      split_list=FLAGS.split_list and os.path.abspath(FLAGS.split_list),
+      options=formats.Options(paragraph=not FLAGS.sentences, subset=FLAGS.subset,
+                              merge_segments_to=FLAGS.merge_segments_to))
   try:
-    report = convert(settings, args.out, args.workers, args.vocab_split, args.vocab_size,
-                     args.name)
+    report = convert(settings, FLAGS.out, FLAGS.workers, FLAGS.vocab_split, FLAGS.vocab_size,
+                     FLAGS.name)
   except DataError as e:
     sys.exit(f"error: {e}")
-  print(summary(report, args.out))
+  print(summary(report, FLAGS.out))
 
 
 if __name__ == "__main__":

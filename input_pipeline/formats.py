@@ -15,7 +15,7 @@ import os
 import re
 from typing import Callable, Iterator
 
-from vl_jax.errors import DataError
+from input_pipeline.errors import DataError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".gif",
                     ".flv", ".3gp")
@@ -153,7 +153,8 @@ _MSVD_LINE = re.compile(r"^(\S+)\s+(.*)$")
 
 
 def msvd(path: str, opts: Options) -> Iterator[Item]:
-  """AllVideoDescriptions.txt: '<video> <caption>' per line, '#' comments; YouTubeClips/<video>.avi."""
+  """AllVideoDescriptions.txt: '<video> <caption>' per line, '#' comments;
+  YouTubeClips/<video>.avi."""
   first_line, captions = {}, collections.defaultdict(list)
   for n, line in enumerate(read_text(path).splitlines(), start=1):
     if not line.strip() or line.startswith("#"):
@@ -209,8 +210,9 @@ def activitynet(path: str, opts: Options) -> Iterator[Item]:
             and isinstance(v.get("sentences"), list)
             and len(v["timestamps"]) == len(v["sentences"]), path, 1,
             f'{vid!r} lacks "timestamps" and "sentences" of equal length')
-    videos[vid] = [(_number(s, path, 1, f"{vid} timestamp"), _number(e, path, 1, f"{vid} timestamp"),
-                    t) for (s, e), t in zip(v["timestamps"], v["sentences"])]
+    videos[vid] = [(_number(s, path, 1, f"{vid} timestamp"),
+                    _number(e, path, 1, f"{vid} timestamp"), t)
+                   for (s, e), t in zip(v["timestamps"], v["sentences"])]
   yield from _paragraph_items(
       path, opts, videos, "video",
       lambda v: [v] + ([v[2:]] if v.startswith("v_") else []))
@@ -243,7 +245,8 @@ def howto100m(path: str, opts: Options) -> Iterator[Item]:
   _expect(isinstance(data, dict), path, 1, "expected an object keyed by video id "
           "(HowTo100M caption.json)")
   for vid, v in data.items():
-    _expect(isinstance(v, dict) and all(isinstance(v.get(k), list) for k in ("start", "end", "text"))
+    _expect(isinstance(v, dict)
+            and all(isinstance(v.get(k), list) for k in ("start", "end", "text"))
             and len(v["start"]) == len(v["end"]) == len(v["text"]), path, 1,
             f'{vid!r} lacks "start", "end" and "text" lists of equal length')
     k, group = 0, []
@@ -341,7 +344,8 @@ _HMDB_SUBSET = re.compile(r"^(train|test)([123])$")
 
 def hmdb51(path: str, opts: Options) -> Iterator[Item]:
   """testTrainMulti_7030_splits/: '<class>_test_split<k>.txt' files of '<video>.avi <0|1|2>' lines
-  (1: training, 2: test); `--subset train1 .. test3` picks split k's part. Videos <class>/<video>."""
+  (1: training, 2: test); `--subset train1 .. test3` picks split k's part. Videos
+  <class>/<video>."""
   m = _HMDB_SUBSET.match(opts.subset or "")
   _expect(m is not None, path, 0, f"hmdb51 needs --subset train1, test1, ..., test3 (got "
           f"{opts.subset!r})")

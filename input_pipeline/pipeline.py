@@ -2,28 +2,8 @@
 
 Each process builds `global_batch / process_count` examples per batch: in training its rows of
 each global batch (`train_dataset`), in evaluation its slice of the records
-(`records[process_index::process_count]`). Batches hold:
-
-    frames    uint8 [B, T, H, W, 3]   normalised on device by the model (4x less host->device traffic)
-    tokens    int32 [B, L]            [CLS] caption [SEP] PAD..., PAD = 0
-    token_pos int32 [B, L]            Universal POS id of each token's word (0: none; see
-                                        text_annotations.UPOS); the pieces of a word share it
-    token_idf float32 [B, L]          idf of each token's word over the training captions (0: none)
-    knowledge float32 [B, K]          with config.data.knowledge.size = K > 0: the caption's
-                                        knowledge classes (text_annotations.KnowledgeVocab of
-                                        config.data.dir, for every source), each at its idf, 0
-                                        for the absent ones (CLOP)
-    clip_id   str   [B]               host-only fields, never sent to the device: the clip's id,
-    index     int32 [B]                 its record index in the split,
-    caption   str   [B]                 the caption that `tokens` encodes,
-    source    int32 [B]                 and (training) its source: 0 for config.data, then the
-                                          entries of config.data.mixture in order
-
-With `config.data.text = "question"` (open-ended QA fine-tuning) `tokens` encodes one of the clip's
-questions instead (`caption` holds it), there is no `token_pos`, `token_idf` or `knowledge`, and
-
-    answer    int32 [B]               the answer's class in the dataset's answer vocabulary
-                                        (text_annotations.AnswerVocab; -1: not among them)
+(`records[process_index::process_count]`). The batches' fields are the contract's
+(input_pipeline/contract.py).
 
 Training samples one frame at a random position inside each of T equal segments (TSN-style), one
 random caption, a random resized crop (same box for every frame of a clip) and, if enabled, a
@@ -34,6 +14,7 @@ clip's first caption and a centre crop.
 Evaluators read the downstream task fields of the records (`label`, `qa`, `mc`) with `read_field`.
 """
 
+import collections
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,12 +23,10 @@ import grain
 import jax
 import numpy as np
 
-from input_pipeline import shards, text_annotations
-from input_pipeline import tokenizer as tokenizer_lib
-from input_pipeline.synthetic import MIRROR_WORDS
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline import contract, shards, text_annotations, tokenizer as tokenizer_lib
+from input_pipeline.contract import MIRROR_WORDS
+from input_pipeline.errors import ConfigError, DataError
 
-HOST_ONLY_FIELDS = ("clip_id", "index", "caption", "source")
 # grain runs transforms on its own threads; OpenCV's thread pool on top of them costs more in
 # hand-offs than it gains on frames this small (measured: 15% more CPU per clip).
 cv2.setNumThreads(0)
@@ -210,7 +189,7 @@ class ClipTransform(grain.transforms.RandomMap):
     """Token ids and, per token, its word's POS id and idf (0 where it has no word)."""
     tokens, word_index = self.tokenizer.encode_words(words, spaces, self.max_text_len)
     # A trailing 0 entry: word index -1 (no word) reads it.
-    pos_ids = np.asarray([text_annotations.POS_ID.get(p, 0) for p in pos] + [0], np.int32)
+    pos_ids = np.asarray([contract.POS_ID.get(p, 0) for p in pos] + [0], np.int32)
     idf = np.asarray([self.idf(w) for w in words] + [0.0], np.float32)
     return {"tokens": tokens, "token_pos": pos_ids[word_index], "token_idf": idf[word_index]}
 
@@ -397,6 +376,26 @@ def eval_examples(data_cfg, tokenizer, split: str, indices) -> list[dict[str, An
 
 def split_host_fields(batch: dict[str, np.ndarray]):
   """(device fields, host-only fields) of a batch."""
-  device = {k: v for k, v in batch.items() if k not in HOST_ONLY_FIELDS}
-  host = {k: v for k, v in batch.items() if k in HOST_ONLY_FIELDS}
+  device = {k: v for k, v in batch.items() if k not in contract.HOST_ONLY_FIELDS}
+  host = {k: v for k, v in batch.items() if k in contract.HOST_ONLY_FIELDS}
   return device, host
+
+
+def to_devices(batch: dict[str, np.ndarray],
+               sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
+  """Each process's slice of every field, assembled into global arrays laid out by `sharding`
+  (the batch dimension split over the devices)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def device_batches(dataset, sharding: jax.sharding.Sharding, prefetch: int = 2):
+  """Yields (global device batch, host-only fields) for each batch of `dataset`, the device fields
+  placed by `sharding`. `prefetch` batches are placed ahead of the one yielded: their copies to
+  the devices, which JAX makes asynchronously, overlap the steps before them."""
+  ahead = collections.deque()
+  for batch in dataset:
+    device, host = split_host_fields(batch)
+    ahead.append((to_devices(device, sharding), host))
+    if len(ahead) > prefetch:
+      yield ahead.popleft()
+  yield from ahead

@@ -5,7 +5,7 @@ import os
 from absl import logging
 
 from input_pipeline import shards, synthetic, text_annotations
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError
 
 # The configs' synthetic datasets live here and are generated on first use; anywhere else a
 # missing dataset is a mistyped path, never a reason to write 6,000 clips.

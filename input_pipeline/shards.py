@@ -15,7 +15,7 @@ never executes code) as a map with these fields:
     captions  list[str]       one or more captions of the clip
     text      list[map]       per caption: words, POS tags, lemmas, knowledge (text_annotations.py)
     frames    list[bytes]     JPEG-encoded RGB frames in temporal order
-    fps       float           rate at which the stored frames were sampled from the source (0: image)
+    fps       float           rate the stored frames were sampled at from the source (0: image)
     meta      map             free-form, JSON-compatible (the synthetic dataset stores its scene)
 
 and, for downstream tasks, any of these optional fields:
@@ -34,7 +34,8 @@ from typing import Any, Iterable, Sequence
 import msgpack
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from vl_jax.errors import DataError
+from input_pipeline import files
+from input_pipeline.errors import DataError
 
 FORMAT_VERSION = 2
 # group_size:1 keeps every record individually addressable for random access; JPEG frames do not
@@ -106,15 +107,9 @@ def read_info(data_dir: str) -> dict[str, Any]:
   return info
 
 
-def write_json(path: str, body: Any, indent: int | None = None) -> None:
-  """Writes `body` to `path` atomically: a reader sees the old file or the new, never a part."""
-  with open(path + ".tmp", "w") as f:
-    json.dump(body, f, indent=indent, sort_keys=True)
-  os.replace(path + ".tmp", path)
-
-
 def write_info(data_dir: str, info: dict[str, Any]) -> None:
-  write_json(os.path.join(data_dir, INFO_FILE), dict(info, format_version=FORMAT_VERSION), indent=2)
+  files.write_json(os.path.join(data_dir, INFO_FILE), dict(info, format_version=FORMAT_VERSION),
+                   indent=2)
 
 
 def split_files(data_dir: str, split: str) -> Sequence[str]:

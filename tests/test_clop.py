@@ -11,12 +11,12 @@ import pytest
 
 from configs import clop, clop_tiny
 from input_pipeline import pipeline, shards, text_annotations
-from input_pipeline.synthetic import MIRROR_WORDS
+from input_pipeline.contract import MIRROR_WORDS
+from input_pipeline.errors import ConfigError, DataError
 from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError, DataError
 from vl_jax.losses import knowledge
-from vl_jax.models import dual_encoder
+from vl_jax.models import builder, heads
 from vl_jax.train import loop, state as state_lib, step as step_lib
 
 
@@ -228,7 +228,7 @@ def test_clop_config_errors(synthetic_dir):
     pipeline.knowledge_vocab(config(**{"data.knowledge.size": 4,
                                        "data.knowledge.min_count": 0}).data)
 
-  # The objectives' errors, raised as the step is traced.
+  # The objectives' errors, raised before the step is traced.
   def loss(cfg, drop=()):
     _, tokenizer, model = loop.setup(cfg)
     batch, _ = pipeline.split_host_fields(next(iter(
@@ -248,7 +248,7 @@ def test_clop_config_errors(synthetic_dir):
       loss(config(**overrides))
   with pytest.raises(ConfigError, match=r"objectives.kcl needs the captions' knowledge: set "
                                         r"config.data.knowledge.size > 0"):
-    loss(config(), drop=("knowledge",))
+    loss(config(**{"data.knowledge.size": 0, "model.knowledge_head.inputs": ()}))
 
 
 @pytest.mark.parametrize("hidden", [0, 16])
@@ -256,25 +256,29 @@ def test_the_knowledge_head_reads_both_embeddings(hidden):
   """One head (linear, or with a hidden layer) gives K logits per clip and per caption."""
   config = clop_tiny.get_config().unlock()
   config.model.knowledge_head.hidden = hidden
-  model = dual_encoder.build(config.model, config.data, 128)
+  model = builder.build(config.model, config.data, 128)
   params = jax.eval_shape(lambda: state_lib.init_params(model, config.data, jax.random.key(0)))
   head = {name: layer["kernel"].shape for name, layer in params["knowledge_head"].items()}
   assert head == ({"fc2": (128, 256)} if not hidden else {"fc1": (128, 16), "fc2": (16, 256)})
   frames, tokens = state_lib.dummy_inputs(config.data)
   out = jax.eval_shape(lambda p: model.apply({"params": p}, frames, tokens), params)
-  assert out["video_knowledge_logits"].shape == out["text_knowledge_logits"].shape == (
-      frames.shape[0], 256)
+  for name in ("video", "text"):
+    logits = jax.eval_shape(lambda p, e: model.apply({"params": p}, e,
+                                                     method=heads.knowledge_logits),
+                            params, out[f"{name}_emb"])
+    assert logits.shape == (frames.shape[0], 256)
 
 
 def test_pre_training_configs():
   config = clop.get_config()
-  model = dual_encoder.build(config.model, config.data, 30522)
-  assert (model.knowledge_head.num_classes, model.knowledge_inputs) == (1000, ("video", "text"))
+  model = builder.build(config.model, config.data, 30522)
+  assert (model.head("knowledge_head").num_classes, model.head("knowledge_head").inputs) == (
+      1000, ("video", "text"))
   assert set(config.objectives) == {"kcl", "skp"} and config.objectives.kcl.negatives == "weight"
   assert clop.get_config("cc3m,sample").objectives.kcl.negatives == "sample"
   assert set(clop.get_config("contrastive").objectives) == {"contrastive"}
   with pytest.raises(ValueError, match="'sample' chooses KCL's negatives"):
     clop.get_config("sample,contrastive")
   assert set(clop_tiny.get_config("skp").objectives) == {"contrastive", "skp"}
-  with pytest.raises(ValueError, match="expected one of"):
+  with pytest.raises(ValueError, match="skp and sample exclude each other"):
     clop_tiny.get_config("skp,sample")

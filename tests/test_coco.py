@@ -3,7 +3,6 @@ the caption decoder's greedy and beam-search decoding against step-by-step and e
 references."""
 
 import itertools
-import types
 
 import jax
 import jax.numpy as jnp
@@ -12,14 +11,16 @@ import numpy as np
 import pytest
 
 from configs import coco_tiny
-from input_pipeline.tokenizer import CLS_ID, FIRST_WORD_ID, MASK_ID, PAD_ID, SEP_ID
+from input_pipeline.contract import CLS_ID, FIRST_WORD_ID, MASK_ID, PAD_ID, SEP_ID
+from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
+from vl_jax import objectives
 from vl_jax.losses.masked_modeling import frame_nce
-from vl_jax.losses.masked_views import mask_frames, mask_words
-from vl_jax.models import decoding, dual_encoder
-from vl_jax.objectives import caption, coco, masked_frames, masked_language
-from vl_jax.train import config_checks, queue as queue_lib
+from vl_jax.models import builder, decoding, heads
+from vl_jax.objectives import coco
+from vl_jax.objectives.masks import mask_frames, mask_words
+from vl_jax.objectives.objective import Context
+from vl_jax.train import queue as queue_lib
 
 
 def _captions(rng, rows, length, vocab):
@@ -52,8 +53,6 @@ def test_word_masks_have_the_rate_and_bert_replacements_and_spare_special_tokens
   first, last = selected[full, 1].mean(), selected[full, 22].mean()
   assert abs(first - last) < 0.06 and abs(first - 3 / 22) < 0.06
   del rng
-  with pytest.raises(ConfigError, match="config.masking.words.rate=0"):
-    mask_words(jax.random.key(0), tokens, 0.0, MASK_ID, vocab)
 
 
 def test_frame_masks_hide_whole_frames_or_patches_at_the_rate():
@@ -69,10 +68,6 @@ def test_frame_masks_hide_whole_frames_or_patches_at_the_rate():
   patches = np.asarray(mask_frames(jax.random.key(2), 4000, grid, 0.25, "patch"))
   assert (patches.sum(axis=(1, 2)) == 9).all()  # round(0.25 * 36)
   assert np.abs(patches.mean(axis=0) - 0.25).max() < 0.03
-  with pytest.raises(ConfigError, match="unit='frame' needs clips of 2 frames"):
-    mask_frames(jax.random.key(0), 2, (1, 3, 3), 0.25, "frame")
-  with pytest.raises(ConfigError, match="config.masking.frames.unit='tube'"):
-    mask_frames(jax.random.key(0), 2, grid, 0.25, "tube")
 
 
 def _unit(x):
@@ -103,7 +98,8 @@ def test_coco_terms_against_numpy(inter, intra):
   rng = np.random.default_rng(0)
   outputs = _coco_outputs(rng) | {"inverse_temperature": np.float32(1 / 0.07)}
   cfg = ml_collections.ConfigDict(dict(weight=1.0, inter=inter, intra=intra))
-  loss, terms = jax.jit(lambda o: coco.objective(o, {}, cfg, None))(outputs)
+  loss, terms = jax.jit(lambda o: coco.OBJECTIVE.loss(Context(None, None), o, {}, cfg, None))(
+      outputs)
   s = 1 / 0.07
   want = {"inter_video": _symmetric(outputs["masked_video_emb"], outputs["text_emb"], s),
           "inter_text": _symmetric(outputs["masked_text_emb"], outputs["video_emb"], s),
@@ -126,8 +122,8 @@ def test_coco_terms_with_a_queue_against_numpy():
   cfg = ml_collections.ConfigDict(dict(weight=1.0, inter=1.0, intra=1.0))
 
   def loss(o, k):
-    return coco.objective(o | {"momentum_keys": jax.lax.stop_gradient(k), "queue": queue}, {},
-                          cfg, None)
+    ctx = Context(None, None, queue=queue, momentum_keys=jax.lax.stop_gradient(k))
+    return coco.OBJECTIVE.loss(ctx, o, {}, cfg, None)
 
   (value, terms), grads = jax.value_and_grad(loss, has_aux=True, argnums=(0, 1))(outputs, keys)
   pairs = {"inter_video": ("masked_video_emb", "text_emb"),
@@ -140,12 +136,6 @@ def test_coco_terms_with_a_queue_against_numpy():
   np.testing.assert_allclose(value, sum(terms.values()) / 2, rtol=1e-6)
   assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads[1]))
   assert float(jnp.abs(grads[0]["masked_video_emb"]).max()) > 0
-
-
-def test_coco_without_masked_views_says_what_to_set():
-  cfg = ml_collections.ConfigDict(dict(weight=1.0, inter=1.0, intra=1.0))
-  with pytest.raises(ConfigError, match="config.masking.words.rate"):
-    coco.objective({"video_emb": 0}, {}, cfg, None)
 
 
 def test_queue_is_fifo_and_needs_a_momentum_encoder():
@@ -177,7 +167,7 @@ def test_frame_nce_against_numpy():
 def _decoder_model():
   config = tiny_config("unused", base=coco_tiny.get_config())
   config.model.decoder.depth = 1
-  return dual_encoder.build(config.model, config.data, vocab_size=40), config
+  return builder.build(config.model, config.data, vocab_size=40), config
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +178,13 @@ def decoder():
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (5, 4, 24, 24, 3), np.uint8)
   tokens = np.zeros((5, config.data.max_text_len), np.int32)
-  params = jax.jit(model.init)(jax.random.key(0), frames, tokens)["params"]
+  params = jax.jit(lambda *a: model.init(*a, method="initialize"))(jax.random.key(0), frames,
+                                                                   tokens)["params"]
   video = model.apply({"params": params}, frames, method="encode_video")["video_tokens"]
   bias = jnp.zeros((40,)).at[SEP_ID].set(1.0)
 
   def logits_fn(video, tokens):
-    logits = 4.0 * model.apply({"params": params}, video, tokens, method="caption_logits")
+    logits = 4.0 * model.apply({"params": params}, video, tokens, method=heads.caption_logits)
     return logits + jnp.arange(tokens.shape[1])[:, None] * 0.5 * bias
   return logits_fn, video, config.data.max_text_len
 
@@ -251,23 +242,39 @@ def test_beam_search_as_wide_as_the_tree_finds_the_most_likely_caption():
   np.testing.assert_array_equal(got, [CLS_ID, *best] + [PAD_ID] * (length - 1 - len(best)))
 
 
+def _validate(config):
+  """objectives.validate on the model of `config`, built but never initialised."""
+  objectives.validate(config, builder.build(config.model, config.data, vocab_size=40))
+
+
 def test_objectives_name_the_config_their_missing_parts_need():
-  model = lambda **kw: types.SimpleNamespace(**({"masked_heads": True, "decoder": None} | kw))
-  with pytest.raises(ConfigError, match="masked_heads=True"):
-    masked_language.objective({"model": model(masked_heads=False)}, {}, None, None)
-  with pytest.raises(ConfigError, match=r"config.masking.words.rate > 0"):
-    masked_language.objective({"model": model()}, {}, None, None)
-  with pytest.raises(ConfigError, match=r"config.masking.frames.rate > 0"):
-    masked_frames.objective({"model": model()}, {}, None, None)
-  with pytest.raises(ConfigError, match=r"config.model.decoder.depth > 0"):
-    caption.objective({"model": model()}, {}, None, None)
+  config = lambda **overrides: tiny_config("unused", base=coco_tiny.get_config(), **overrides)
+  _validate(config())
+  for overrides, message in (
+      ({"model.fusion.masked_heads": False}, "needs the cross-modal encoder's masked heads: .* "
+                                             "masked_heads=True"),
+      ({"objectives": {"masked_language": objectives.block("masked_language")},
+        "masking.words.rate": 0.0}, r"masked_language needs masked views: set "
+                                    r"config.masking.words.rate > 0"),
+      ({"objectives": {"masked_frames": objectives.block("masked_frames")},
+        "masking.frames.rate": 0.0}, r"config.masking.frames.rate > 0"),
+      ({"model.decoder.depth": 0}, r"caption needs the caption decoder: set "
+                                   r"config.model.decoder.depth > 0"),
+      ({"model.video.mask_token": False}, "frames.rate > 0 needs the video tower's mask token"),
+      ({"masking.frames.unit": "tube"}, "config.masking.frames.unit='tube'"),
+      ({"data.num_frames": 1}, "unit='frame' needs clips of 2 frames"),
+      ({"masking.words.rate": 1.0}, r"config.masking.words.rate=1.0: must be in \[0, 1\)"),
+      ({"objectives.masked_frames.loss": "l1"}, "masked_frames.loss='l1': expected one of"),
+      ({"objectives.nce": {"weight": 1.0}}, r"config.objectives: unknown \['nce'\]")):
+    with pytest.raises(ConfigError, match=message):
+      _validate(config(**overrides))
 
 
 @pytest.mark.parametrize("part", ["words", "frames"])
 def test_an_unmasked_view_is_a_config_error(part):
   """Rate 0 would make the intra-modal term contrast a sample with itself: refused before
-  anything is built."""
-  config = coco_tiny.get_config()
+  anything is initialised or compiled."""
+  config = coco_tiny.get_config().unlock()
   config.masking[part].rate = 0.0
   with pytest.raises(ConfigError, match=rf"config.masking.{part}.rate=0.0: config.objectives.coco"):
-    config_checks.check(config)
+    _validate(config)

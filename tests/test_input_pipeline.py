@@ -9,10 +9,11 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
-from input_pipeline import pipeline, prepare, shards, synthetic, text_annotations
-from input_pipeline.tokenizer import CLS_ID, PAD_ID, SEP_ID, load as load_tokenizer
+from input_pipeline import contract, pipeline, prepare, shards, synthetic, text_annotations
+from input_pipeline.contract import CLS_ID, PAD_ID, SEP_ID
+from input_pipeline.errors import DataError
+from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
-from vl_jax.errors import DataError
 
 
 def _x_centroids(frames):
@@ -85,7 +86,7 @@ def test_train_batches_and_caption_aware_flip(synthetic_dir):
                                   tokenizer.encode([str(c) for c in batch["caption"]], 32))
     assert batch["token_pos"].shape == batch["token_idf"].shape == (32, 32)
     assert ((batch["token_pos"] > 0) == (batch["token_idf"] > 0)).all()
-    assert (batch["token_pos"] == text_annotations.POS_ID["NOUN"]).any(axis=1).all()
+    assert (batch["token_pos"] == contract.POS_ID["NOUN"]).any(axis=1).all()
     for frames, caption in zip(batch["frames"], batch["caption"]):
       caption = str(caption)
       words = set(caption.split())

@@ -9,13 +9,14 @@ import pytest
 
 from configs import miles_tiny
 from input_pipeline import pipeline, synthetic
+from input_pipeline.errors import ConfigError
 from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
-from vl_jax.losses.masked_modeling import masked_regression, normalize_targets, space_time_mask
-from vl_jax.models import dual_encoder
-from vl_jax.train import ema as ema_lib, init_from, loop, mesh as mesh_lib, state as state_lib
-from vl_jax.train import step as step_lib
+from vl_jax import objectives, sharding
+from vl_jax.losses.masked_modeling import masked_regression, normalize_targets
+from vl_jax.models import builder
+from vl_jax.objectives.masks import space_time_mask
+from vl_jax.train import ema as ema_lib, init_from, loop, state as state_lib, step as step_lib
 
 
 def test_tube_masks_have_the_ratio_and_the_same_patches_in_every_frame():
@@ -39,10 +40,20 @@ def test_block_masks_mask_whole_boxes_but_one_to_the_exact_ratio():
   per_box = boxes.sum(axis=2)  # masked patches in each 2 x 2 x 2 box
   partial = ((per_box > 0) & (per_box < 8)).sum(axis=1)
   assert (partial <= 1).all() and ((per_box == 8).sum(axis=1) == count // 8).all()
-  with pytest.raises(ConfigError, match="masking pattern 'random'"):
-    space_time_mask(jax.random.key(0), 2, grid, ratio, "random")
-  with pytest.raises(ConfigError, match=r"mask ratio 1.0: must be in \(0, 1\)"):
-    space_time_mask(jax.random.key(0), 2, grid, 1.0, "tube")
+
+
+def test_masked_video_settings_are_checked_before_the_step_is_traced():
+  config = miles_tiny.get_config().unlock()
+  model = builder.build(config.model, config.data, 64)
+  for field, value, message in (
+      ("pattern", "random", "masked_video.pattern='random': expected one of"),
+      ("mask_ratio", 1.0, r"masked_video.mask_ratio=1.0: must be in \(0, 1\)"),
+      ("block_size", (2, 0, 2), r"masked_video.block_size=\(2, 0, 2\): expected 3 positive"),
+      ("loss", "l1", "masked_video.loss='l1': expected one of")):
+    bad = config.objectives.masked_video.copy_and_resolve_references()
+    bad[field] = value
+    with pytest.raises(ConfigError, match=message):
+      objectives.REGISTRY["masked_video"].validate(bad, config, model)
 
 
 def reference_regression(p, y, m, loss):
@@ -116,10 +127,10 @@ def test_snapshot_gets_no_gradient_and_follows_the_ema_formula(synthetic_dir):
   assert float(jnp.abs(grads[0]["video"]["mask_token"]).max()) > 0
 
   train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, config),
-                                       shardings, mesh_lib.batch_sharding(mesh))
+                                       shardings, sharding.batch_sharding(mesh))
   for _ in range(2):
     before = jax.device_get(state.ema_params["video"])
-    state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
+    state, metrics = train_step(state, pipeline.to_devices(batch, sharding.batch_sharding(mesh)))
     expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, before,
                             jax.device_get(state.params["video"]))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
@@ -131,11 +142,9 @@ def test_snapshot_gets_no_gradient_and_follows_the_ema_formula(synthetic_dir):
   for overrides, message in (({"ema.modules": ()}, "config.ema.modules must hold 'video'"),
                              ({"model.masked_video.predictor_hidden": 0}, "predictor_hidden > 0")):
     bad = miles_config(synthetic_dir, **overrides)
-    bad_model = dual_encoder.build(bad.model, bad.data, tokenizer.vocab_size)
-    bad_state = jax.eval_shape(lambda: state_lib.create(bad_model, tx, bad, mesh)[0])
+    bad_model = builder.build(bad.model, bad.data, tokenizer.vocab_size)
     with pytest.raises(ConfigError, match=message):
-      jax.eval_shape(step_lib.make_loss_fn(bad_model, bad), bad_state.params, batch, rng,
-                     bad_state.ema_params, {})
+      step_lib.make_loss_fn(bad_model, bad)
 
 
 def test_mixture_interleaves_sources_by_weight(synthetic_dir, tmp_path):

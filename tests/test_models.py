@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import tiny, vit_b16_bert_base
-from vl_jax.models import dual_encoder
+from vl_jax.models import builder
 from vl_jax.models.video_vit import VideoViT
 from vl_jax.train import state as state_lib
 
@@ -22,7 +22,7 @@ def _inputs(data_cfg, batch=3, seed=0):
 
 def test_output_shapes_and_unit_norm():
   config = tiny.get_config()
-  model = dual_encoder.build(config.model, config.data, VOCAB)
+  model = builder.build(config.model, config.data, VOCAB)
   frames, tokens = _inputs(config.data)
   params = model.init(jax.random.key(0), frames, tokens)["params"]
   out = model.apply({"params": params}, frames, tokens)
@@ -71,7 +71,7 @@ def test_fewer_frames_than_built_for_are_accepted_and_more_are_rejected():
 
 def test_vit_b16_bert_base_config_instantiates():
   config = vit_b16_bert_base.get_config()
-  model = dual_encoder.build(config.model, config.data, vocab_size=30522)
+  model = builder.build(config.model, config.data, vocab_size=30522)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                              *state_lib.dummy_inputs(config.data)))["params"]
   count = lambda tree: sum(np.prod(x.shape) for x in jax.tree.leaves(tree))

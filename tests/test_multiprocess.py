@@ -14,9 +14,10 @@ from absl import flags
 from absl.testing import flagsaver
 from flax.traverse_util import flatten_dict
 
+from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
-from vl_jax.train import checkpoint, distributed, loop, mesh as mesh_lib, state as state_lib
+from vl_jax import sharding
+from vl_jax.train import checkpoint, distributed, loop, state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, KILL_AT, EVERY = 8, 5, 3
@@ -84,7 +85,7 @@ def test_two_processes_train_as_one_and_resume_after_a_kill(synthetic_dir, tmp_p
 
   # The checkpoint the two processes wrote, restored by this one process on its 8 devices.
   config = tiny_config(synthetic_dir, **OVERRIDES)
-  mesh = mesh_lib.make_mesh(config.mesh)
+  mesh = sharding.make_mesh(config.mesh)
   _, _, model = loop.setup(config, str(workdir))
   ckpt = checkpoint.Checkpointer(str(workdir / "checkpoints"), EVERY, 3, use_async=False)
   try:

@@ -15,8 +15,8 @@ from flax.traverse_util import flatten_dict
 from nbclient import NotebookClient
 
 from input_pipeline import pipeline
+from input_pipeline.errors import ConfigError, DataError
 from vl_jax import embed, export, pretrained as vl_pretrained
-from vl_jax.errors import ConfigError, DataError
 from vl_jax.weights import exported
 
 NOTEBOOK = os.path.join(os.path.dirname(__file__), "..", "notebooks", "quickstart.ipynb")

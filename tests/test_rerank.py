@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from input_pipeline import synthetic
+from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
+from vl_jax import sharding
 from vl_jax.evaluators import ranking, rerank, retrieval
-from vl_jax.train import loop, mesh as mesh_lib, state as state_lib
+from vl_jax.models import heads
+from vl_jax.models.predict import predict_fns
+from vl_jax.train import loop, state as state_lib
 
 
 def test_reranked_ranks_by_hand():
@@ -43,11 +46,11 @@ def test_reranking_every_candidate_ranks_all_pairs_by_the_summed_score(small_dir
   config = tiny_config(small_dir, **{"model.fusion.depth": 2, "mesh.data": 8})
   mesh, tokenizer, model = loop.setup(config)
   params = jax.jit(lambda rng: state_lib.init_params(model, config.data, rng),
-                   out_shardings=mesh_lib.replicated(mesh))(jax.random.key(0))
+                   out_shardings=sharding.replicated(mesh))(jax.random.key(0))
   cfg = ml_collections.ConfigDict(dict(config.evals.retrieval) | dict(
       captions=captions, batch_size=8, rerank_top_k=64))  # every candidate: 16 clips, 48 captions
-  ev = retrieval.RetrievalEvaluator("r", cfg, model=model, mesh=mesh, data_cfg=config.data,
-                                    tokenizer=tokenizer)
+  ev = retrieval.RetrievalEvaluator("r", cfg, predict=predict_fns(model), mesh=mesh,
+                                    data_cfg=config.data, tokenizer=tokenizer)
   metrics = ev.run(params)
   emb = ev.embed(params, tokens=True)
   clips, caps = emb.video_features, emb.text_features
@@ -60,7 +63,7 @@ def test_reranking_every_candidate_ranks_all_pairs_by_the_summed_score(small_dir
       "pd,pd->p", emb.text[ti], emb.video[vj])
   s2 = (p["weights"] * np.einsum("pld,pkd->plk", p["text_token_emb"],
                                  p["video_token_emb"]).max(-1)).sum(1)
-  s3 = np.asarray(jax.jit(lambda *x: model.apply({"params": params}, *x, method="fuse"))(
+  s3 = np.asarray(jax.jit(lambda *x: model.apply({"params": params}, *x, method=heads.fuse))(
       p["frame_tokens"], p["text_tokens"], p["text_mask"]))
   total = (s1 + s2 + s3).reshape(nt, nv)
   right = emb.text_video[:, None] == np.arange(nv)[None, :]
@@ -80,11 +83,11 @@ def test_reranking_needs_a_fusion_encoder_and_known_terms(small_dir):
   config = tiny_config(small_dir, **{"evals.retrieval.rerank_top_k": 5})
   mesh, tokenizer, model = loop.setup(config)
   with pytest.raises(ConfigError, match="rerank_top_k=5 needs a model with a fusion encoder"):
-    retrieval.RetrievalEvaluator("r", config.evals.retrieval, model=model, mesh=mesh,
+    retrieval.RetrievalEvaluator("r", config.evals.retrieval, predict=predict_fns(model), mesh=mesh,
                                  data_cfg=config.data, tokenizer=tokenizer)
   config = tiny_config(small_dir, **{"model.fusion.depth": 2, "evals.retrieval.rerank_top_k": 5,
                                      "evals.retrieval.rerank_terms": ("sentence", "tokens")})
   mesh, tokenizer, model = loop.setup(config)
   with pytest.raises(ConfigError, match=r"rerank_terms=\('sentence', 'tokens'\): a non-empty"):
-    retrieval.RetrievalEvaluator("r", config.evals.retrieval, model=model, mesh=mesh,
+    retrieval.RetrievalEvaluator("r", config.evals.retrieval, predict=predict_fns(model), mesh=mesh,
                                  data_cfg=config.data, tokenizer=tokenizer)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from configs import tiny
+from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
 from vl_jax.train import run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,8 @@ import pytest
 from input_pipeline import pipeline
 from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
-from vl_jax.train import loop, mesh as mesh_lib, state as state_lib, step as step_lib
+from vl_jax import sharding
+from vl_jax.train import loop, state as state_lib, step as step_lib
 
 
 def _one_step(config, batch):
@@ -20,9 +21,10 @@ def _one_step(config, batch):
   state, shardings = state_lib.create(model, tx, config, mesh)
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
-      mesh_lib.batch_sharding(mesh))
-  state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
-  metrics = jax.block_until_ready(metrics)  # block on each step: un-blocked collectives on 4+ fake devices on 2 cores can deadlock
+      sharding.batch_sharding(mesh))
+  state, metrics = train_step(state, pipeline.to_devices(batch, sharding.batch_sharding(mesh)))
+  # Block on each step: un-blocked collectives on 4+ fake devices on 2 cores can deadlock.
+  metrics = jax.block_until_ready(metrics)
   kernel = state.params["video"]["block_0"]["mlp"]["fc1"]["kernel"]
   return jax.device_get((metrics, state.opt_state, state.params, state.ema_params)), \
       (mesh.devices.size, kernel.sharding.shard_shape(kernel.shape))

@@ -11,9 +11,10 @@ import pytest
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from input_pipeline import pipeline
+from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
-from vl_jax.train import loop, mesh as mesh_lib, state as state_lib, step as step_lib
+from vl_jax import sharding
+from vl_jax.train import loop, state as state_lib, step as step_lib
 
 # The fusion encoder and the caption decoder run their blocks the same way (layers.run_blocks).
 MODEL = {"mesh.data": 1}
@@ -98,13 +99,13 @@ def test_bfloat16_run_stays_close_to_float32(synthetic_dir, tmp_path):
 
 def test_mesh_and_sharding_rules_errors():
   cfg = lambda **kw: ml_collections.ConfigDict(dict(data=-1, fsdp=1) | kw)
-  assert mesh_lib.make_mesh(cfg(fsdp=4)).shape == {"data": 2, "fsdp": 4}
+  assert sharding.make_mesh(cfg(fsdp=4)).shape == {"data": 2, "fsdp": 4}
   with pytest.raises(ConfigError, match=r"config\.mesh: data=4 x fsdp=4 devices, but 8"):
-    mesh_lib.make_mesh(cfg(data=4, fsdp=4))
-  mesh = mesh_lib.make_mesh(cfg(data=2, fsdp=4))
+    sharding.make_mesh(cfg(data=4, fsdp=4))
+  mesh = sharding.make_mesh(cfg(data=2, fsdp=4))
   rules = ((r"^video/.*fc1/kernel$", (None, "fsdp")), (r"bias$", "replicated"),
            (r"kernel$", "fsdp"))
-  spec = lambda name, shape: mesh_lib.param_spec(name, shape, rules, mesh)
+  spec = lambda name, shape: sharding.param_spec(name, shape, rules, mesh)
   assert spec("video/block_0/mlp/fc1/kernel", (64, 256)) == jax.sharding.PartitionSpec(None,
                                                                                        "fsdp")
   assert spec("text/layer_0/mlp/fc1/kernel", (64, 256)) == jax.sharding.PartitionSpec(None,

@@ -6,10 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from input_pipeline import pipeline, text_annotations
-from input_pipeline.tokenizer import CLS_ID, SEP_ID, load as load_tokenizer
+from input_pipeline import contract, pipeline, text_annotations
+from input_pipeline.contract import CLS_ID, SEP_ID
+from input_pipeline.errors import ConfigError
+from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError
 
 
 def test_knowledge_from_the_dependency_parse():
@@ -32,7 +33,8 @@ def test_word_pieces_share_their_words_annotations(synthetic_dir):
   assert text == "a greenish circle moves left,"
   np.testing.assert_array_equal(tokens, tok.encode([text], 32)[0])
   n = int((tokens != 0).sum())
-  assert tokens[0] == CLS_ID and tokens[n - 1] == SEP_ID and word_index[0] == word_index[n - 1] == -1
+  assert tokens[0] == CLS_ID and tokens[n - 1] == SEP_ID
+  assert word_index[0] == word_index[n - 1] == -1
   pieces = [tok._sp.id_to_piece(int(t)) for t in tokens[1:n - 1]]
   # Re-joining the pieces of each word gives the word back (pure "▁" pieces belong to no word).
   for i, w in enumerate(words):
@@ -76,11 +78,11 @@ def test_pipeline_emits_pos_and_idf_per_token_and_flips_them(synthetic_dir):
   _, word_index = tok.encode_words(words, spaces, cfg.data.max_text_len)
   for t in range(cfg.data.max_text_len):
     j = word_index[t]
-    want_pos = text_annotations.POS_ID[pos[j]] if j >= 0 else 0
+    want_pos = contract.POS_ID[pos[j]] if j >= 0 else 0
     want_idf = transform.idf(words[j]) if j >= 0 else 0.0
     assert out["token_pos"][t] == want_pos
     assert out["token_idf"][t] == np.float32(want_idf)
-  assert (out["token_pos"] == text_annotations.POS_ID["NOUN"]).any()
+  assert (out["token_pos"] == contract.POS_ID["NOUN"]).any()
   assert pipeline.mirror_words(words) == ["a", "red", "circle", "moves", "Right"]
 
 

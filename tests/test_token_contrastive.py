@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from input_pipeline.text_annotations import POS_ID
+from input_pipeline.contract import POS_ID
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens, token_infonce
 
 

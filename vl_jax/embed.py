@@ -8,16 +8,17 @@ Row i of the output is record i of the split (its clip ids go to OUT's name with
 or line i of the text file; float32 [rows, E] unit embeddings.
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
 import tqdm
+from absl import flags
 
-from input_pipeline import pipeline, shards
+from input_pipeline import flag_parsing, pipeline, shards
+from input_pipeline.errors import DataError
 from vl_jax import pretrained
-from vl_jax.errors import USER_ERRORS, DataError
+from vl_jax.errors import USER_ERRORS
 
 
 def embed_split(model: pretrained.Model, data_dir: str, split: str, batch_size: int):
@@ -34,36 +35,41 @@ def embed_split(model: pretrained.Model, data_dir: str, split: str, batch_size: 
   return np.concatenate(embeddings), ids
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "a training workdir, a checkpoint directory or an exported "
+                    "model", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "a converted dataset (docs/DATA.md): embed its videos",
+                    flag_values=FLAGS)
+flags.DEFINE_string("texts", None, "a UTF-8 text file: embed each line", flag_values=FLAGS)
+flags.DEFINE_string("split", "val", "the dataset split (with --data_dir)", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "the .npy file to write", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 64, "clips or texts per batch", lower_bound=1,
+                     flag_values=FLAGS)
+flags.mark_flags_as_required(["model", "out"], flag_values=FLAGS)
+flags.mark_flags_as_mutual_exclusive(["data_dir", "texts"], required=True, flag_values=FLAGS)
+
+
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", required=True,
-                 help="a training workdir, a checkpoint directory or an exported model")
-  source = p.add_mutually_exclusive_group(required=True)
-  source.add_argument("--data_dir", help="a converted dataset (docs/DATA.md): embed its videos")
-  source.add_argument("--texts", help="a UTF-8 text file: embed each line")
-  p.add_argument("--split", default="val", help="the dataset split (with --data_dir)")
-  p.add_argument("--out", required=True, help="the .npy file to write")
-  p.add_argument("--batch_size", type=int, default=64)
-  args = p.parse_args(argv)
+  flag_parsing.parse(FLAGS, argv, __doc__)
   try:
-    model = pretrained.load(args.model)
-    if args.data_dir:
-      out, ids = embed_split(model, args.data_dir, args.split, args.batch_size)
+    model = pretrained.load(FLAGS.model)
+    if FLAGS.data_dir:
+      out, ids = embed_split(model, FLAGS.data_dir, FLAGS.split, FLAGS.batch_size)
     else:
-      if not os.path.isfile(args.texts):
-        raise DataError(f"--texts={args.texts}: no such file")
-      with open(args.texts, encoding="utf-8") as f:
+      if not os.path.isfile(FLAGS.texts):
+        raise DataError(f"--texts={FLAGS.texts}: no such file")
+      with open(FLAGS.texts, encoding="utf-8") as f:
         lines = f.read().splitlines()
-      out = np.concatenate([model.encode_text(lines[i:i + args.batch_size], args.batch_size)
-                            for i in tqdm.trange(0, len(lines), args.batch_size, unit="batch",
+      out = np.concatenate([model.encode_text(lines[i:i + FLAGS.batch_size], FLAGS.batch_size)
+                            for i in tqdm.trange(0, len(lines), FLAGS.batch_size, unit="batch",
                                                  desc="texts")])
   except USER_ERRORS as e:
     sys.exit(f"error: {e}")
-  np.save(args.out, out)
-  if args.data_dir:
-    with open(os.path.splitext(args.out)[0] + ".clip_ids.txt", "w") as f:
+  np.save(FLAGS.out, out)
+  if FLAGS.data_dir:
+    with open(os.path.splitext(FLAGS.out)[0] + ".clip_ids.txt", "w") as f:
       f.write("".join(f"{i}\n" for i in ids))
-  print(f"wrote {out.shape[0]} x {out.shape[1]} embeddings to {args.out}")
+  print(f"wrote {out.shape[0]} x {out.shape[1]} embeddings to {FLAGS.out}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,7 @@
-"""Errors caused by the user's input; main.py reports them in one line instead of a traceback."""
+"""Errors of training and evaluation; with the data layer's (input_pipeline/errors.py), the
+errors main.py reports in one line instead of a traceback."""
 
-
-class ConfigError(ValueError):
-  """A config field holds a value that cannot work; the message names the field."""
-
-
-class DataError(OSError):
-  """A dataset directory or file is missing or malformed; the message names the path."""
+from input_pipeline.errors import ConfigError, DataError
 
 
 class CheckpointError(OSError):

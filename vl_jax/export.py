@@ -4,26 +4,31 @@ JSON, its tokenizer) that vl_jax.pretrained.load reads:
     python -m vl_jax.export --model WORKDIR --out DIR [--step N]
 """
 
-import argparse
 import sys
 
+from absl import flags
+
+from input_pipeline import flag_parsing
 from vl_jax import pretrained
 from vl_jax.errors import USER_ERRORS
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "a training workdir, a checkpoint directory or an exported "
+                    "model", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "directory to write the export into", flag_values=FLAGS)
+flags.DEFINE_integer("step", None, "a workdir's checkpoint step (default: the latest)",
+                     flag_values=FLAGS)
+flags.mark_flags_as_required(["model", "out"], flag_values=FLAGS)
+
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", required=True,
-                 help="a training workdir, a checkpoint directory or an exported model")
-  p.add_argument("--out", required=True, help="directory to write the export into")
-  p.add_argument("--step", type=int, help="a workdir's checkpoint step (default: the latest)")
-  args = p.parse_args(argv)
+  flag_parsing.parse(FLAGS, argv, __doc__)
   try:
-    model = pretrained.load(args.model, args.step)
-    model.export(args.out)
+    model = pretrained.load(FLAGS.model, FLAGS.step)
+    model.export(FLAGS.out)
   except USER_ERRORS as e:
     sys.exit(f"error: {e}")
-  print(f"exported step {model.step} of {args.model} to {args.out}")
+  print(f"exported step {model.step} of {FLAGS.model} to {FLAGS.out}")
 
 
 if __name__ == "__main__":

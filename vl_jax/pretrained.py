@@ -19,8 +19,8 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from input_pipeline import convert, pipeline, tokenizer as tokenizer_lib, video_decode
-from vl_jax.errors import ConfigError, DataError
-from vl_jax.models import dual_encoder
+from input_pipeline.errors import ConfigError, DataError
+from vl_jax.models import builder
 from vl_jax.train import init_from, state as state_lib
 from vl_jax.weights import exported
 
@@ -30,7 +30,7 @@ class Model:
 
   def __init__(self, config, params, tokenizer, step: int):
     self.config, self.params, self.tokenizer, self.step = config, params, tokenizer, step
-    self.module = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
+    self.module = builder.build(config.model, config.data, tokenizer.vocab_size)
     apply = lambda method, key: jax.jit(
         lambda p, x: self.module.apply({"params": p}, x, method=method)[key])
     self._text, self._video = apply("encode_text", "text_emb"), apply("encode_video", "video_emb")
@@ -119,7 +119,7 @@ def load(path: str, step: int | None = None) -> Model:
   tokenizer = tokenizer_lib.load(token_file)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   try:  # the model its config describes, shapes only: a missing or mistyped field fails here
-    module = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
+    module = builder.build(config.model, config.data, tokenizer.vocab_size)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
         jax.eval_shape(lambda rng: state_lib.init_params(module, config.data, rng),

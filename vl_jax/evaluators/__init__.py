@@ -6,12 +6,12 @@ Each has `every_steps` and `run(params, artifacts_dir=None) -> {metric: value}`.
 """
 
 from input_pipeline import pipeline
-from vl_jax.errors import ConfigError
-from vl_jax.evaluators import caption_generation, multiple_choice, qa, retrieval, zeroshot
+from input_pipeline.errors import ConfigError
+from vl_jax.evaluators import captioning, multiple_choice, qa, retrieval, zeroshot
 
 REGISTRY = {"retrieval": retrieval.RetrievalEvaluator, "zeroshot": zeroshot.ZeroShotEvaluator,
             "multiple_choice": multiple_choice.MultipleChoiceEvaluator, "qa": qa.QAEvaluator,
-            "captioning": caption_generation.CaptioningEvaluator}
+            "captioning": captioning.CaptioningEvaluator}
 
 
 def build(evals_cfg, **context):

@@ -1,140 +1,72 @@
-r"""Captioning metrics: BLEU-4, METEOR, ROUGE-L and CIDEr (reported x100, as papers do), computed by
-pycocoevalcap, the COCO caption evaluation code behind published MSR-VTT captioning numbers.
+"""Captioning (MSR-VTT captioning): the caption decoder writes a caption for every clip of `split`,
+greedily or by beam search, and it is scored against all of the clip's reference captions with
+BLEU-4, METEOR (where Java is installed), ROUGE-L and CIDEr (evaluators/caption_metrics.py)."""
 
-    python -m vl_jax.evaluators.captioning --predictions PRED.json --references REF.json
-
-PRED.json maps each video id to its generated caption, REF.json each id to its reference captions.
-Captions are tokenized as the reference does: Stanford's PTB tokenizer, lower-cased, punctuation
-dropped. It and METEOR run on Java; without a `java` on the PATH the tokenization is done in Python
-(the same rules; `python_tokenize`) and METEOR is left out, with a warning.
-"""
-
-import argparse
-import contextlib
-import io
 import json
-import re
-import shutil
-import sys
+import os
 
-from absl import logging
+import jax
+import jax.numpy as jnp
 
-from vl_jax.errors import DataError
-
-try:
-  from pycocoevalcap.bleu.bleu import Bleu
-  from pycocoevalcap.cider.cider import Cider
-  from pycocoevalcap.meteor.meteor import Meteor
-  from pycocoevalcap.rouge.rouge import Rouge
-  from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-except ImportError as e:
-  raise ImportError("captioning metrics need pycocoevalcap: pip install -e '.[captioning]'") from e
-
-# The tokens that pycocoevalcap's PTBTokenizer drops after tokenizing (it lower-cases first, so the
-# bracket tokens, upper-case in this list, stay as "-lrb-" and the like).
-PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":",
-               "-", "--", "...", ";"}
-_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
-_RULES = [  # (pattern, replacement), applied in order to the lower-cased caption
-    (re.compile(r"[()\[\]{}]"), lambda m: f" {_BRACKETS[m.group()]} "),
-    (re.compile(r'"|\.\.\.|--|[;!?$%#]'), r" \g<0> "),
-    (re.compile(r"(?<!\d):|:(?!\d)"), " : "),  # not inside times: "10:30"
-    (re.compile(r"(\d)(am|pm)\b"), r"\1 \2"),  # "5:00pm" -> "5:00 pm"
-    # PTB's split words: "cannot" -> "can not", "gonna" -> "gon na", ...
-    (re.compile(r"\b(can)(not)\b|\b(gon|wan)(na)\b|\b(got)(ta)\b|\b(lem|gim)(me)\b"),
-     lambda m: " ".join(g for g in m.groups() if g)),
-    (re.compile(r",(?!\d)|(?<!\d),"), " , "),  # not inside numbers: "3,000"
-    (re.compile(r"(?<=\s)(['`]+)|^(['`]+)"), r" \1\2 "),  # opening quotes
-    (re.compile(r"(\w)(n't|'s|'re|'ll|'ve|'m|'d)(?=\s|$)"), r"\1 \2"),  # clitics
-    (re.compile(r"(?<=[^\s'])'(?=\s|$)"), " ' "),  # closing quotes
-    (re.compile(r"(?<=\s)([^\s.]+)\.(?=\s*$)|^([^\s.]+)\.(?=\s*$)"), r"\1\2 ."),  # final period
-]
+from input_pipeline import pipeline
+from input_pipeline.errors import ConfigError
+from vl_jax import sharding
+from vl_jax.evaluators import encode
+from vl_jax.models import decoding
 
 
-def python_tokenize(caption: str) -> str:
-  """The reference's PTB tokenization in Python, for the usual caption text: lower-cased, clitics
-  split off ("don't" -> "do n't"), PTB's split words ("cannot" -> "can not", "gonna" ->
-  "gon na"), "$", "%" and "#" split from numbers, brackets as "-lrb-" and the like, punctuation
-  dropped, tokens joined by single spaces. Numbers ("3.5", "3,000"), times ("10:30") and
-  abbreviations ("u.s.") stay whole. Checked against the Java tokenizer on the cases of
-  tests/test_captioning.py; where PTB's lexer has rules of its own beyond these (URLs, e-mail
-  addresses, emoticons, fractions, non-ASCII quotes and dashes) it may differ (docs/EVAL.md)."""
-  text = caption.lower()
-  for pattern, repl in _RULES:
-    text = pattern.sub(repl, text)
-  return " ".join(t for t in text.split() if t not in PUNCTUATION and t != '"')
+def generate(predict, params, frames, max_len: int, beam: int, alpha: float):
+  """[B, max_len] generated tokens ([CLS] caption [SEP] PAD...) for clips `frames` [B, T, H, W, 3];
+  beam 1 is greedy decoding."""
+  video = predict.encode_video(params, frames)["video_tokens"]
+  if beam > 1:  # every hypothesis reads its clip: [B * beam, ...], the beams of a clip adjacent
+    video = jnp.repeat(video, beam, axis=0)
+  logits_fn = lambda tokens: predict.caption_logits(params, video, tokens)
+  if beam == 1:
+    return decoding.greedy(logits_fn, frames.shape[0], max_len)
+  return decoding.beam_search(logits_fn, frames.shape[0], max_len, beam, alpha)
 
 
-def java_available() -> bool:
-  return shutil.which("java") is not None
+class CaptioningEvaluator:
+  """Caption metrics (x100) over every clip of `split`; writes the captions to
+  `captions_{split}.json` (clip id -> caption) in the artifacts directory.
 
+  Config: `split`, `batch_size`, `every_steps`, `beam` (1: greedy), `length_penalty` (GNMT's alpha,
+  used by beam search). The model needs the caption decoder (config.model.decoder.depth > 0).
+  """
 
-def caption_metrics(predictions: dict[str, str],
-                    references: dict[str, list[str]]) -> dict[str, float]:
-  """{"BLEU-4", "METEOR" (with Java), "ROUGE-L", "CIDEr"} x100 over the ids of `references`; every
-  id needs exactly one prediction. CIDEr's document frequencies come from these references (the
-  reference's CIDEr-D setting, so scores depend on the whole test set, as published ones do)."""
-  missing = sorted(references.keys() - predictions.keys())
-  extra = sorted(predictions.keys() - references.keys())
-  if missing or extra:
-    raise DataError(f"predictions and references cover other ids: {len(missing)} without a "
-                    f"prediction (e.g. {missing[:3]}), {len(extra)} without references "
-                    f"(e.g. {extra[:3]})")
-  empty = [k for k, refs in references.items() if not refs]
-  if empty:
-    raise DataError(f"references: id {empty[0]!r} has no reference caption")
-  java = java_available()
-  if java:
-    tokenizer = PTBTokenizer()
-    refs = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in references.items()})
-    preds = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in references})
-  else:
-    logging.warning("no java on the PATH: captions are tokenized in Python and METEOR is left out")
-    refs = {k: [python_tokenize(c) for c in v] for k, v in references.items()}
-    preds = {k: [python_tokenize(predictions[k])] for k in references}
-  scorers = [("BLEU-4", Bleu(4)), ("ROUGE-L", Rouge()), ("CIDEr", Cider())]
-  if java:
-    scorers.insert(1, ("METEOR", Meteor()))
-  out = {}
-  for name, scorer in scorers:
-    with contextlib.redirect_stdout(io.StringIO()):  # BLEU prints its n-gram counts
-      score, _ = scorer.compute_score(refs, preds)
-    out[name] = 100.0 * float(score[-1] if name == "BLEU-4" else score)
-  return out
+  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
+    # Imported here: the metrics need pycocoevalcap, an optional extra that only captioning needs.
+    from vl_jax.evaluators import caption_metrics  # noqa: PLC0415
+    self.metrics = caption_metrics.caption_metrics
+    if predict.caption_logits is None:
+      raise ConfigError(f"config.evals.{name}: the captioning evaluator needs the caption decoder "
+                        "(config.model.decoder.depth > 0)")
+    if cfg.beam < 1:
+      raise ConfigError(f"config.evals.{name}.beam={cfg.beam}: must be 1 (greedy) or more")
+    self.name, self.cfg, self.tokenizer = name, cfg, tokenizer
+    self.every_steps = cfg.every_steps
+    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
+                                  f"config.evals.{name}.batch_size")
+    self._generate = jax.jit(
+        lambda params, b: {"tokens": generate(predict, params, b["frames"][:, 0],
+                                              data_cfg.max_text_len, cfg.beam,
+                                              cfg.length_penalty)},
+        out_shardings=sharding.replicated(mesh))
+    where = f"evaluator {name!r} (captioning)"
+    self.clip_ids = [str(c) for c in pipeline.read_field(data_cfg.dir, cfg.split, "clip_id", where)]
+    captions = pipeline.read_field(data_cfg.dir, cfg.split, "captions", where)
+    self.references = dict(zip(self.clip_ids, captions))
 
+  def captions(self, params) -> dict[str, str]:
+    """{clip id: generated caption} of every clip of the split."""
+    out, index = self.encoder.map_clips(self._generate, params, self.cfg.split)
+    return {self.clip_ids[i]: text
+            for i, text in zip(index, self.tokenizer.decode(out["tokens"]))}
 
-def _load(path: str, what: str):
-  try:
-    with open(path, encoding="utf-8") as f:
-      body = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise DataError(f"{path}: cannot read {what}: {e}") from e
-  if not isinstance(body, dict):
-    raise DataError(f"{path}: expected a JSON object mapping video ids to {what}")
-  return body
-
-
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--predictions", required=True, help="JSON: {video id: generated caption}")
-  p.add_argument("--references", required=True, help="JSON: {video id: [reference captions]}")
-  p.add_argument("--out", help="also write the metrics to this JSON file")
-  args = p.parse_args(argv)
-  try:
-    predictions = _load(args.predictions, "captions")
-    references = _load(args.references, "lists of reference captions")
-    bad = [k for k, v in references.items()
-           if not isinstance(v, list) or not all(isinstance(c, str) for c in v)]
-    if bad:
-      raise DataError(f"{args.references}: id {bad[0]!r}: expected a list of caption strings")
-    metrics = caption_metrics(predictions, references)
-  except DataError as e:
-    sys.exit(f"error: {e}")
-  print("  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(metrics, f, indent=2)
-
-
-if __name__ == "__main__":
-  main()
+  def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
+    predictions = self.captions(params)
+    if artifacts_dir and jax.process_index() == 0:
+      with open(os.path.join(artifacts_dir, f"captions_{self.cfg.split}.json"), "w") as f:
+        json.dump(predictions, f, indent=1)
+    return self.metrics(predictions, self.references)

@@ -9,10 +9,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
+from vl_jax import sharding
 from vl_jax.errors import NonFiniteOutputError
 from vl_jax.losses.token_contrastive import content_token_weights
 from vl_jax.models import layers
-from vl_jax.train import mesh as mesh_lib
 
 
 def check_finite(outputs: dict[str, np.ndarray], what: str) -> None:
@@ -33,26 +33,26 @@ class Encoder:
   need: each clip's frame tokens and projected tokens, each caption's tower tokens, mask,
   projected tokens and content-token weights."""
 
-  def __init__(self, model, mesh, data_cfg, tokenizer, batch_size: int, what: str):
-    mesh_lib.check_batch_size(batch_size, mesh, what)
-    self.model, self.mesh, self.data_cfg, self.tokenizer = model, mesh, data_cfg, tokenizer
+  def __init__(self, predict, mesh, data_cfg, tokenizer, batch_size: int, what: str):
+    sharding.check_batch_size(batch_size, mesh, what)
+    self.predict, self.mesh, self.data_cfg, self.tokenizer = predict, mesh, data_cfg, tokenizer
     self.batch_size = batch_size
-    replicated = mesh_lib.replicated(mesh)
+    replicated = sharding.replicated(mesh)
+    self._rows = sharding.batch_sharding(mesh)
 
     def video(params, b, tokens):
       # [B, clips, T, H, W, 3]: the clips of a video are encoded and their outputs averaged.
       frames = b["frames"]
-      out = model.apply({"params": params}, frames.reshape((-1,) + frames.shape[2:]),
-                        method="encode_video")
+      out = predict.encode_video(params, frames.reshape((-1,) + frames.shape[2:]))
       per_video = lambda x: x.reshape(frames.shape[:2] + x.shape[1:]).mean(axis=1)
       res = {"video": layers.l2_normalize(per_video(out["video_emb"]))}
       if tokens:
-        res |= {"frame_tokens": per_video(out["video_tokens"].mean(axis=2)),
+        res |= {"frame_tokens": per_video(out["frame_tokens"]),
                 "video_token_emb": per_video(out["video_token_emb"])}
       return res
 
     def text(params, b, tokens):
-      out = model.apply({"params": params}, b["tokens"], method="encode_text")
+      out = predict.encode_text(params, b["tokens"])
       res = {"text": out["text_emb"]}
       if tokens:
         res |= {"text_tokens": out["text_tokens"], "text_mask": out["text_mask"],
@@ -82,7 +82,7 @@ class Encoder:
       device, host = pipeline.split_host_fields(batch)
       index = np.full(local_bs, -1, np.int32)
       index[:valid] = host["index"]
-      yield mesh_lib.global_batch({k: pad(v) for k, v in device.items()}, self.mesh), index
+      yield pipeline.to_devices({k: pad(v) for k, v in device.items()}, self._rows), index
 
   def _encode_all(self, encode, dataset, num_local, params, split: str):
     """({output: array} of every real row, record index), in record order, gathered from all
@@ -137,8 +137,8 @@ class Encoder:
     outs = []
     for start in range(0, total, self.batch_size):
       mine = start + jax.process_index() * local_bs
-      batch = mesh_lib.global_batch({k: v[mine:mine + local_bs] for k, v in padded.items()},
-                                    self.mesh)
+      batch = pipeline.to_devices({k: v[mine:mine + local_bs] for k, v in padded.items()},
+                                  self._rows)
       outs.append(jax.tree.map(np.asarray, fn(params, batch)))
     return {k: np.concatenate([o[k] for o in outs])[:rows] for k in outs[0]}
 

@@ -1,10 +1,11 @@
 """Multiple choice (MSR-VTT MC): each clip's candidate captions are scored against the clip; the
-highest-scoring one is the answer. The records' `mc` field holds the candidates and the right one."""
+highest-scoring one is the answer. The records' `mc` field holds the candidates and the right
+one."""
 
 import numpy as np
 
 from input_pipeline import pipeline
-from vl_jax.errors import DataError
+from input_pipeline.errors import DataError
 from vl_jax.evaluators import encode
 
 
@@ -22,10 +23,10 @@ class MultipleChoiceEvaluator:
   Config: `split`, `batch_size`, `num_clips`, `every_steps`.
   """
 
-  def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
+  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
     self.name, self.cfg = name, cfg
     self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
     # The candidates do not change between runs: read (and checked) once.
     mc = pipeline.read_field(data_cfg.dir, cfg.split, "mc", f"evaluator {name!r} (multiple choice)")

@@ -30,7 +30,8 @@ def draw_retrieval(path: str, embeddings, data_cfg, tokenizer, split: str,
   draw = ImageDraw.Draw(canvas)
   draw.text((pad, 2), "query", fill=(0, 0, 0), font=font)
   for k in range(top_k):
-    draw.text((text_w + k * (strip_w + 2 * pad) + pad, 2), f"top {k + 1}", fill=(0, 0, 0), font=font)
+    draw.text((text_w + k * (strip_w + 2 * pad) + pad, 2), f"top {k + 1}", fill=(0, 0, 0),
+              font=font)
   for r, (q, top) in enumerate(zip(queries, tops)):
     y = label_h + r * cell_h
     caption = str(examples[q]["caption"])

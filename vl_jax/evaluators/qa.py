@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from input_pipeline import pipeline, text_annotations
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError
+from vl_jax import sharding
 from vl_jax.evaluators import encode
-from vl_jax.train import mesh as mesh_lib
 
 
 class QAEvaluator:
@@ -19,26 +19,24 @@ class QAEvaluator:
   through the cross-modal encoder (config.model.qa_head).
   """
 
-  def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
-    if not model.num_answers:
+  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
+    if predict.answer_logits is None:
       raise ConfigError(f"config.evals.{name}: the QA evaluator needs a model with an answer head "
                         f"(config.data.text='question', config.data.num_answers > 0)")
     self.name, self.cfg = name, cfg
     self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
-    self.fused = model.qa_head == "fusion"
+    self.fused = predict.answer_fused
     if self.fused:  # the question's tokens fused with the clip's frame tokens
-      def predict(params, b):
-        text = model.apply({"params": params}, b["tokens"], method="encode_text")
-        return model.apply({"params": params}, b["frame_tokens"], text["text_tokens"],
-                           text["text_mask"], method="fused_answer_logits").argmax(-1)
+      def answer(params, b):
+        text = predict.encode_text(params, b["tokens"])
+        return predict.answer_logits(params, {"frame_tokens": b["frame_tokens"]}, text)
     else:  # the two towers' embeddings
-      def predict(params, b):
-        return model.apply({"params": params}, b["video"], b["text"],
-                           method="answer_logits").argmax(-1)
-    self._predict = jax.jit(lambda params, b: {"answer": predict(params, b)},
-                            out_shardings=mesh_lib.replicated(mesh))
+      def answer(params, b):
+        return predict.answer_logits(params, {"video_emb": b["video"]}, {"text_emb": b["text"]})
+    self._predict = jax.jit(lambda params, b: {"answer": answer(params, b).argmax(-1)},
+                            out_shardings=sharding.replicated(mesh))
     # The questions do not change between runs: read once, with each one's clip and answer class.
     qa = pipeline.read_field(data_cfg.dir, cfg.split, "qa", f"evaluator {name!r} (open-ended QA)")
     self.clip = np.asarray([i for i, questions in enumerate(qa) for _ in questions])

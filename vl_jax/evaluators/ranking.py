@@ -1,4 +1,5 @@
-"""Ranks of the right answers among all candidates, computed in blocks (memory O(block), not O(N^2)).
+"""Ranks of the right answers among all candidates, computed in blocks (memory O(block), not
+O(N^2)).
 
 Each query has one or more right candidates: a caption's clip (text -> video), or a clip's captions
 (video -> text, several when a clip has several captions). A query's 0-based rank is the number of

@@ -44,7 +44,7 @@ def reranked_ranks(base_ranks: np.ndarray, scores: np.ndarray, right: np.ndarray
 TERMS = ("sentence", "token", "fusion")
 
 
-def pair_scores(model, params, batch, terms=TERMS):
+def pair_scores(predict, params, batch, terms=TERMS):
   """{"score": the sum of `terms`} of P (clip, caption) pairs given their unit embeddings
   `video_emb`, `text_emb` and token features (encode.Encoder's `tokens` outputs), one row per
   pair. Each term is the logit its loss sees: "sentence" s1, the cosine times the model's inverse
@@ -53,13 +53,13 @@ def pair_scores(model, params, batch, terms=TERMS):
   shaped: leave "token" out."""
   score = jnp.zeros(batch["video_emb"].shape[:1], jnp.float32)
   if "sentence" in terms:
-    score += model.apply({"params": params}, method="inverse_temperature") * jnp.einsum(
+    score += predict.inverse_temperature(params) * jnp.einsum(
         "pd,pd->p", batch["video_emb"], batch["text_emb"], precision=jax.lax.Precision.HIGHEST)
   if "token" in terms:
     sims = jnp.einsum("pld,pkd->plk", batch["text_token_emb"], batch["video_token_emb"],
                       precision=jax.lax.Precision.HIGHEST).max(axis=-1)
     score += (batch["weights"] * sims).sum(axis=1)
   if "fusion" in terms:
-    score += model.apply({"params": params}, batch["frame_tokens"], batch["text_tokens"],
-                         batch["text_mask"], method="fuse")
+    score += predict.fuse(params, batch["frame_tokens"], batch["text_tokens"],
+                          batch["text_mask"])
   return {"score": score}

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 from absl import logging
 
+from input_pipeline.errors import ConfigError
+from vl_jax import sharding
 from vl_jax.evaluators import encode, picture, ranking, rerank
-from vl_jax.errors import ConfigError
-from vl_jax.train import mesh as mesh_lib
 
 
 @dataclasses.dataclass
@@ -62,10 +62,10 @@ class RetrievalEvaluator:
   synthetic set: v2t R@1 36.3% by sentence + fusion, 21.5% with the token term added).
   """
 
-  def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
+  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
     if cfg.captions not in ("first", "all"):
       raise ConfigError(f"config.evals.{name}.captions={cfg.captions!r}: expected 'first' or 'all'")
-    if cfg.rerank_top_k and model.fusion is None:
+    if cfg.rerank_top_k and predict.fuse is None:
       raise ConfigError(f"config.evals.{name}.rerank_top_k={cfg.rerank_top_k} needs a model with "
                         f"a fusion encoder (config.model.fusion.depth > 0)")
     terms = tuple(cfg.rerank_terms)
@@ -74,12 +74,12 @@ class RetrievalEvaluator:
                         f"{rerank.TERMS}")
     self.name, self.cfg, self.data_cfg, self.tokenizer = name, cfg, data_cfg, tokenizer
     self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
     # Per direction; None where no term is left (v2t of a token-only selection): not re-ranked.
     self._pair_scores = {
-        direction: jax.jit(functools.partial(rerank.pair_scores, model, terms=kept),
-                           out_shardings=mesh_lib.replicated(mesh)) if kept else None
+        direction: jax.jit(functools.partial(rerank.pair_scores, predict, terms=kept),
+                           out_shardings=sharding.replicated(mesh)) if kept else None
         for direction, kept in (("t2v", terms), ("v2t", tuple(t for t in terms if t != "token")))}
 
   def embed(self, params, tokens: bool = False) -> Embeddings:

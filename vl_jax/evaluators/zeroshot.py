@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from input_pipeline import pipeline
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError
 from vl_jax.evaluators import encode
 from vl_jax.models import layers
 
@@ -46,7 +46,7 @@ class ZeroShotEvaluator:
   `num_clips` (clips per video, embeddings averaged), `batch_size`, `split`, `every_steps`.
   """
 
-  def __init__(self, name, cfg, *, model, mesh, data_cfg, tokenizer):
+  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
     self.name, self.cfg = name, cfg
     self.every_steps = cfg.every_steps
     self.classes = load_labels(cfg.labels)
@@ -54,7 +54,7 @@ class ZeroShotEvaluator:
     if not cfg.templates or bad:
       raise ConfigError(f"config.evals.{name}.templates: each must hold one '{{}}' "
                         f"(got {list(cfg.templates)!r})")
-    self.encoder = encode.Encoder(model, mesh, data_cfg, tokenizer, cfg.batch_size,
+    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
                                   f"config.evals.{name}.batch_size")
     # The clips' classes do not change between runs: read (and checked) once.
     index = {label: i for i, (label, _) in enumerate(self.classes)}

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
-
 DIRECTIONS = ("both", "t2v")
 
 

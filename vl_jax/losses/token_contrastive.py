@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from input_pipeline.text_annotations import POS_ID
+from input_pipeline.contract import POS_ID
 
 
 def content_token_weights(token_pos, token_idf, tags=("NOUN", "VERB")):

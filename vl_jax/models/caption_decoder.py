@@ -53,3 +53,8 @@ class CaptionDecoder(nn.Module):
     x = run_blocks(DecoderLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=dtype),
                    self.depth, self.stack, "layer", x.astype(dtype), memory, causal)
     return embed.attend(nn.LayerNorm(name="final_norm")(x.astype(jnp.float32)))
+
+  def initialize(self, model, frames, tokens, out):
+    del model, frames
+    video = out["video_tokens"]
+    self(video.reshape(video.shape[0], -1, video.shape[-1]), tokens)

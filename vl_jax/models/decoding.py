@@ -13,7 +13,7 @@ Padding, [CLS] and [MASK] are never generated (UNK and [SEP] are).
 import jax
 import jax.numpy as jnp
 
-from input_pipeline.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from input_pipeline.contract import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 
 BANNED = (PAD_ID, CLS_ID, MASK_ID)
 

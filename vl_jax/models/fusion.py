@@ -42,3 +42,7 @@ class FusionEncoder(nn.Module):
                                    dtype=self.stack.dtype),
                    self.depth, self.stack, "layer", x.astype(self.stack.dtype), mask)
     return x.astype(jnp.float32)
+
+  def initialize(self, model, frames, tokens, out):
+    del model, frames, tokens
+    self(out["frame_tokens"], out["text_tokens"], out["text_mask"])

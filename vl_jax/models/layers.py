@@ -68,7 +68,8 @@ def run_blocks(block: type, fields: dict, depth: int, stack: Stack, name: str, x
 
   Unrolled, block i is the module f"{name}_{i}". With `stack.scan` they are one module
   f"{name}s/block" whose parameters have a leading axis of size `depth` (one block compiled
-  instead of `depth`), so checkpoints of the two layouts differ. `stack.remat` says what the backward pass keeps of each block (REMAT_POLICIES).
+  instead of `depth`), so checkpoints of the two layouts differ. `stack.remat` says what the
+  backward pass keeps of each block (REMAT_POLICIES).
   """
   if stack.remat != "none":
     policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable

@@ -5,7 +5,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from input_pipeline.tokenizer import PAD_ID
+from input_pipeline.contract import PAD_ID
 from vl_jax.models.layers import Mlp, Stack, attention, layer_norm, run_blocks
 
 

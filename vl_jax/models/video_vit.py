@@ -108,7 +108,8 @@ class VideoViT(nn.Module):
       raise ValueError("a mask needs the video tower's mask token: set "
                        "config.model.video.mask_token=True")
     x = x + self.param("pos_embedding", init, (1, 1, n, self.width))
-    x = x + self.param("temporal_embedding", nn.initializers.normal(self.temporal_embedding_init_std),
+    temporal_init = nn.initializers.normal(self.temporal_embedding_init_std)
+    x = x + self.param("temporal_embedding", temporal_init,
                        (1, self.num_frames, 1, self.width))[:, :t]
     if self.cls_token:
       cls = self.param("cls_token", init, (1, 1, 1, self.width)).astype(x.dtype)

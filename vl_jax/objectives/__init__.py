@@ -1,12 +1,11 @@
-"""Objectives: each maps (model outputs, batch, its config, a PRNG key) to (loss, metrics).
+"""Objectives: each maps (context, model outputs, batch, its config, a PRNG key) to
+(loss, metrics) (objective.py). The outputs are the model's (DualEncoder.__call__) plus the masked
+views' (views.py) where config.masking draws them.
 
-The outputs are the model's (DualEncoder.__call__), plus `model` and `apply` (the model applied
-with the step's parameters, for the objectives that call its other methods), the masked views
-(objectives/views.py) and the averaged model (`ema_apply`) where configured.
+A config lists the objectives to train with and their weights; `block(name, **overrides)` is an
+objective's config block, its defaults with the overrides:
 
-A config lists the objectives to train with and their weights,
-
-    config.objectives = {"contrastive": {"weight": 1.0}, ...}
+    config.objectives = {"contrastive": objectives.block("contrastive"), ...}
 
 and the train step minimises the weighted sum. Methods are combinations of objectives.
 
@@ -15,25 +14,45 @@ a hash of its name: adding or removing one objective leaves the others' draws un
 """
 
 import zlib
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 from vl_jax.objectives import (caption, cascade_matching, coco, contrastive, knowledge,
-                               masked_frames, masked_language, masked_video, qa, token_contrastive)
+                               masked_frames, masked_language, masked_video, qa, token_contrastive,
+                               views)
+from vl_jax.objectives.objective import Context, Objective
 
-REGISTRY: dict[str, Callable] = {"contrastive": contrastive.objective, "qa": qa.objective,
-                                 "token_contrastive": token_contrastive.objective,
-                                 "cascade_matching": cascade_matching.objective,
-                                 "masked_video": masked_video.objective,
-                                 "coco": coco.objective,
-                                 "masked_language": masked_language.objective,
-                                 "masked_frames": masked_frames.objective,
-                                 "caption": caption.objective,
-                                 "skp": knowledge.skp_objective,
-                                 "kcl": knowledge.kcl_objective}
+REGISTRY: dict[str, Objective] = {"contrastive": contrastive.OBJECTIVE, "qa": qa.OBJECTIVE,
+                                  "token_contrastive": token_contrastive.OBJECTIVE,
+                                  "cascade_matching": cascade_matching.OBJECTIVE,
+                                  "masked_video": masked_video.OBJECTIVE,
+                                  "coco": coco.OBJECTIVE,
+                                  "masked_language": masked_language.OBJECTIVE,
+                                  "masked_frames": masked_frames.OBJECTIVE,
+                                  "caption": caption.OBJECTIVE,
+                                  "skp": knowledge.SKP,
+                                  "kcl": knowledge.KCL}
+
+
+def block(name: str, **overrides) -> dict:
+  """The config block of objective `name`: its defaults, with `overrides`."""
+  unknown = set(overrides) - set(REGISTRY[name].defaults)
+  if unknown:
+    raise ValueError(f"objective {name!r} has no field {sorted(unknown)}")
+  return dict(REGISTRY[name].defaults, **overrides)
+
+
+def validate(config, model) -> None:
+  """ConfigError naming the first objective (or masking) field of `config` that cannot work with
+  `model`: run once, before the train step is traced."""
+  unknown = sorted(set(config.objectives) - set(REGISTRY))
+  if unknown:
+    raise ConfigError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
+  views.validate(config, model)
+  for name, cfg in config.objectives.items():
+    REGISTRY[name].validate(cfg, config, model)
 
 
 def named_key(rng, name: str):
@@ -41,14 +60,11 @@ def named_key(rng, name: str):
   return jax.random.fold_in(rng, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
-def total_loss(outputs, batch, objectives_cfg, rng):
+def total_loss(ctx: Context, outputs, batch, objectives_cfg, rng):
   """Weighted sum of the configured objectives, with each one's metrics prefixed by its name."""
-  unknown = sorted(set(objectives_cfg) - set(REGISTRY))
-  if unknown:
-    raise ConfigError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
   total, metrics = jnp.zeros(()), {}
   for name, cfg in objectives_cfg.items():
-    loss, m = REGISTRY[name](outputs, batch, cfg, named_key(rng, name))
+    loss, m = REGISTRY[name].loss(ctx, outputs, batch, cfg, named_key(rng, name))
     total = total + cfg.weight * loss
     metrics.update({f"{name}/{k}": v for k, v in m.items()})
     metrics[f"{name}/loss"] = loss

@@ -1,8 +1,6 @@
 """CoCo-BERT's CoCo objective: masked inputs are noisy views of the unmasked ones, matched
 contrastively across and within the modalities.
 
-    config.objectives.coco = dict(weight=1.0, inter=1.0, intra=1.0)
-
 With m(.) a masked view (config.masking) and N(q, k) a contrastive loss whose positives are the
 batch's own pairs,
 
@@ -18,8 +16,9 @@ side then gets no gradient, as in MoCo. The unmasked pairs' own loss is the `con
 objective, kept or dropped separately.
 """
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 from vl_jax.losses.contrastive import queue_infonce, symmetric_infonce
+from vl_jax.objectives.objective import Objective
 
 # (metric name, the masked view's output, the unmasked output it matches)
 TERMS = (("inter_video", "masked_video_emb", "text_emb"),
@@ -28,19 +27,28 @@ TERMS = (("inter_video", "masked_video_emb", "text_emb"),
          ("intra_text", "masked_text_emb", "text_emb"))
 
 
-def objective(outputs, batch, cfg, rng):
+def loss(ctx, outputs, batch, cfg, rng):
   del batch, rng  # the views were drawn with the step (objectives/views.py)
-  if "masked_video_emb" not in outputs:
-    raise ConfigError("config.objectives.coco needs masked views: set config.masking.words.rate "
-                      "and config.masking.frames.rate > 0")
   inv_t = outputs["inverse_temperature"]
   losses = {}
   for name, query, key in TERMS:
-    if "queue" in outputs:
-      losses[name] = queue_infonce(outputs[query], outputs["momentum_keys"][key],
-                                   outputs["queue"][key], inv_t)
+    if ctx.queue:
+      losses[name] = queue_infonce(outputs[query], ctx.momentum_keys[key], ctx.queue[key], inv_t)
     else:
       losses[name] = symmetric_infonce(outputs[query], outputs[key], inv_t)
-  loss = (cfg.inter * (losses["inter_video"] + losses["inter_text"])
-          + cfg.intra * (losses["intra_video"] + losses["intra_text"])) / 2
-  return loss, losses
+  value = (cfg.inter * (losses["inter_video"] + losses["inter_text"])
+           + cfg.intra * (losses["intra_video"] + losses["intra_text"])) / 2
+  return value, losses
+
+
+def validate(cfg, config, model):
+  del cfg, model
+  # An unmasked "view" would make the intra-modal term a sample against itself: no denoising.
+  for part in ("words", "frames"):
+    rate = config.masking[part].rate
+    if not rate > 0:
+      raise ConfigError(f"config.masking.{part}.rate={rate}: config.objectives.coco contrasts "
+                        f"masked views with the unmasked inputs and needs a rate in (0, 1)")
+
+
+OBJECTIVE = Objective(loss, dict(weight=1.0, inter=1.0, intra=1.0), validate)

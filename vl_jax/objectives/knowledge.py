@@ -1,9 +1,5 @@
 """CLOP's knowledge regularizations (formulas and reasons: vl_jax/losses/knowledge.py).
 
-    config.objectives.skp = dict(weight=1.0, loss="softmax")
-    config.objectives.kcl = dict(weight=1.0, similarity="jaccard", idf=True, negatives="weight",
-                                 beta=2.0, num_negatives=8)
-
 SKP (structural knowledge prediction): the knowledge head (config.model.knowledge_head) predicts
 each caption's knowledge classes from the embeddings of its `inputs`; the loss averages them.
 
@@ -17,54 +13,64 @@ the weight of an unrelated one: hard negatives count more, the others still coun
 
 import jax.numpy as jnp
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 from vl_jax.losses import knowledge
+from vl_jax.models import heads
+from vl_jax.objectives.objective import Objective, check_choice, require_head
 
 LOSSES = {"softmax": knowledge.multilabel_softmax, "bce": knowledge.multilabel_bce}
 
 
-def _knowledge(batch, objective: str):
-  if "knowledge" not in batch:
+def _require_knowledge(config, objective: str) -> None:
+  if not config.data.knowledge.size:
     raise ConfigError(f"config.objectives.{objective} needs the captions' knowledge: set "
                       "config.data.knowledge.size > 0")
-  return batch["knowledge"]
 
 
-def skp_objective(outputs, batch, cfg, rng):
+def skp_loss(ctx, outputs, batch, cfg, rng):
   del rng
-  present = _knowledge(batch, "skp") > 0
-  if cfg.loss not in LOSSES:
-    raise ConfigError(f"config.objectives.skp.loss={cfg.loss!r}: expected one of "
-                      f"{sorted(LOSSES)}")
-  inputs = outputs["model"].knowledge_inputs
-  if not inputs:
-    raise ConfigError("config.objectives.skp needs the knowledge head: set "
-                      "config.model.knowledge_head.inputs, e.g. ('video', 'text')")
+  present = batch["knowledge"] > 0
   losses, metrics = [], {}
-  for name in inputs:
-    logits = outputs[f"{name}_knowledge_logits"]
+  for name in ctx.model.head("knowledge_head").inputs:
+    logits = ctx.apply(outputs[f"{name}_emb"], method=heads.knowledge_logits)
     losses.append(LOSSES[cfg.loss](logits, present))
     metrics[f"{name}_loss"] = losses[-1]
     metrics[f"{name}_r_precision"] = knowledge.r_precision(logits, present)
   return sum(losses) / len(losses), metrics
 
 
-def kcl_objective(outputs, batch, cfg, rng):
-  x = _knowledge(batch, "kcl")
-  for field, value, allowed in (("similarity", cfg.similarity, knowledge.SIMILARITIES),
-                                ("negatives", cfg.negatives, knowledge.NEGATIVES)):
-    if value not in allowed:
-      raise ConfigError(f"config.objectives.kcl.{field}={value!r}: expected one of {allowed}")
-  if cfg.negatives == "sample" and cfg.num_negatives < 1:
-    raise ConfigError(f"config.objectives.kcl.num_negatives={cfg.num_negatives}: must be >= 1")
+def validate_skp(cfg, config, model):
+  _require_knowledge(config, "skp")
+  check_choice("skp", cfg, "loss", LOSSES)
+  require_head(model, "knowledge_head", "skp", "the knowledge head: set "
+               "config.model.knowledge_head.inputs, e.g. ('video', 'text')")
+
+
+def kcl_loss(ctx, outputs, batch, cfg, rng):
+  del ctx
+  x = batch["knowledge"]
   if not cfg.idf:
     x = (x > 0).astype(jnp.float32)
   hardness, same = knowledge.knowledge_similarity(x, cfg.similarity)
   dup = knowledge.duplicates(batch["tokens"], same)
   negatives = ~dup & ~jnp.eye(x.shape[0], dtype=bool)
-  loss = knowledge.knowledge_infonce(outputs["video_emb"], outputs["text_emb"],
-                                     outputs["inverse_temperature"], hardness, negatives,
-                                     cfg.beta, cfg.negatives, cfg.num_negatives, rng)
+  value = knowledge.knowledge_infonce(outputs["video_emb"], outputs["text_emb"],
+                                      outputs["inverse_temperature"], hardness, negatives,
+                                      cfg.beta, cfg.negatives, cfg.num_negatives, rng)
   mean_hardness = jnp.where(negatives, hardness, 0.0).sum() / jnp.maximum(negatives.sum(), 1)
-  return loss, {"temperature": 1.0 / outputs["inverse_temperature"],
-                "negative_similarity": mean_hardness, "duplicates": dup.sum(-1).mean()}
+  return value, {"temperature": 1.0 / outputs["inverse_temperature"],
+                 "negative_similarity": mean_hardness, "duplicates": dup.sum(-1).mean()}
+
+
+def validate_kcl(cfg, config, model):
+  del model
+  _require_knowledge(config, "kcl")
+  check_choice("kcl", cfg, "similarity", knowledge.SIMILARITIES)
+  check_choice("kcl", cfg, "negatives", knowledge.NEGATIVES)
+  if cfg.negatives == "sample" and cfg.num_negatives < 1:
+    raise ConfigError(f"config.objectives.kcl.num_negatives={cfg.num_negatives}: must be >= 1")
+
+
+SKP = Objective(skp_loss, dict(weight=1.0, loss="softmax"), validate_skp)
+KCL = Objective(kcl_loss, dict(weight=1.0, similarity="jaccard", idf=True, negatives="weight",
+                               beta=2.0, num_negatives=8), validate_kcl)

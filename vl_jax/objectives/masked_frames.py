@@ -1,7 +1,5 @@
 """Masked frame modeling through the cross-modal encoder (CoCo-BERT's frame proxy).
 
-    config.objectives.masked_frames = dict(weight=1.0, loss="l2", temperature=0.07)
-
 The clip with masked frames (config.masking.frames), fused with its unmasked caption, predicts the
 unmasked clip's frame tokens (the mean of each frame's video-tower tokens, no gradient through
 them) at the masked frames, each frame weighted by its masked fraction:
@@ -14,27 +12,32 @@ choice. Needs the cross-modal encoder and its masked heads.
 
 import jax
 
-from vl_jax.errors import ConfigError
 from vl_jax.losses.masked_modeling import frame_nce, masked_regression
+from vl_jax.models import heads
 from vl_jax.objectives import views
+from vl_jax.objectives.objective import Objective, check_choice
 
 LOSSES = ("l2", "contrastive")
 
 
-def objective(outputs, batch, cfg, rng):
+def loss(ctx, outputs, batch, cfg, rng):
   del rng
-  views.require(outputs, "masked_frames", "frame_mask", "frames.rate")
-  if cfg.loss not in LOSSES:
-    raise ConfigError(f"config.objectives.masked_frames.loss={cfg.loss!r}: expected one of "
-                      f"{LOSSES}")
-  apply, length = outputs["apply"], batch["tokens"].shape[1]
-  fused = apply(outputs["masked_frame_tokens"], outputs["text_tokens"], outputs["text_mask"],
-                method="fuse_features")
-  predictions = apply(fused[:, length:], method="predict_frames")
+  length = batch["tokens"].shape[1]
+  fused = ctx.apply(outputs["masked_frame_tokens"], outputs["text_tokens"], outputs["text_mask"],
+                    method=heads.fuse_features)
+  predictions = ctx.apply(fused[:, length:], method=heads.predict_frames)
   targets = jax.lax.stop_gradient(outputs["frame_tokens"])
   weights = outputs["frame_mask"].mean(axis=2)  # [B, T]
   if cfg.loss == "l2":
-    loss = masked_regression(predictions, targets, weights, "l2")
+    value = masked_regression(predictions, targets, weights, "l2")
   else:
-    loss = frame_nce(predictions, targets, weights, 1.0 / cfg.temperature)
-  return loss, {"masked_frames": weights.sum(axis=1).mean()}
+    value = frame_nce(predictions, targets, weights, 1.0 / cfg.temperature)
+  return value, {"masked_frames": weights.sum(axis=1).mean()}
+
+
+def validate(cfg, config, model):
+  views.require(config, model, "masked_frames", "frames.rate")
+  check_choice("masked_frames", cfg, "loss", LOSSES)
+
+
+OBJECTIVE = Objective(loss, dict(weight=1.0, loss="l2", temperature=0.07), validate)

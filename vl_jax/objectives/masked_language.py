@@ -1,7 +1,5 @@
 """Masked language modeling through the cross-modal encoder (CoCo-BERT's word proxy).
 
-    config.objectives.masked_language = dict(weight=1.0)
-
 The caption with masked words (config.masking.words), fused with its unmasked clip's frame tokens,
 predicts the original token at every selected position: softmax cross-entropy over the
 vocabulary, averaged over the selected tokens of the global batch (BERT's loss). Needs the
@@ -11,17 +9,26 @@ cross-modal encoder and its masked heads (config.model.fusion.depth > 0, masked_
 import jax.numpy as jnp
 
 from vl_jax.losses.classification import cross_entropy_with_ignored
+from vl_jax.models import heads
 from vl_jax.objectives import views
+from vl_jax.objectives.objective import Objective
 
 
-def objective(outputs, batch, cfg, rng):
+def loss(ctx, outputs, batch, cfg, rng):
   del cfg, rng
-  views.require(outputs, "masked_language", "word_mask", "words.rate")
-  apply, length = outputs["apply"], batch["tokens"].shape[1]
-  fused = apply(outputs["frame_tokens"], outputs["masked_text_tokens"],
-                outputs["masked_text_mask"], method="fuse_features")
-  logits = apply(fused[:, :length], method="predict_words")
+  length = batch["tokens"].shape[1]
+  fused = ctx.apply(outputs["frame_tokens"], outputs["masked_text_tokens"],
+                    outputs["masked_text_mask"], method=heads.fuse_features)
+  logits = ctx.apply(fused[:, :length], method=heads.predict_words)
   labels = jnp.where(outputs["word_mask"], batch["tokens"], -1)
-  loss, accuracy = cross_entropy_with_ignored(logits.reshape(-1, logits.shape[-1]),
-                                              labels.reshape(-1))
-  return loss, {"accuracy": accuracy}
+  value, accuracy = cross_entropy_with_ignored(logits.reshape(-1, logits.shape[-1]),
+                                               labels.reshape(-1))
+  return value, {"accuracy": accuracy}
+
+
+def validate(cfg, config, model):
+  del cfg
+  views.require(config, model, "masked_language", "words.rate")
+
+
+OBJECTIVE = Objective(loss, dict(weight=1.0), validate)

@@ -1,10 +1,6 @@
 """MILES's masked visual modeling: the masked clip's patches regress the snapshot encoder's
 features of the whole clip.
 
-    config.objectives.masked_video = dict(weight=1.0, mask_ratio=0.5, pattern="tube",
-                                          block_size=(2, 2, 2), target_layer=-1,
-                                          normalize_targets=True, loss="smooth_l1")
-
 The snapshot encoder is the exponential moving average of the video tower (config.ema.modules holds
 "video"); the predictor head is config.model.masked_video. Each step draws new masks from this
 objective's key. MILES's text leaves every choice below open; ours, and why:
@@ -24,26 +20,43 @@ import math
 
 import jax
 
-from vl_jax.errors import ConfigError
-from vl_jax.losses.masked_modeling import masked_regression, normalize_targets, space_time_mask
+from input_pipeline.errors import ConfigError
+from vl_jax.losses.masked_modeling import LOSSES, masked_regression, normalize_targets
+from vl_jax.models import heads
+from vl_jax.objectives.masks import PATTERNS, space_time_mask
+from vl_jax.objectives.objective import Objective, check_choice, require_head
 
 
-def objective(outputs, batch, cfg, rng):
-  if outputs["model"].predictor is None:
-    raise ConfigError("config.objectives.masked_video needs a predictor head: set "
-                      "config.model.masked_video.predictor_hidden > 0")
-  if not outputs["model"].video.use_mask_token:
-    raise ConfigError("config.objectives.masked_video needs the video tower's mask token: set "
-                      "config.model.video.mask_token=True")
-  if "video" not in outputs.get("ema_modules", ()):
-    raise ConfigError("config.objectives.masked_video needs the snapshot encoder: "
-                      "config.ema.modules must hold 'video'")
+def loss(ctx, outputs, batch, cfg, rng):
   b, t, n, _ = outputs["video_tokens"].shape
   side = math.isqrt(n)
   mask = space_time_mask(rng, b, (t, side, n // side), cfg.mask_ratio, cfg.pattern,
                          tuple(cfg.block_size))
-  targets = outputs["ema_apply"](batch["frames"], cfg.target_layer, method="video_features")
+  targets = ctx.ema_apply(batch["frames"], cfg.target_layer, method="video_features")
   targets = jax.lax.stop_gradient(normalize_targets(targets) if cfg.normalize_targets else targets)
-  predictions = outputs["apply"](batch["frames"], mask, method="predict_masked")
-  loss = masked_regression(predictions, targets, mask, cfg.loss)
-  return loss, {"masked_fraction": mask.mean()}
+  predictions = ctx.apply(batch["frames"], mask, method=heads.predict_masked)
+  return masked_regression(predictions, targets, mask, cfg.loss), {"masked_fraction": mask.mean()}
+
+
+def validate(cfg, config, model):
+  require_head(model, "predictor", "masked_video", "a predictor head: set "
+               "config.model.masked_video.predictor_hidden > 0")
+  if not model.video.use_mask_token:
+    raise ConfigError("config.objectives.masked_video needs the video tower's mask token: set "
+                      "config.model.video.mask_token=True")
+  if "video" not in config.ema.modules:
+    raise ConfigError("config.objectives.masked_video needs the snapshot encoder: "
+                      "config.ema.modules must hold 'video'")
+  check_choice("masked_video", cfg, "pattern", PATTERNS)
+  check_choice("masked_video", cfg, "loss", LOSSES)
+  if not 0.0 < cfg.mask_ratio < 1.0:
+    raise ConfigError(f"config.objectives.masked_video.mask_ratio={cfg.mask_ratio}: must be in "
+                      "(0, 1)")
+  if len(cfg.block_size) != 3 or min(cfg.block_size) < 1:
+    raise ConfigError(f"config.objectives.masked_video.block_size={tuple(cfg.block_size)}: "
+                      "expected 3 positive sizes (frames, rows, columns)")
+
+
+OBJECTIVE = Objective(loss, dict(weight=1.0, mask_ratio=0.5, pattern="tube", block_size=(2, 2, 2),
+                                 target_layer=-1, normalize_targets=True, loss="smooth_l1"),
+                      validate)

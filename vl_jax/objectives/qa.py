@@ -1,13 +1,21 @@
 """Open-ended QA fine-tuning: the answer head's cross-entropy over the answer classes."""
 
-from vl_jax.errors import ConfigError
 from vl_jax.losses.classification import cross_entropy_with_ignored
+from vl_jax.models import heads
+from vl_jax.objectives.objective import Objective, require_head
 
 
-def objective(outputs, batch, cfg, rng):
+def loss(ctx, outputs, batch, cfg, rng):
   del cfg, rng
-  if "answer_logits" not in outputs:
-    raise ConfigError("config.objectives.qa needs a model with an answer head: set "
-                      "config.data.text='question' and config.data.num_answers")
-  loss, accuracy = cross_entropy_with_ignored(outputs["answer_logits"], batch["answer"])
-  return loss, {"accuracy": accuracy}
+  logits = ctx.apply(outputs, outputs, method=heads.answer_logits)
+  value, accuracy = cross_entropy_with_ignored(logits, batch["answer"])
+  return value, {"accuracy": accuracy}
+
+
+def validate(cfg, config, model):
+  del cfg, config
+  require_head(model, "answer_head", "qa", "a model with an answer head: set "
+               "config.data.text='question' and config.data.num_answers")
+
+
+OBJECTIVE = Objective(loss, dict(weight=1.0), validate)

@@ -1,8 +1,5 @@
 """TACo's token-level loss L2: each noun and verb of a caption against every clip of the batch.
 
-    config.objectives.token_contrastive = dict(weight=0.5, temperature=1.0, pos_tags=("NOUN", "VERB"),
-                                               max_tokens=12)
-
 `weight` is TACo's lambda_t and `temperature` its tau_2 (both defaults are the paper's). Token
 embeddings are the towers' tokens through the projections of the sentence-level embeddings, not
 normalised, as the paper's dot products are not. Each caption's `max_tokens` highest-weighted
@@ -11,11 +8,18 @@ counted).
 """
 
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens, token_infonce
+from vl_jax.objectives.objective import Objective
+
+# The tokens of L2 and of the cascade score; each caption's highest-weighted ones.
+CONTENT_TOKENS = dict(pos_tags=("NOUN", "VERB"), max_tokens=12)
 
 
-def objective(outputs, batch, cfg, rng):
-  del rng
+def loss(ctx, outputs, batch, cfg, rng):
+  del ctx, rng
   weights = content_token_weights(batch["token_pos"], batch["token_idf"], tuple(cfg.pos_tags))
   tokens, weights = content_tokens(outputs["text_token_emb"], weights, cfg.max_tokens)
-  loss = token_infonce(outputs["video_token_emb"], tokens, weights, 1.0 / cfg.temperature)
-  return loss, {"tokens_per_caption": (weights > 0).sum(axis=1).mean()}
+  value = token_infonce(outputs["video_token_emb"], tokens, weights, 1.0 / cfg.temperature)
+  return value, {"tokens_per_caption": (weights > 0).sum(axis=1).mean()}
+
+
+OBJECTIVE = Objective(loss, dict(weight=0.5, temperature=1.0, **CONTENT_TOKENS))

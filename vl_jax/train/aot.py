@@ -16,9 +16,10 @@ import dataclasses
 import jax
 import numpy as np
 
-from input_pipeline.text_annotations import UPOS
-from vl_jax.models import dual_encoder
-from vl_jax.train import mesh as mesh_lib, state as state_lib, step as step_lib
+from input_pipeline.contract import UPOS
+from vl_jax import sharding
+from vl_jax.models import builder
+from vl_jax.train import state as state_lib, step as step_lib
 
 GiB = 2 ** 30
 HEADROOM = 0.10
@@ -62,11 +63,11 @@ def example_batch(data_cfg, batch: int, vocab_size: int, rng: np.random.Generato
 def compile_train_step(config, mesh, vocab_size: int, batch: int):
   """The train step of `config` compiled for `mesh` at global batch `batch`, from abstract
   inputs."""
-  mesh_lib.check_batch_size(batch, mesh, "the batch size")
-  model = dual_encoder.build(config.model, config.data, vocab_size)
+  sharding.check_batch_size(batch, mesh, "the batch size")
+  model = builder.build(config.model, config.data, vocab_size)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.abstract_state(model, tx, config, mesh)
-  rows = mesh_lib.batch_sharding(mesh)
+  rows = sharding.batch_sharding(mesh)
   one = example_batch(config.data, 1, vocab_size, np.random.default_rng(0))
   inputs = {k: jax.ShapeDtypeStruct((batch,) + v.shape[1:], v.dtype, sharding=rows)
             for k, v in one.items()}

@@ -17,9 +17,9 @@ from absl import logging
 from etils import epath
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from vl_jax.errors import CheckpointError, DataError
+from input_pipeline.errors import DataError
+from vl_jax.errors import CheckpointError
 from vl_jax.train import state as state_lib
-
 
 _is_finite = jax.jit(state_lib.is_finite)
 

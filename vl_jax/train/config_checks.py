@@ -3,7 +3,7 @@ is one line naming the field, not a ZeroDivisionError after minutes of compilati
 
 import math
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 
 
 def _positive_int(value, field: str) -> None:

@@ -19,7 +19,7 @@ import os
 import jax
 from absl import flags, logging
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 
 DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                                 "join a multi-process run (vl_jax/train/distributed.py)")

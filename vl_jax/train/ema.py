@@ -15,7 +15,7 @@ schedule; m_0 = m_1 keeps it constant). The averages receive no gradient: they c
 import jax
 import jax.numpy as jnp
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 
 
 def validate(ema_cfg, params) -> None:

@@ -10,7 +10,8 @@ from absl import logging
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from input_pipeline import shards, tokenizer as tokenizer_lib
-from vl_jax.errors import CheckpointError, ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError
+from vl_jax.errors import CheckpointError
 from vl_jax.train import checkpoint
 from vl_jax.weights import bert, exported, files, vit
 

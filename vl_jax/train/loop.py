@@ -9,13 +9,13 @@ import jax
 import ml_collections
 from absl import logging
 
-from input_pipeline import pipeline, prepare
-from input_pipeline import tokenizer as tokenizer_lib
-from vl_jax import evaluators
+from input_pipeline import pipeline, prepare, tokenizer as tokenizer_lib
+from vl_jax import evaluators, sharding
 from vl_jax.errors import NonFiniteLossError
-from vl_jax.models import dual_encoder
-from vl_jax.train import checkpoint, config_checks, init_from, mesh as mesh_lib
-from vl_jax.train import metrics as metrics_lib, run_config, state as state_lib, step as step_lib
+from vl_jax.models import builder
+from vl_jax.models.predict import predict_fns
+from vl_jax.train import (checkpoint, config_checks, init_from, metrics as metrics_lib, run_config,
+                          state as state_lib, step as step_lib)
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
 StepHook = Callable[[int, dict], bool]
@@ -23,10 +23,10 @@ StepHook = Callable[[int, dict], bool]
 
 def setup(config: ml_collections.ConfigDict, workdir: str | None = None):
   """(mesh, tokenizer, model); the tokenizer is `workdir`'s if it has one (init_from.py)."""
-  mesh = mesh_lib.make_mesh(config.mesh)
+  mesh = sharding.make_mesh(config.mesh)
   prepare.ensure_dataset(config.data)
   tokenizer = tokenizer_lib.load(init_from.tokenizer_path(config, workdir))
-  model = dual_encoder.build(config.model, config.data, tokenizer.vocab_size)
+  model = builder.build(config.model, config.data, tokenizer.vocab_size)
   return mesh, tokenizer, model
 
 
@@ -53,9 +53,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if run_config.has_checkpoints(workdir):
     run_config.check_resume(config, workdir, accept_config_change)
   mesh, tokenizer, model = setup(config, workdir)
-  mesh_lib.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.batch_size, mesh)
   init_from.check_sizes(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
+  # Made (and its objectives validated) before the state is initialised: a bad objective setting
+  # is one line, not an error after the initialisation compiled.
+  train_step = step_lib.make_train_step(model, tx, schedule, config, mesh)
   state, state_shardings = state_lib.create(model, tx, config, mesh)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  config.checkpoint.every_steps, config.checkpoint.keep,
@@ -79,22 +82,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if tokenizer_lib.find(workdir) is None:
       shutil.copyfile(tokenizer.model_path,
                       os.path.join(workdir, os.path.basename(tokenizer.model_path)))
-  train_iter = iter(pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed,
-                                           start_step=start))
+  batches = pipeline.device_batches(
+      pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed,
+                             start_step=start), sharding.batch_sharding(mesh))
 
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config, mesh),
-      state_shardings, mesh_lib.batch_sharding(mesh))
+  train_step = step_lib.jit_train_step(train_step, state_shardings, sharding.batch_sharding(mesh))
   probe = step_lib.make_probe(model)
-  evals = evaluators.build(config.evals, model=model, mesh=mesh, data_cfg=config.data,
-                           tokenizer=tokenizer)
+  evals = evaluators.build(config.evals, predict=predict_fns(model), mesh=mesh,
+                           data_cfg=config.data, tokenizer=tokenizer)
   writer = metrics_lib.MetricWriter(workdir, start, rerun_final=start == config.total_steps)
   progress = metrics_lib.Progress(config.total_steps, config.batch_size)
   results = {}
   try:
     for step in range(start + 1, config.total_steps + 1):
-      device_batch, host = pipeline.split_host_fields(next(train_iter))
-      batch = mesh_lib.global_batch(device_batch, mesh)
+      batch, host = next(batches)
       if step == start + 1:
         logging.info("compiling the train step and running step %d (the first step of a run "
                      "waits for XLA: seconds for the tiny config, minutes at base size)", step)

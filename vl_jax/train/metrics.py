@@ -11,12 +11,13 @@ from absl import logging
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
 
-from input_pipeline import shards
+from input_pipeline import files
 
 EVAL_RESULTS_FILE = "eval_results.json"
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The project's own code; not "anything under the root", which holds the .venv in the README's set-up.
+# The project's own code; not "anything under the root", which holds the .venv in the README's
+# set-up.
 _OWN_CODE = tuple(os.path.join(_ROOT, p) for p in ("vl_jax" + os.sep, "input_pipeline" + os.sep,
                                                   "main.py", "eval.py"))
 
@@ -148,7 +149,7 @@ def write_eval_results(workdir: str, step: int, entries: dict[str, dict]) -> Non
   results = read_eval_results(workdir)
   for name, entry in entries.items():
     results.setdefault(name, {})[str(step)] = entry
-  shards.write_json(path, results, indent=2)
+  files.write_json(path, results, indent=2)
 
 
 def read_eval_results(workdir: str) -> dict[str, dict[str, dict]]:

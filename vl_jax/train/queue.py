@@ -12,7 +12,7 @@ the oldest; it starts as random unit vectors (MoCo's start), pushed out after si
 import jax
 import jax.numpy as jnp
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 from vl_jax.models.layers import l2_normalize
 
 MOMENTUM_GROUPS = ("video", "text", "video_proj", "text_proj")

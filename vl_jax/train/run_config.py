@@ -15,7 +15,7 @@ import os
 
 import ml_collections
 
-from vl_jax.errors import ConfigError
+from input_pipeline.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"

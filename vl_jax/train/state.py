@@ -10,8 +10,9 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from vl_jax.errors import ConfigError
-from vl_jax.train import ema as ema_lib, mesh as mesh_lib, queue as queue_lib
+from input_pipeline.errors import ConfigError
+from vl_jax import sharding
+from vl_jax.train import ema as ema_lib, queue as queue_lib
 
 
 @flax.struct.dataclass
@@ -54,7 +55,7 @@ def dummy_inputs(data_cfg):
 
 
 def init_params(model: nn.Module, data_cfg, rng):
-  return model.init(rng, *dummy_inputs(data_cfg))["params"]
+  return model.init(rng, *dummy_inputs(data_cfg), method="initialize")["params"]
 
 
 def _init_fn(model: nn.Module, tx, config):
@@ -87,8 +88,8 @@ def create(model: nn.Module, tx, config, mesh: Mesh):
 def state_shardings(abstract: TrainState, tx, rules, mesh: Mesh) -> TrainState:
   """Parameters as `rules` say (mesh.param_shardings), and so their optimizer moments and
   averages; the rest (step, counters, queue) replicated."""
-  replicated = mesh_lib.replicated(mesh)
-  params = mesh_lib.param_shardings(abstract.params, rules, mesh)
+  replicated = sharding.replicated(mesh)
+  params = sharding.param_shardings(abstract.params, rules, mesh)
   return TrainState(
       step=replicated, params=params,
       opt_state=optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params,
@@ -107,7 +108,7 @@ def abstract_params(model: nn.Module, config, mesh: Mesh):
   allocation."""
   shapes = jax.eval_shape(lambda rng: init_params(model, config.data, rng), jax.random.key(0))
   return abstract_with_shardings(shapes,
-                                 mesh_lib.param_shardings(shapes, config.sharding.rules, mesh))
+                                 sharding.param_shardings(shapes, config.sharding.rules, mesh))
 
 
 def is_finite(tree) -> jax.Array:

@@ -1,39 +1,43 @@
 """The loss over a batch and the jitted train step."""
 
+import dataclasses
 import functools
 
 import jax
 import optax
 
-from vl_jax.objectives import named_key, total_loss, views
+from vl_jax import objectives
+from vl_jax.objectives import views
+from vl_jax.objectives.objective import Context
 from vl_jax.train import ema as ema_lib, queue as queue_lib, state as state_lib
 from vl_jax.train.state import TrainState
 
 
 def make_loss_fn(model, config, mesh=None):
   """loss_fn(params, batch, rng, ema_params, queue) -> (loss, (metrics, keys)) of `config`'s
-  objectives. `ema_params` (the train state's, possibly {}) reach the objectives through
-  `outputs["ema_apply"]` and receive no gradient; with a queue (config.queue), `keys` are the
+  objectives, validated here, once. `ema_params` (the train state's, possibly {}) give the
+  objectives' `ctx.ema_apply` and receive no gradient; with a queue (config.queue), `keys` are the
   momentum encoder's embeddings of the batch, to enqueue ({} otherwise). `mesh` (the step's)
-  reaches them as `outputs["mesh"]`, for the losses computed in `shard_map`."""
+  reaches them as `ctx.mesh`, for the losses computed in `shard_map`."""
+  objectives.validate(config, model)
 
   def loss_fn(params, batch, rng, ema_params, queue):
     apply = functools.partial(model.apply, {"params": params})
-    outputs = apply(batch["frames"], batch["tokens"]) | {"model": model, "apply": apply,
-                                                         "mesh": mesh}
+    ctx = Context(model, apply, mesh)
+    outputs = apply(batch["frames"], batch["tokens"])
     if views.enabled(config.masking):
-      outputs |= views.encode(apply, model, batch, outputs, config.masking,
-                              named_key(rng, "masking"))
+      outputs |= views.encode(ctx, batch, outputs, config.masking,
+                              objectives.named_key(rng, "masking"))
     keys = {}
     if ema_params:  # the model with its averaged groups in place of the trained ones
       ema_apply = functools.partial(
           model.apply, {"params": {**params, **jax.lax.stop_gradient(ema_params)}})
-      outputs |= {"ema_apply": ema_apply, "ema_modules": tuple(ema_params)}
+      ctx = dataclasses.replace(ctx, ema_apply=ema_apply)
       if queue:
         keys = {"video_emb": ema_apply(batch["frames"], method="encode_video")["video_emb"],
                 "text_emb": ema_apply(batch["tokens"], method="encode_text")["text_emb"]}
-        outputs |= {"momentum_keys": keys, "queue": queue}
-    loss, metrics = total_loss(outputs, batch, config.objectives, rng)
+        ctx = dataclasses.replace(ctx, queue=queue, momentum_keys=keys)
+    loss, metrics = objectives.total_loss(ctx, outputs, batch, config.objectives, rng)
     return loss, (metrics, keys)
   return loss_fn
 

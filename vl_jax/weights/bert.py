@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from input_pipeline import tokenizer as tokenizer_lib
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError
 from vl_jax.weights import files
 
 TOKENIZER = "tokenizer.json"

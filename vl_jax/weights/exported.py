@@ -20,13 +20,13 @@ import numpy as np
 import safetensors.numpy
 
 from input_pipeline import tokenizer as tokenizer_lib
-from vl_jax.errors import DataError
+from input_pipeline.errors import DataError
 from vl_jax.weights import files
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT = "vl-jax-model/1"
-# The config.data fields that shape the model (models/dual_encoder.build and its inputs).
+# The config.data fields that shape the model (models/builder.build and its inputs).
 DATA_FIELDS = ("num_frames", "image_size", "max_text_len", "text", "num_answers", "knowledge")
 
 

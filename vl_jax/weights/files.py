@@ -7,7 +7,7 @@ import re
 import numpy as np
 import safetensors.numpy
 
-from vl_jax.errors import DataError
+from input_pipeline.errors import DataError
 
 # A block of an unrolled stack and the same block in a scanned one (models/layers.run_blocks).
 _UNROLLED = re.compile(r"^(.*?)/([A-Za-z]+)_(\d+)/(.*)$")

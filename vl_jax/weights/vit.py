@@ -22,7 +22,7 @@ import re
 import jax
 import numpy as np
 
-from vl_jax.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError
 from vl_jax.weights import files
 
 IGNORED = re.compile(r"^(head[./]|fc_norm\.|pre_logits[./]|MAPHead_0/)")

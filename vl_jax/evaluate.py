@@ -10,8 +10,9 @@ import jax
 from absl import logging
 from flax.traverse_util import unflatten_dict
 
+from input_pipeline.errors import ConfigError, DataError
 from vl_jax import evaluators
-from vl_jax.errors import ConfigError, DataError
+from vl_jax.models.predict import predict_fns
 from vl_jax.train import config_checks, init_from, loop, metrics as metrics_lib, state as state_lib
 from vl_jax.weights import exported
 
@@ -61,7 +62,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   except ConfigError as e:
     raise ConfigError(f"{e} (a different model size?)") from e
   params = unflatten_dict(params, sep="/")
-  built = evaluators.build(evals_cfg, model=model, mesh=mesh, data_cfg=config.data,
+  built = evaluators.build(evals_cfg, predict=predict_fns(model), mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
   scored = (where.directory if where.exported else

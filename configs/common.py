@@ -1,0 +1,118 @@
+"""What the configs share: the one parser of config arguments and the builders that add a method's
+parts to a dual-encoder config. Each objective's settings start from the objective's own defaults
+(vl_jax/objectives/), where their reasons are written."""
+
+import ml_collections
+
+from vl_jax import objectives
+
+
+def parse_arg(arg: str | None, config_file: str, **spec) -> ml_collections.ConfigDict:
+  """The comma-separated `key=value` settings of a config argument ("configs/x.py:ARG"), typed as
+  their defaults in `spec`; a bare `key` sets a boolean to True (big_vision's convention), so
+  "queue,contrastive" turns two switches on. ValueError naming `config_file` for an unknown key
+  or a value of the wrong type."""
+  out = ml_collections.ConfigDict(spec)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    if key not in spec:
+      raise ValueError(f"{config_file}:{arg}: unknown setting {key!r}; known: "
+                       f"{sorted(spec) or 'none'}")
+    default = spec[key]
+    if not sep:
+      if not isinstance(default, bool):
+        raise ValueError(f"{config_file}:{arg}: {key!r} needs a value ({key}=...)")
+      out[key] = True
+    elif isinstance(default, bool):
+      if value not in ("True", "False", "true", "false"):
+        raise ValueError(f"{config_file}:{arg}: {key}={value!r} is not a boolean")
+      out[key] = value.lower() == "true"
+    else:
+      try:
+        out[key] = type(default)(value)
+      except ValueError as e:
+        raise ValueError(f"{config_file}:{arg}: {key}={value!r} is not a "
+                         f"{type(default).__name__}") from e
+  return out
+
+
+def one_of(args: ml_collections.ConfigDict, names: tuple[str, ...], config_file: str) -> str | None:
+  """The one switch of `names` that `args` turns on (None: none); ValueError if several are."""
+  on = [n for n in names if args[n]]
+  if len(on) > 1:
+    raise ValueError(f"{config_file}: {' and '.join(on)} exclude each other; choose one of "
+                     f"{names}")
+  return on[0] if on else None
+
+
+def add_coco_bert(config, depth: int, decoder_depth: int, coco: bool = True,
+                  queue: tuple[int, float] | None = None):
+  """CoCo-BERT on a dual-encoder config: the cross-modal encoder with its masked word and frame
+  heads, the video tower's mask token and the caption decoder, trained by captioning (their
+  widths stay the config's); with `coco`, the masked views (config.masking:
+  vl_jax/objectives/views.py), the CoCo terms and the masked proxies; with `queue` = (size,
+  momentum), MoCo's momentum encoder (both towers and projections averaged) and queue of keys."""
+  config.model.fusion.depth = depth
+  config.model.fusion.masked_heads = True
+  config.model.decoder.depth = decoder_depth
+  config.model.video.mask_token = True
+  config.objectives.caption = objectives.block("caption")
+  if coco:
+    config.masking = dict(words=dict(rate=0.15, mask=0.8, random=0.1),  # BERT's
+                          frames=dict(rate=0.25, unit="frame"))  # 1 frame of 4
+    for name in ("coco", "masked_language", "masked_frames"):
+      config.objectives[name] = objectives.block(name)
+  if queue:
+    size, momentum = queue
+    config.ema = dict(modules=("video", "text", "video_proj", "text_proj"), momentum=momentum,
+                      final_momentum=1.0)
+    config.queue = dict(size=size)
+
+
+def captioning_eval(batch_size: int, every_steps: int, split: str = "val") -> dict:
+  return dict(type="captioning", split=split, every_steps=every_steps, batch_size=batch_size,
+              beam=1, length_penalty=0.0)
+
+
+def add_masked_modeling(config, predictor_hidden: int, momentum: float, final_momentum: float):
+  """MILES's parts: the predictor head, the mask token, the snapshot (an average of the video
+  tower) and masked visual modeling."""
+  config.model.masked_video.predictor_hidden = predictor_hidden
+  config.model.video.mask_token = True
+  config.ema = dict(modules=("video",), momentum=momentum, final_momentum=final_momentum)
+  config.objectives.masked_video = objectives.block("masked_video")
+
+
+def add_knowledge(config, size: int, min_count: int):
+  """CLOP's knowledge classes (of the kinds configs/tiny.py sets: all four) and the knowledge head
+  on both embeddings."""
+  config.data.knowledge.size = size
+  config.data.knowledge.min_count = min_count
+  config.model.knowledge_head = dict(inputs=("video", "text"), hidden=0)
+
+
+def add_skp(config):
+  config.objectives.skp = objectives.block("skp")
+
+
+def add_kcl(config, negatives: str, num_negatives: int):
+  """CLOP's KCL in place of the plain contrastive loss."""
+  del config.objectives["contrastive"]
+  config.objectives.kcl = objectives.block("kcl", negatives=negatives,
+                                           num_negatives=num_negatives)
+
+
+def add_taco(config, variant: str = "full"):
+  """TACo's losses on a config with a fusion encoder: L1 (text to video only, its Eq. 3),
+  lambda_t L2 and L3 with cascade sampling, and the idf of its Eq. 7. `variant` is a row of its
+  ablation (Table 3): "l1_l3_random" (L3 on random negatives), "l1_l3" (cascade sampling, no L2)
+  or "full"."""
+  config.data.idf = "taco"  # log(N / (1 + df))
+  config.objectives = dict(contrastive=objectives.block("contrastive", directions="t2v"),
+                           token_contrastive=objectives.block("token_contrastive"),
+                           cascade_matching=objectives.block("cascade_matching"))
+  if variant != "full":  # without L2, nothing trains the token similarities: not summed
+    del config.objectives["token_contrastive"]
+    config.evals.retrieval.rerank_terms = ("sentence", "fusion")
+  if variant == "l1_l3_random":
+    config.objectives.cascade_matching.sampling = "random"
