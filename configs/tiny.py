@@ -125,7 +125,7 @@ def get_config(arg=None):
   # Exponential moving averages of parameter groups (MILES's snapshot encoder; vl_jax/train/ema.py)
   config.ema = dict(modules=(), momentum=0.996, final_momentum=1.0)
   # CoCo-BERT's masked views, drawn once per step for the objectives that read them; rate 0: none
-  # (vl_jax/losses/masked_views.py)
+  # (vl_jax/objectives/views.py)
   config.masking = dict(words=dict(rate=0.0, mask=0.8, random=0.1),
                         frames=dict(rate=0.0, unit="frame"))
   # A FIFO queue of the momentum encoder's embeddings of past batches, extra negatives for the

@@ -4,8 +4,12 @@ import jax
 import numpy as np
 import pytest
 
+from configs import taco_tiny
 from input_pipeline.contract import POS_ID
+from input_pipeline.errors import ConfigError
+from vl_jax import objectives
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens, token_infonce
+from vl_jax.models import builder
 
 
 def reference(x, y, w, inv_temp):
@@ -96,3 +100,21 @@ def test_content_tokens_keep_the_loss_and_drop_the_rest():
   # More tokens asked for than a caption has: all of them, the same loss.
   longer = jax.value_and_grad(lambda y: token_infonce(x, *content_tokens(y, w, 12), 2.0))(y)
   np.testing.assert_allclose(longer[0], full[0], rtol=1e-6)
+
+
+def test_content_token_settings_are_checked_before_the_step_is_traced():
+  """A typo in a POS tag would otherwise be a KeyError while the step is traced."""
+  config = taco_tiny.get_config()
+  model = builder.build(config.model, config.data, vocab_size=50)
+  objectives.validate(config, model)
+  for name, field, value, message in (
+      ("token_contrastive", "pos_tags", ("NOUNS",), r"token_contrastive.pos_tags=\('NOUNS',\): "
+                                                    r"Universal POS tags.*unknown: \['NOUNS'\]"),
+      ("cascade_matching", "pos_tags", (), r"cascade_matching.pos_tags=\(\): Universal POS"),
+      ("cascade_matching", "max_tokens", 0, r"cascade_matching.max_tokens=0: must be >= 1"),
+      ("token_contrastive", "temperature", 0.0, r"token_contrastive.temperature=0.0: must be > 0")):
+    bad = config.copy_and_resolve_references()
+    with bad.unlocked():
+      bad.objectives[name][field] = value
+    with pytest.raises(ConfigError, match=message):
+      objectives.validate(bad, model)

@@ -35,7 +35,7 @@ class Encoder:
 
   def __init__(self, predict, mesh, data_cfg, tokenizer, batch_size: int, what: str):
     sharding.check_batch_size(batch_size, mesh, what)
-    self.predict, self.mesh, self.data_cfg, self.tokenizer = predict, mesh, data_cfg, tokenizer
+    self.mesh, self.data_cfg, self.tokenizer = mesh, data_cfg, tokenizer
     self.batch_size = batch_size
     replicated = sharding.replicated(mesh)
     self._rows = sharding.batch_sharding(mesh)

@@ -1,6 +1,6 @@
-"""The model as the functions that evaluators, the embedding API and the train loop's probe call
-(big_vision's predict functions): each takes the parameters first, so the caller never holds the
-model. A function is None where the model lacks the head it needs."""
+"""The model as the functions evaluators call (big_vision's predict functions): each takes the
+parameters first, so an evaluator never holds the model. A function is None where the model lacks
+the head it needs."""
 
 import dataclasses
 from typing import Callable

@@ -19,7 +19,7 @@ from vl_jax.losses.cascade_matching import candidate_infonce, cascade_scores, ha
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens
 from vl_jax.models import heads
 from vl_jax.objectives.objective import Objective, check_choice, require_head
-from vl_jax.objectives.token_contrastive import CONTENT_TOKENS
+from vl_jax.objectives.token_contrastive import CONTENT_TOKENS, validate_content_tokens
 
 SAMPLING = ("cascade", "random")
 
@@ -58,6 +58,7 @@ def validate(cfg, config, model):
     raise ConfigError(f"config.objectives.cascade_matching.num_negatives={k} must be in "
                       f"[1, {b}): the other pairs of the global batch of {b}")
   check_choice("cascade_matching", cfg, "sampling", SAMPLING)
+  validate_content_tokens("cascade_matching", cfg)
 
 
 OBJECTIVE = Objective(loss, dict(weight=1.0, num_negatives=8, sampling="cascade", **CONTENT_TOKENS),

@@ -24,10 +24,6 @@ class Context:
   momentum_keys: dict | None = None
 
 
-def no_checks(cfg, config, model) -> None:
-  del cfg, config, model
-
-
 def check_choice(objective: str, cfg, field: str, allowed) -> None:
   """ConfigError unless config.objectives.<objective>.<field> is one of `allowed`."""
   if cfg[field] not in allowed:
@@ -49,4 +45,4 @@ class Objective:
   traced."""
   loss: Callable[..., tuple[Any, dict]]
   defaults: dict
-  validate: Callable[..., None] = no_checks
+  validate: Callable[..., None]

@@ -7,6 +7,8 @@ content tokens take part (`content_tokens`: exact up to that many nouns and verb
 counted).
 """
 
+from input_pipeline.contract import POS_ID
+from input_pipeline.errors import ConfigError
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens, token_infonce
 from vl_jax.objectives.objective import Objective
 
@@ -22,4 +24,21 @@ def loss(ctx, outputs, batch, cfg, rng):
   return value, {"tokens_per_caption": (weights > 0).sum(axis=1).mean()}
 
 
-OBJECTIVE = Objective(loss, dict(weight=0.5, temperature=1.0, **CONTENT_TOKENS))
+def validate_content_tokens(objective: str, cfg) -> None:
+  unknown = sorted(set(cfg.pos_tags) - set(POS_ID))
+  if not cfg.pos_tags or unknown:
+    raise ConfigError(f"config.objectives.{objective}.pos_tags={tuple(cfg.pos_tags)}: Universal "
+                      f"POS tags, at least one (unknown: {unknown}; known: {sorted(POS_ID)})")
+  if cfg.max_tokens < 1:
+    raise ConfigError(f"config.objectives.{objective}.max_tokens={cfg.max_tokens}: must be >= 1")
+
+
+def validate(cfg, config, model):
+  del config, model
+  validate_content_tokens("token_contrastive", cfg)
+  if not cfg.temperature > 0:
+    raise ConfigError(f"config.objectives.token_contrastive.temperature={cfg.temperature}: must "
+                      "be > 0")
+
+
+OBJECTIVE = Objective(loss, dict(weight=0.5, temperature=1.0, **CONTENT_TOKENS), validate)
