@@ -14,26 +14,19 @@ and the config's frames). A method's config is timed against the plain dual enco
 (BASELINES) at the same batch and frames: `overhead` is its extra time per step.
 """
 
-import importlib
 import json
 import os
 import platform
 import sys
-import time
 
 # Python puts this script's folder first on the path, where benchmarks/input_pipeline.py would
 # shadow the input_pipeline package: the repository root takes its place.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import jax
-import numpy as np
 from absl import app, flags
 
-from benchmarks.common import matmul_peak
-from input_pipeline import pipeline
-from vl_jax import sharding
-from vl_jax.models import builder
-from vl_jax.train import aot, state as state_lib, step as step_lib
+from benchmarks.common import bench_step, matmul_peak
 
 # Configs as `module[:arg]`. The base size runs at the smallest batch that holds TACo's K' = 8
 # negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
@@ -41,9 +34,6 @@ from vl_jax.train import aot, state as state_lib, step as step_lib
 BATCH_SIZES = {"tiny": None, "taco_tiny": None, "miles_tiny": None, "coco_tiny": None,
                "clop_tiny": None, "vit_b16_bert_base": 10, "taco_howto100m": 10,
                "miles_webvid_cc3m": 4, "coco_bert": 4, "clop": 10}
-VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "coco_tiny": 128,
-               "clop_tiny": 128, "vit_b16_bert_base": 30522, "taco_howto100m": 30522,
-               "miles_webvid_cc3m": 30522, "coco_bert": 30522, "clop": 30522}
 # MILES's base size is timed against its own dual encoder (a 6-layer text tower), masked modeling
 # and snapshot left out.
 # CoCo-BERT's are timed against their ":contrastive" variant: the same model with its decoder
@@ -55,49 +45,6 @@ BASELINES = {"taco_tiny": "tiny", "miles_tiny": "tiny", "taco_howto100m": "vit_b
              "clop_tiny:sample": "tiny", "clop": "vit_b16_bert_base"}
 TIMED_STEPS = {"tiny": 20, "taco_tiny": 20, "miles_tiny": 20, "coco_tiny": 20,  # by module
                "clop_tiny": 20}  # others: 3
-
-
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost["flops"])
-
-
-def bench_config(name: str, steps: int, batch: int | None = None,
-                 frames: int | None = None) -> dict:
-  module, _, arg = name.partition(":")
-  config = importlib.import_module(f"configs.{module}").get_config(arg or None)
-  batch = batch or BATCH_SIZES[module] or config.batch_size
-  if frames:
-    config.data.num_frames = frames
-  mesh = sharding.make_mesh(config.mesh)
-  sharding.check_batch_size(batch, mesh, "--batch")
-  model = builder.build(config.model, config.data, VOCAB_SIZES[module])
-  tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
-  state, shardings = state_lib.create(model, tx, config, mesh)
-  d = config.data
-  host = aot.example_batch(d, batch, VOCAB_SIZES[module], np.random.default_rng(0))
-  inputs = pipeline.to_devices(host, sharding.batch_sharding(mesh))
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
-      sharding.batch_sharding(mesh))
-  t = time.perf_counter()
-  compiled = train_step.lower(state, inputs).compile()
-  compile_s = time.perf_counter() - t
-  flops = _flops(compiled)
-  state, metrics = compiled(state, inputs)  # warm-up
-  jax.block_until_ready(metrics)
-  t = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = compiled(state, inputs)
-    jax.block_until_ready(metrics)
-  step_s = (time.perf_counter() - t) / steps
-  params = sum(x.size for x in jax.tree.leaves(state.params))
-  return {"config": name, "batch": batch, "frames": f"{d.num_frames}x{d.image_size}^2",
-          "params_M": params / 1e6, "compile_s": compile_s, "step_s": step_s,
-          "memory_GiB": aot.device_bytes(compiled) / aot.GiB,
-          "steps_per_s": 1 / step_s, "clips_per_s": batch / step_s,
-          "step_GFLOP": flops / 1e9, "achieved_GFLOPs": flops / step_s / 1e9}
 
 
 FLAGS = flags.FLAGS
@@ -117,8 +64,8 @@ def main(argv):
   for name in FLAGS.configs.split(","):
     for batch in sweep(FLAGS.batches):
       for frames in sweep(FLAGS.frames):
-        row = bench_config(name, FLAGS.steps or TIMED_STEPS.get(name.partition(":")[0], 3),
-                           batch, frames)
+        row = bench_step(name, FLAGS.steps or TIMED_STEPS.get(name.partition(":")[0], 3),
+                         batch or BATCH_SIZES[name.partition(":")[0]], frames)
         row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
         rows.append(row)
   by_key = {(r["config"], r["batch"], r["frames"]): r for r in rows}

@@ -118,6 +118,8 @@ def get_config(arg=None):
       dtype="float32",
       remat="none",
       scan_layers=False,
+      # How attention is computed (vl_jax/models/layers.ATTENTION): "flax", "xla", "cudnn", "auto"
+      attention="flax",
   )
   # chunked: the contrastive loss device by device in shard_map (vl_jax/objectives/contrastive.py);
   # directions: "both" (CLIP's symmetric InfoNCE) or "t2v" (TACo's L1)
@@ -143,6 +145,13 @@ def get_config(arg=None):
   # No match: replicated. Inert while config.mesh.fsdp is 1.
   config.sharding = dict(rules=((r"(kernel|embedding)$", "fsdp"),))
   config.log_every_steps = 50
+  # How the loop runs (vl_jax/train/runtime.py): the host dispatches up to `steps_in_flight` steps
+  # ahead of the devices (1 on a mesh of several CPU devices); `profile_steps` > 0 traces that
+  # many steps after the first into WORKDIR/profile; the persistent compilation cache's directory
+  # ("": JAX_COMPILATION_CACHE_DIR or ~/.cache/vl_jax/jax_compilation; "off": none).
+  config.steps_in_flight = 2
+  config.profile_steps = 0
+  config.compilation_cache_dir = ""
   config.checkpoint = dict(every_steps=500, keep=3, use_async=True)
   config.evals = dict(retrieval=retrieval_eval(batch_size=64, every_steps=500))
   return config.lock()

@@ -30,6 +30,26 @@ def test_train_step_benchmark_reports_rates_flops_memory_and_method_overhead(tmp
   assert taco["overhead"] == taco["step_s"] / tiny["step_s"] - 1
 
 
+def test_gpu_benchmark_appends_each_row_as_measured_and_keeps_to_its_budget(tmp_path):
+  """On CPU, with the tiny configs: a machine line, then one line per row (a failing row says
+  why and the next one runs), then, with no time left, rows marked skipped."""
+  out = tmp_path / "gpu.jsonl"
+  run = lambda plan, budget: subprocess.run(
+      [sys.executable, "benchmarks/gpu.py", "--plan", plan, "--steps", "1", "--dtype", "float32",
+       "--attention", "xla", "--noscan", "--budget_s", str(budget), "--out", str(out)],
+      cwd=ROOT, check=True, capture_output=True, timeout=600)
+  run("tiny:16,tiny:7,taco_tiny:16", 100_000)
+  machine, tiny, bad, taco = map(json.loads, out.read_text().splitlines())
+  assert machine["machine"]["peak_TFLOPs"] > 0 and machine["machine"]["jax"]
+  for row in (tiny, taco):
+    assert row["batch"] == 16 and row["attention"] == "xla" and row["dtype"] == "float32"
+    assert row["clips_per_s"] > 0 and row["compile_s"] > 0 and row["memory_GiB"] > 0
+    assert row["mfu"] == row["achieved_GFLOPs"] * 1e9 / (machine["machine"]["peak_TFLOPs"] * 1e12)
+  assert "not divisible by the 8 devices" in bad["error"]  # and the plan went on
+  run("tiny:16", 0)
+  assert json.loads(out.read_text().splitlines()[-1])["skipped"].endswith("left of --budget_s")
+
+
 def test_input_pipeline_benchmark_reports_every_rate(tmp_path):
   out = tmp_path / "bench.json"
   subprocess.run([sys.executable, "benchmarks/input_pipeline.py", "--clips", "3", "--batches", "2",

@@ -5,6 +5,7 @@ sharding-rule errors."""
 import json
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from input_pipeline import pipeline
 from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax import sharding
+from vl_jax import objectives, sharding
+from vl_jax.models import layers
 from vl_jax.train import loop, state as state_lib, step as step_lib
 
 # The fusion encoder and the caption decoder run their blocks the same way (layers.run_blocks).
@@ -72,6 +74,33 @@ def test_remat_and_scan_compute_the_same_loss_and_gradients(synthetic_dir, batch
   for (name, g), w in zip(flatten_dict(got_grads, sep="/").items(),
                           jax.tree.leaves(_stacked(grads))):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_attention_implementations_compute_the_same_loss_and_gradients(synthetic_dir, batch):
+  """jax.nn.dot_product_attention ("xla") against flax's own, in every kind of attention the
+  model has: the video tower's temporal and spatial attention with a class token, the text
+  tower's with padding, the fusion encoder's, the caption decoder's causal and cross-attention.
+  ("cudnn" needs an NVIDIA GPU; "auto" is "xla" here.)"""
+  model = {**MODEL, "model.fusion.depth": 1, "model.decoder.depth": 1,
+           "model.video.cls_token": True,
+           "objectives": {"contrastive": objectives.block("contrastive"),
+                          "caption": objectives.block("caption"),
+                          "cascade_matching": objectives.block("cascade_matching",
+                                                               num_negatives=3)}}
+  assert layers.attention_implementation("auto", jnp.bfloat16) == "xla"
+  loss, params, grads = _loss_and_grads(tiny_config(synthetic_dir, **model), batch)
+  got, _, got_grads = _loss_and_grads(
+      tiny_config(synthetic_dir, **model, **{"model.attention": "auto"}), batch, params)
+  np.testing.assert_allclose(got, loss, rtol=1e-6)
+  for (name, g), w in zip(flatten_dict(got_grads, sep="/").items(), jax.tree.leaves(grads)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=name)
+  bf16 = {**model, "model.dtype": "bfloat16"}
+  loss, _, _ = _loss_and_grads(tiny_config(synthetic_dir, **bf16), batch, params)
+  got, _, _ = _loss_and_grads(tiny_config(synthetic_dir, **bf16, **{"model.attention": "xla"}),
+                              batch, params)
+  np.testing.assert_allclose(got, loss, rtol=BF16_LOSS_RTOL)
+  with pytest.raises(ConfigError, match=r"config\.model\.attention='flash'"):
+    loop.setup(tiny_config(synthetic_dir, **{"model.attention": "flash"}))
 
 
 # bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 = 0.2%); measured on the CI machine,

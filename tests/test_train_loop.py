@@ -9,13 +9,15 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from tests.helpers import tiny_config
 from vl_jax.errors import NonFiniteLossError
-from vl_jax.train import checkpoint, loop, metrics as metrics_lib, state as state_lib
+from vl_jax import sharding
+from vl_jax.train import checkpoint, loop, metrics as metrics_lib, runtime, state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,6 +77,50 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_dir, tmp
   restored, _ = loop.train_and_evaluate(_config(synthetic_dir, total_steps=STEPS // 2), workdir)
   for a, b in zip(jax.tree.leaves(jax.device_get(restored.params)), jax.tree.leaves(good_params)):
     np.testing.assert_array_equal(a, b)
+
+
+def _train_rows(workdir):
+  """metrics.jsonl's train rows without the timing ones."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [{k: v for k, v in r.items() if k.startswith("train/") and "per_s" not in k}
+            for r in map(json.loads, f) if "train/loss" in r]
+
+
+def test_steps_in_flight_give_the_synchronous_loop_s_run_and_a_nan_still_stops_it(
+    synthetic_dir, tmp_path):
+  """On one device the host runs 3 steps ahead and fetches metrics at log steps only: the same
+  metrics and parameters as the loop that waits for every step, a profile of the steps asked
+  for, and a NaN at a step that is neither logged nor saved still stops the run before the next
+  save, naming that step."""
+  one = {"mesh.data": 1, "log_every_steps": 3}
+  sync, _ = loop.train_and_evaluate(_config(synthetic_dir, steps_in_flight=1, **one),
+                                    str(tmp_path / "sync"))
+  ahead, _ = loop.train_and_evaluate(_config(synthetic_dir, steps_in_flight=3, profile_steps=2,
+                                             **one), str(tmp_path / "ahead"))
+  assert _train_rows(str(tmp_path / "ahead")) == _train_rows(str(tmp_path / "sync"))
+  assert [r["train/loss"] for r in _train_rows(str(tmp_path / "sync"))]  # steps 3, 6, 8
+  for a, b in zip(jax.tree.leaves(jax.device_get(ahead.params)),
+                  jax.tree.leaves(jax.device_get(sync.params))):
+    np.testing.assert_array_equal(a, b)
+  traces = [f for _, _, files in os.walk(tmp_path / "ahead" / "profile") for f in files]
+  assert any(f.endswith(".xplane.pb") for f in traces), traces
+
+  workdir = str(tmp_path / "nan")
+  loop.train_and_evaluate(_config(synthetic_dir, total_steps=STEPS // 2, **one), workdir)
+  bad = _config(synthetic_dir, steps_in_flight=3, **one,
+                **{"objectives.contrastive.weight": float("nan")})
+  with pytest.raises(NonFiniteLossError, match=rf"at step {STEPS // 2 + 1} .*The last good "
+                                               rf"checkpoint is step {STEPS // 2} in"):
+    loop.train_and_evaluate(bad, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(STEPS // 2)]
+
+
+def test_several_cpu_devices_wait_for_every_step():
+  """Collectives of two steps in flight on fake CPU devices can deadlock: one step at a time."""
+  assert runtime.steps_in_flight(2, sharding.make_mesh(ml_collections.ConfigDict(
+      dict(data=-1, fsdp=1)))) == 1
+  assert runtime.steps_in_flight(2, sharding.make_mesh(ml_collections.ConfigDict(
+      dict(data=1, fsdp=1)))) == 2
 
 
 def _restore(workdir, step, config):

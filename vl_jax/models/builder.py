@@ -8,7 +8,7 @@ from vl_jax.models import heads
 from vl_jax.models.caption_decoder import CaptionDecoder
 from vl_jax.models.dual_encoder import DualEncoder
 from vl_jax.models.fusion import FusionEncoder
-from vl_jax.models.layers import DTYPES, REMAT_POLICIES, Stack
+from vl_jax.models.layers import ATTENTION, DTYPES, REMAT_POLICIES, Stack, attention_implementation
 from vl_jax.models.text_transformer import TextTransformer
 from vl_jax.models.video_vit import PIXEL_MEAN, PIXEL_STD, VideoViT
 
@@ -33,6 +33,9 @@ def validate(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.Conf
                       "config.data.knowledge.size > 0")
   if model_cfg.dtype not in DTYPES:
     raise ConfigError(f"config.model.dtype={model_cfg.dtype!r}: expected one of {tuple(DTYPES)}")
+  if model_cfg.get("attention", "flax") not in ATTENTION:
+    raise ConfigError(f"config.model.attention={model_cfg.attention!r}: expected one of "
+                      f"{ATTENTION}")
   if model_cfg.remat not in REMAT_POLICIES:
     raise ConfigError(f"config.model.remat={model_cfg.remat!r}: expected one of "
                       f"{REMAT_POLICIES}")
@@ -43,7 +46,10 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
   validate(model_cfg, data_cfg)
   v, t, f, d = model_cfg.video, model_cfg.text, model_cfg.fusion, model_cfg.decoder
   k = model_cfg.knowledge_head
-  stack = Stack(DTYPES[model_cfg.dtype], model_cfg.remat, model_cfg.scan_layers)
+  dtype = DTYPES[model_cfg.dtype]
+  # .get: a workdir's or export's config from before the field (builds as it was trained).
+  stack = Stack(dtype, model_cfg.remat, model_cfg.scan_layers,
+                attention_implementation(model_cfg.get("attention", "flax"), dtype))
   parts = []
   if f.depth:  # the cross-modal encoder and TACo's score of its fused pairs
     parts += [FusionEncoder(width=f.width, depth=f.depth, num_heads=f.num_heads,

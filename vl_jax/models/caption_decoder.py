@@ -1,7 +1,6 @@
 """CoCo-BERT's caption decoder: a causal transformer over the caption so far, cross-attending to
 the clip's video-tower tokens."""
 
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -13,15 +12,16 @@ class DecoderLayer(nn.Module):
   """Pre-norm causal self-attention, cross-attention to the memory, MLP (each residual)."""
   num_heads: int
   mlp_dim: int
-  dtype: Any = jnp.float32
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, x, memory, causal_mask):
-    y = layer_norm("norm_self", self.dtype)(x)
-    x = x + attention(self.num_heads, "self_attention", dtype=self.dtype)(y, mask=causal_mask)
-    y = layer_norm("norm_cross", self.dtype)(x)
-    x = x + attention(self.num_heads, "cross_attention", dtype=self.dtype)(y, memory)
-    return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(layer_norm("norm_mlp", self.dtype)(x))
+    dtype = self.stack.dtype
+    y = layer_norm("norm_self", dtype)(x)
+    x = x + attention(self.num_heads, "self_attention", self.stack)(y, mask=causal_mask)
+    y = layer_norm("norm_cross", dtype)(x)
+    x = x + attention(self.num_heads, "cross_attention", self.stack)(y, memory)
+    return x + Mlp(self.mlp_dim, dtype, name="mlp")(layer_norm("norm_mlp", dtype)(x))
 
 
 class CaptionDecoder(nn.Module):
@@ -50,7 +50,8 @@ class CaptionDecoder(nn.Module):
     dtype = self.stack.dtype
     memory = nn.Dense(self.width, dtype=dtype, name="memory_in")(memory)
     causal = nn.make_causal_mask(tokens)
-    x = run_blocks(DecoderLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=dtype),
+    x = run_blocks(DecoderLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                                      stack=self.stack),
                    self.depth, self.stack, "layer", x.astype(dtype), memory, causal)
     return embed.attend(nn.LayerNorm(name="final_norm")(x.astype(jnp.float32)))
 

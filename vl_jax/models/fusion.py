@@ -39,7 +39,7 @@ class FusionEncoder(nn.Module):
     valid = jnp.concatenate([text_mask, jnp.ones(frame_tokens.shape[:2], bool)], axis=1)
     mask = nn.make_attention_mask(valid, valid)
     x = run_blocks(BertLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                                   dtype=self.stack.dtype),
+                                   stack=self.stack),
                    self.depth, self.stack, "layer", x.astype(self.stack.dtype), mask)
     return x.astype(jnp.float32)
 

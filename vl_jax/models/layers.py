@@ -14,16 +14,30 @@ import jax.numpy as jnp
 # recomputed).
 REMAT_POLICIES = ("none", "full", "dots")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# How attention is computed: "flax", flax's own (einsum, float32 softmax); "xla" and "cudnn",
+# jax.nn.dot_product_attention with that implementation (cudnn: fused flash attention, NVIDIA GPUs
+# in bfloat16 only); "auto", cudnn on a GPU in bfloat16, xla elsewhere. All compute the same
+# function (tests/test_stack_options.py).
+ATTENTION = ("flax", "xla", "cudnn", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
 class Stack:
-  """How a tower runs its blocks (config.model.dtype, remat, scan_layers). `dtype` is the compute
-  dtype of the blocks; parameters stay float32 (the optimizer updates float32 master weights) and
-  the towers return float32."""
+  """How a tower runs its blocks (config.model.dtype, remat, scan_layers, attention). `dtype` is
+  the compute dtype of the blocks; parameters stay float32 (the optimizer updates float32 master
+  weights) and the towers return float32. `attention` is one of ATTENTION but "auto"
+  (`attention_implementation` resolves it)."""
   dtype: Any = jnp.float32
   remat: str = "none"
   scan: bool = False
+  attention: str = "flax"
+
+
+def attention_implementation(name: str, dtype) -> str:
+  """config.model.attention with "auto" resolved for the default backend and `dtype`."""
+  if name != "auto":
+    return name
+  return "cudnn" if jax.default_backend() == "gpu" and dtype == jnp.bfloat16 else "xla"
 
 
 class Mlp(nn.Module):
@@ -39,12 +53,27 @@ class Mlp(nn.Module):
     return nn.Dense(width, dtype=self.dtype, name="fc2")(x)
 
 
-def attention(num_heads: int, name: str, zero_init_out: bool = False,
-              dtype=jnp.float32) -> nn.MultiHeadDotProductAttention:
-  """Multi-head self-attention; `zero_init_out` makes the block an identity at initialisation.
-  The softmax is float32 whatever the compute dtype."""
+def dot_product_attention(implementation: str):
+  """flax's attention_fn through jax.nn.dot_product_attention, which takes [B, T, heads, dim]
+  inputs: flax's leading batch dimensions (a video's [B, N] or [B, T]) are folded into one."""
+  def attend(query, key, value, mask=None):
+    fold = lambda x: x.reshape((-1,) + x.shape[-3:])
+    if mask is not None:  # flax's: 1.0 where attended, [..., 1, T, S]
+      mask = fold(jnp.broadcast_to(mask, query.shape[:-3] + mask.shape[-3:])).astype(bool)
+    out = jax.nn.dot_product_attention(fold(query), fold(key), fold(value), mask=mask,
+                                       implementation=implementation)
+    return out.reshape(query.shape)
+  return attend
+
+
+def attention(num_heads: int, name: str, stack: Stack,
+              zero_init_out: bool = False) -> nn.MultiHeadDotProductAttention:
+  """Multi-head attention computed as `stack.attention` says; `zero_init_out` makes the block an
+  identity at initialisation. The softmax is float32 whatever the compute dtype."""
   kwargs = {"out_kernel_init": nn.initializers.zeros} if zero_init_out else {}
-  return nn.MultiHeadDotProductAttention(num_heads=num_heads, name=name, dtype=dtype,
+  if stack.attention != "flax":
+    kwargs["attention_fn"] = dot_product_attention(stack.attention)
+  return nn.MultiHeadDotProductAttention(num_heads=num_heads, name=name, dtype=stack.dtype,
                                          force_fp32_for_softmax=True, **kwargs)
 
 

@@ -1,6 +1,5 @@
 """BERT-style text transformer (post-norm, learned absolute positions, [CLS] first)."""
 
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -12,14 +11,14 @@ from vl_jax.models.layers import Mlp, Stack, attention, layer_norm, run_blocks
 class BertLayer(nn.Module):
   num_heads: int
   mlp_dim: int
-  dtype: Any = jnp.float32
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, x, mask):
-    x = layer_norm("attention_norm", self.dtype, 1e-12)(
-        x + attention(self.num_heads, "attention", dtype=self.dtype)(x, mask=mask))
-    return layer_norm("output_norm", self.dtype, 1e-12)(
-        x + Mlp(self.mlp_dim, self.dtype, name="mlp")(x))
+    dtype = self.stack.dtype
+    x = layer_norm("attention_norm", dtype, 1e-12)(
+        x + attention(self.num_heads, "attention", self.stack)(x, mask=mask))
+    return layer_norm("output_norm", dtype, 1e-12)(x + Mlp(self.mlp_dim, dtype, name="mlp")(x))
 
 
 class TextTransformer(nn.Module):
@@ -43,6 +42,6 @@ class TextTransformer(nn.Module):
     valid = tokens != PAD_ID
     mask = nn.make_attention_mask(valid, valid)
     x = run_blocks(BertLayer, dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                                   dtype=self.stack.dtype),
+                                   stack=self.stack),
                    self.depth, self.stack, "layer", x.astype(self.stack.dtype), mask)
     return x.astype(jnp.float32)

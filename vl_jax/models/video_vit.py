@@ -12,7 +12,6 @@ zero (`zero_init_temporal`, zero temporal embeddings), a clip of identical frame
 image model's patch features.
 """
 
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -36,22 +35,23 @@ class DividedSpaceTimeBlock(nn.Module):
   mlp_dim: int
   zero_init_temporal: bool
   cls_token: bool = False  # position 0 of every frame is the class token, the same in all frames
-  dtype: Any = jnp.float32
+  stack: Stack = Stack()
 
   @nn.compact
   def __call__(self, x):  # x: [B, T, N, D] (N counts the class token)
+    dtype = self.stack.dtype
     first = int(self.cls_token)
     # Temporal attention over axis T for every patch position: move T next to the features.
     patches = x[:, :, first:]
-    y = layer_norm("norm_temporal", self.dtype)(patches).swapaxes(1, 2)  # [B, N, T, D]
-    y = attention(self.num_heads, "attn_temporal", self.zero_init_temporal, self.dtype)(y)
+    y = layer_norm("norm_temporal", dtype)(patches).swapaxes(1, 2)  # [B, N, T, D]
+    y = attention(self.num_heads, "attn_temporal", self.stack, self.zero_init_temporal)(y)
     x = jnp.concatenate([x[:, :, :first], patches + y.swapaxes(1, 2)], axis=2)
-    y = layer_norm("norm_spatial", self.dtype)(x)
-    y = attention(self.num_heads, "attn_spatial", dtype=self.dtype)(y)
+    y = layer_norm("norm_spatial", dtype)(x)
+    y = attention(self.num_heads, "attn_spatial", self.stack)(y)
     if self.cls_token:  # one class token: its frames' updates averaged
       y = y.at[:, :, 0].set(y[:, :, 0].mean(axis=1, keepdims=True))
     x = x + y
-    return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(layer_norm("norm_mlp", self.dtype)(x))
+    return x + Mlp(self.mlp_dim, dtype, name="mlp")(layer_norm("norm_mlp", dtype)(x))
 
 
 class VideoViT(nn.Module):
@@ -117,7 +117,7 @@ class VideoViT(nn.Module):
     x = run_blocks(DividedSpaceTimeBlock,
                    dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
                         zero_init_temporal=self.zero_init_temporal, cls_token=self.cls_token,
-                        dtype=self.stack.dtype),
+                        stack=self.stack),
                    layer, self.stack, "block", x.astype(self.stack.dtype))
     x = nn.LayerNorm(name="encoder_norm")(x) if layer == self.depth else x
     return x[:, :, int(self.cls_token):].astype(jnp.float32)

@@ -13,15 +13,15 @@ def _positive_int(value, field: str) -> None:
 
 def check(config, training: bool = True) -> None:
   """ConfigError naming the first field that cannot work: the evaluators' `every_steps` and
-  `batch_size`, and for training the batch size, step counts, checkpoint cadence and learning
-  rate."""
+  `batch_size`, and for training the batch size, step counts, checkpoint cadence, learning
+  rate, steps in flight and profiled steps."""
   for name, ev in config.evals.items():
     _positive_int(ev.every_steps, f"config.evals.{name}.every_steps")
     _positive_int(ev.batch_size, f"config.evals.{name}.batch_size")
   if not training:
     return
   for field in ("batch_size", "total_steps", "log_every_steps", "checkpoint.every_steps",
-                "checkpoint.keep"):
+                "checkpoint.keep", "steps_in_flight"):
     node = config
     for part in field.split("."):
       node = node[part]
@@ -29,10 +29,6 @@ def check(config, training: bool = True) -> None:
   lr = config.optimizer.lr
   if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
     raise ConfigError(f"config.optimizer.lr={lr!r}: must be a positive finite number")
-  if "coco" in config.objectives:
-    # An unmasked "view" would make the intra-modal term a sample against itself: no denoising.
-    for part in ("words", "frames"):
-      rate = config.masking[part].rate
-      if not 0 < rate <= 1:
-        raise ConfigError(f"config.masking.{part}.rate={rate}: config.objectives.coco contrasts "
-                          f"masked views with the unmasked inputs and needs a rate in (0, 1]")
+  profile = config.profile_steps
+  if isinstance(profile, bool) or not isinstance(profile, int) or profile < 0:
+    raise ConfigError(f"config.profile_steps={profile!r}: must be an integer >= 0")

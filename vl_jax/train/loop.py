@@ -1,8 +1,8 @@
 """The one train loop: every method is a set of objectives on the same loop."""
 
+import collections
 import os
 import shutil
-import time
 from typing import Callable, Optional
 
 import jax
@@ -15,7 +15,7 @@ from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import builder
 from vl_jax.models.predict import predict_fns
 from vl_jax.train import (checkpoint, config_checks, init_from, metrics as metrics_lib, run_config,
-                          state as state_lib, step as step_lib)
+                          runtime, state as state_lib, step as step_lib)
 
 # on_step(step, host_fields) -> True to stop after this step (checkpointing it first).
 StepHook = Callable[[int, dict], bool]
@@ -23,20 +23,12 @@ StepHook = Callable[[int, dict], bool]
 
 def setup(config: ml_collections.ConfigDict, workdir: str | None = None):
   """(mesh, tokenizer, model); the tokenizer is `workdir`'s if it has one (init_from.py)."""
+  runtime.use_compilation_cache(config.compilation_cache_dir)
   mesh = sharding.make_mesh(config.mesh)
   prepare.ensure_dataset(config.data)
   tokenizer = tokenizer_lib.load(init_from.tokenizer_path(config, workdir))
   model = builder.build(config.model, config.data, tokenizer.vocab_size)
   return mesh, tokenizer, model
-
-
-def _last_good(ckpt: checkpoint.Checkpointer, workdir: str) -> str:
-  """Names the newest checkpoint written (every saved state was verified before its save)."""
-  ckpt.confirm()
-  step = ckpt.latest_step()
-  if step is None:
-    return f"No checkpoint was written before it in {workdir}."
-  return f"The last good checkpoint is step {step} in {workdir}."
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -92,42 +84,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            data_cfg=config.data, tokenizer=tokenizer)
   writer = metrics_lib.MetricWriter(workdir, start, rerun_final=start == config.total_steps)
   progress = metrics_lib.Progress(config.total_steps, config.batch_size)
-  results = {}
+  in_flight = runtime.steps_in_flight(config.steps_in_flight, mesh)
+  unverified = runtime.Unverified(ckpt, workdir)
+  profile = runtime.Profile(workdir, start + 2, config.profile_steps)
+  results, waiting = {}, collections.deque()
   try:
     for step in range(start + 1, config.total_steps + 1):
       batch, host = next(batches)
       if step == start + 1:
-        logging.info("compiling the train step and running step %d (the first step of a run "
-                     "waits for XLA: seconds for the tiny config, minutes at base size)", step)
-        first = time.perf_counter()
+        train_step = runtime.compile_step(train_step, state, batch, step)
+      profile.before(step)
       state, metrics = train_step(state, batch)
-      # Blocking on every step's metrics bounds the work in flight (collectives on many fake CPU
-      # devices can deadlock otherwise).
-      metrics = jax.device_get(metrics)
+      unverified.add(step, metrics)
+      # The host runs at most `in_flight` steps ahead of the devices: it waits for the step
+      # `in_flight` - 1 before this one, while the devices have this one queued.
+      waiting.append(metrics["loss"])
+      while len(waiting) >= in_flight:
+        jax.block_until_ready(waiting.popleft())
       if step == start + 1:
-        logging.info("step %d done in %.1f s, compilation included", step,
-                     time.perf_counter() - first)
-        progress.start(step)
-      if not metrics.pop("finite"):
-        raise NonFiniteLossError(
-            f"non-finite loss, gradient or state at step {step} (loss={metrics['loss']}); "
-            f"stopping. {_last_good(ckpt, workdir)}")
+        jax.block_until_ready(metrics["loss"])
+        progress.start(step)  # the clock starts after the first step: see Progress
+      profile.after(step, metrics)
       stop = bool(on_step and on_step(step, host))
       if step % config.log_every_steps == 0 or step == config.total_steps:
+        unverified.check()
+        metrics = jax.device_get(metrics)
+        del metrics["finite"]
         rates = progress.rates(step)
         writer.write(step, metrics_lib.prefixed("train", metrics | rates))
         progress.log(step, float(metrics["loss"]), rates)
-      if ckpt.due(step) or stop or step == config.total_steps:
+      due = [name for name, ev in evals.items()
+             if step % ev.every_steps == 0 and step != config.total_steps]
+      save = ckpt.due(step) or stop or step == config.total_steps
+      if save or due:
+        unverified.check()
+      if save:
         # The state is finite (checked above); a diverged one can be finite and still overflow
         # in the forward pass, so it must also give finite embeddings of its batch to be saved.
         if not bool(probe(state.params, batch)):
           raise NonFiniteLossError(
               f"the state after step {step} gives non-finite embeddings of its own batch (its "
-              f"parameters diverged); stopping without saving it. {_last_good(ckpt, workdir)}")
+              f"parameters diverged); stopping without saving it. "
+              f"{runtime.last_good(ckpt, workdir)}")
         ckpt.save(step, state)
-      for name, ev in evals.items():
-        if step % ev.every_steps == 0 and step != config.total_steps:
-          writer.write(step, metrics_lib.prefixed(name, ev.run(state.params)))
+      for name in due:
+        writer.write(step, metrics_lib.prefixed(name, evals[name].run(state.params)))
       if stop:
         logging.info("stopped after step %d at the caller's request", step)
         ckpt.confirm()
@@ -145,5 +146,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                    metrics_lib.format_table(results))
     return state, results
   finally:
+    profile.close()
     ckpt.close()
     writer.close()

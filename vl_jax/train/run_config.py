@@ -21,7 +21,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
 # Fields of config.data and config.model that change how a run computes, not what it learns.
 RUNTIME_FIELDS = frozenset({"data.num_threads", "data.prefetch", "data.worker_count",
-                            "model.remat"})
+                            "model.remat", "model.attention"})
 
 
 def _plain(config) -> dict:
