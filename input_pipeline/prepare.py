@@ -4,7 +4,7 @@ import os
 
 from absl import logging
 
-from input_pipeline import shards, synthetic, text_annotations
+from input_pipeline import files, shards, synthetic, text_annotations
 from input_pipeline.errors import ConfigError, DataError
 
 # The configs' synthetic datasets live here and are generated on first use; anywhere else a
@@ -21,6 +21,11 @@ def ensure_dataset(data_cfg) -> None:
 def _ensure_one(data_cfg, field: str) -> None:
   if not data_cfg.dir:
     raise ConfigError(f"{field}.dir is not set: pass --{field}.dir=PATH to a dataset")
+  if not files.is_local(data_cfg.dir):
+    # array_record's reader opens local files only (a gs:// shard hangs it, measured).
+    raise ConfigError(f"{field}.dir={data_cfg.dir!r}: shards are read from a local path; mount "
+                      f"the bucket with gcsfuse (gcsfuse --implicit-dirs -o ro BUCKET "
+                      f"/tmp/gcs/BUCKET) and pass the mounted path (docs/SCALING.md, Storage)")
   info = os.path.join(data_cfg.dir, shards.INFO_FILE)
   if os.path.isfile(info):
     missing = [f for f in (shards.TOKENIZER_FILE, text_annotations.IDF_FILE)

@@ -3,14 +3,14 @@ captions (`tokenizer.model`), or an imported BERT WordPiece vocabulary (`tokeniz
 the `tokenizers` library). Both give the special tokens the same fixed ids."""
 
 import io
-import os
 from typing import Iterable
 
 import numpy as np
 import sentencepiece as spm
 import tokenizers
+from etils import epath
 
-from input_pipeline import text_annotations
+from input_pipeline import files, text_annotations
 from input_pipeline.contract import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
 from input_pipeline.errors import DataError
 
@@ -27,8 +27,7 @@ def train(captions: Iterable[str], model_path: str, vocab_size: int) -> None:
       user_defined_symbols=[MASK_PIECE],
       # Small caption corpora support fewer pieces than asked for; take what they support.
       hard_vocab_limit=False, minloglevel=2)
-  with open(model_path, "wb") as f:
-    f.write(model.getvalue())
+  files.write(model_path, model.getvalue())
 
 
 # The file a model's tokenizer is kept in, by kind: a workdir or an exported model holds one.
@@ -37,14 +36,14 @@ FILES = ("tokenizer.model", "tokenizer.json")
 
 def load(path: str):
   """The tokenizer of `path`: a sentencepiece `.model` or a Hugging Face WordPiece `.json`."""
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise DataError(f"{path}: no such tokenizer file")
-  return WordPiece(path) if path.endswith(".json") else SentencePiece(path)
+  return WordPiece(path) if str(path).endswith(".json") else SentencePiece(path)
 
 
 def find(directory: str) -> str | None:
   """The tokenizer file `directory` holds (one of FILES), or None."""
-  found = [os.path.join(directory, f) for f in FILES if os.path.isfile(os.path.join(directory, f))]
+  found = [str(p) for p in (epath.Path(directory) / f for f in FILES) if p.is_file()]
   if len(found) > 1:
     raise DataError(f"{directory}: holds {' and '.join(FILES)}; a model has one tokenizer")
   return found[0] if found else None
@@ -87,7 +86,7 @@ class SentencePiece:
   def __init__(self, model_path: str):
     self.model_path = model_path
     try:
-      self._sp = spm.SentencePieceProcessor(model_file=model_path)
+      self._sp = spm.SentencePieceProcessor(model_proto=epath.Path(model_path).read_bytes())
     except (OSError, RuntimeError) as e:
       raise DataError(f"{model_path}: not a sentencepiece model: {e}") from e
     mask_id = self._sp.piece_to_id(MASK_PIECE)
@@ -139,7 +138,7 @@ class WordPiece:
   def __init__(self, model_path: str):
     self.model_path = model_path
     try:
-      self._tok = tokenizers.Tokenizer.from_file(model_path)
+      self._tok = tokenizers.Tokenizer.from_str(epath.Path(model_path).read_text())
     except Exception as e:  # the library raises a bare Exception on a malformed file
       raise DataError(f"{model_path}: not a Hugging Face tokenizer file: {e}") from e
     self._tok.no_truncation()

@@ -4,11 +4,13 @@ it fits in the devices' memory.
     python launch/aot_check.py --config configs/vit_b16_bert_base.py --target 8xH100 \
         [--batch 1024] [--config.mesh.fsdp=8 --config.model.dtype=bfloat16 ...] [--out F.json]
 
-`--target` is one of vl_jax/train/aot.TARGETS (v5e-8, v5e-256, v4-32, v5p-128, 1xH100, 8xH100,
-8xA100-40, 40xA100-40), or `--devices N --memory_gib G` for another. The mesh is the config's
-(config.mesh) over the target's devices, which this machine's CPU stands in for; the batch is the
-config's unless `--batch` says otherwise. Prints per-device memory and whether it fits
-(vl_jax/train/aot.py says how far to trust the estimate) and exits 0 if it fits, 1 if not.
+`--target` is one of vl_jax/train/aot.TARGETS (v5e-8, v5e-256, v4-32, v5p-128, v6e-8, v6e-256,
+1xH100, 8xH100, 8xA100-40, 40xA100-40), or `--devices N --memory_gib G` for another. The mesh is
+the config's (config.mesh) over the target's devices: a TPU slice's own, compiled by the TPU
+compiler, where libtpu is installed (pip install -e '.[tpu]'); otherwise this machine's CPU stands
+in for them. The batch is the config's unless `--batch` says otherwise. Prints per-device memory,
+the compiler, and whether it fits (vl_jax/train/aot.py says how far to trust the estimate) and
+exits 0 if it fits, 1 if not.
 """
 
 import json
@@ -38,18 +40,22 @@ def main():
     raise ConfigError("give --target, or --devices and --memory_gib")
   target = (aot.TARGETS[_TARGET.value] if _TARGET.value else
             aot.Target(_DEVICES.value, _MEMORY.value, f"{_DEVICES.value} devices"))
-  # The CPU devices that stand in for the target's; before anything starts the backend.
+  # The TPU compiler needs no TPU; CPU devices stand in for any other target's (set before
+  # anything starts the backend).
   jax.config.update("jax_platforms", "cpu")
-  jax.config.update("jax_num_cpu_devices", target.devices)
+  devices = aot.tpu_devices(target)
+  if devices is None:
+    jax.config.update("jax_num_cpu_devices", target.devices)
   config = cli.CONFIG.value
   with config.unlocked():  # the target's devices, all of them
     config.mesh.data = -1
-  mesh = sharding.make_mesh(config.mesh)
+  mesh = sharding.make_mesh(config.mesh, devices)
   batch = _BATCH.value or config.batch_size
   t = time.perf_counter()
   compiled = aot.compile_train_step(config, mesh, _VOCAB.value, batch)
   report = {"target": _TARGET.value or "custom", "description": target.description,
             "devices": target.devices, "mesh": dict(mesh.shape), "batch": batch,
+            "compiler": mesh.devices.flat[0].device_kind if devices else "CPU stand-in",
             "batch_per_device": batch // target.devices,
             "compile_s": time.perf_counter() - t, **aot.memory_report(compiled, target.memory_gib)}
   print(" | ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

@@ -4,6 +4,9 @@
 #
 #   launch/tpu_pod.sh NAME ZONE --setup
 #       copies this checkout to every worker and installs it there (jax[tpu])
+#   launch/tpu_pod.sh NAME ZONE --mount BUCKET
+#       mounts gs://BUCKET read-only at /tmp/gcs/BUCKET on every worker with gcsfuse, for the data
+#       dir: ArrayRecord shards are read from a local path (docs/SCALING.md, "Storage")
 #   launch/tpu_pod.sh NAME ZONE -- python main.py --config configs/X.py --workdir gs://BUCKET/run
 #       runs the command on all workers at once; each joins the run through
 #       jax.distributed.initialize(), which finds the slice's workers by itself (--distributed=on)
@@ -27,6 +30,14 @@ if [[ $1 == --setup ]]; then
   gcloud compute tpus tpu-vm ssh "$name" "${gcloud_args[@]}" --command "
     set -e; mkdir -p ~/vl-jax && tar xzf /tmp/vl-jax.tgz -C ~/vl-jax && cd ~/vl-jax &&
     python3 -m venv .venv && . .venv/bin/activate && pip install -q -e . 'jax[tpu]'"
+  exit 0
+fi
+if [[ $1 == --mount ]]; then
+  bucket=${2:?usage: $0 NAME ZONE --mount BUCKET}
+  gcloud compute tpus tpu-vm ssh "$name" "${gcloud_args[@]}" --command "
+    set -e; command -v gcsfuse >/dev/null ||
+      { echo \"gcsfuse is not installed on \$(hostname) (docs/SCALING.md)\" >&2; exit 1; }
+    mkdir -p /tmp/gcs/$bucket && gcsfuse --implicit-dirs -o ro $bucket /tmp/gcs/$bucket"
   exit 0
 fi
 if [[ $1 != -- ]]; then

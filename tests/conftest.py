@@ -8,6 +8,9 @@ import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
+# CPU devices even where the test extra's libtpu is installed (it compiles for TPU topologies
+# without a TPU; JAX would otherwise try, and fail, to start a TPU backend in every process).
+os.environ["JAX_PLATFORMS"] = "cpu"
 # The suite compiles the same train steps and evaluators many times (each run of the loop, each
 # subprocess): a compilation cache for the session, inherited by subprocesses, compiles each once.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -1,6 +1,7 @@
 """Ahead-of-time compilation for a topology: per-device memory from the sharded layout, and the
 command's verdict."""
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,20 @@ def test_fsdp_divides_the_state_each_device_holds():
   assert not aot.memory_report(compiled, 0.01)["fits"]
 
 
+def test_a_tpu_target_is_compiled_by_the_tpu_compiler(tmp_path):
+  """With libtpu (the test extra installs it), a v5e slice's topology on this CPU-only machine:
+  the TPU compiler's memory analysis, against the v5e's 16 GiB."""
+  command = [sys.executable, "launch/aot_check.py", "--config", "configs/tiny.py", "--target",
+             "v5e-8", "--batch", "64", f"--out={tmp_path}/r.json"]
+  out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  with open(tmp_path / "r.json") as f:
+    report = json.load(f)
+  assert report["compiler"] == "TPU v5 lite" and report["devices"] == 8
+  assert report["mesh"] == {"data": 8, "fsdp": 1} and report["capacity_GiB"] == 16
+  assert 0 < report["total_GiB"] < 1 and report["fits"]
+
+
 def test_aot_check_command_reports_and_exits_on_the_verdict(tmp_path):
   command = [sys.executable, "launch/aot_check.py", "--config", "configs/tiny.py",
              "--devices", "2", "--config.mesh.fsdp=2", "--batch", "16"]
@@ -42,6 +57,7 @@ def test_aot_check_command_reports_and_exits_on_the_verdict(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert fits.returncode == 0, fits.stderr[-2000:]
   assert "fits: " in fits.stdout and "mesh {'data': 1, 'fsdp': 2}" in fits.stdout
+  assert "compiler CPU stand-in" in fits.stdout
   assert os.path.exists(tmp_path / "r.json")
   bad = subprocess.run(command + ["--memory_gib", "0.001"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)

@@ -32,20 +32,28 @@ def test_train_step_benchmark_reports_rates_flops_memory_and_method_overhead(tmp
 
 def test_gpu_benchmark_appends_each_row_as_measured_and_keeps_to_its_budget(tmp_path):
   """On CPU, with the tiny configs: a machine line, then one line per row (a failing row says
-  why and the next one runs), then, with no time left, rows marked skipped."""
+  why and the next one runs; the end-to-end row converts real clips and trains on them), then,
+  with no time left, rows marked skipped."""
   out = tmp_path / "gpu.jsonl"
   run = lambda plan, budget: subprocess.run(
       [sys.executable, "benchmarks/gpu.py", "--plan", plan, "--steps", "1", "--dtype", "float32",
-       "--attention", "xla", "--noscan", "--budget_s", str(budget), "--out", str(out)],
-      cwd=ROOT, check=True, capture_output=True, timeout=600)
-  run("tiny:16,tiny:7,taco_tiny:16", 100_000)
-  machine, tiny, bad, taco = map(json.loads, out.read_text().splitlines())
+       "--attention", "xla", "--noscan", "--budget_s", str(budget), "--out", str(out),
+       "--e2e_clips", "8", "--e2e_steps", "4", "--loader_batches", "2"],
+      cwd=ROOT, check=True, capture_output=True, timeout=900)
+  run("tiny:16,tiny:7,e2e:tiny:16,taco_tiny:16", 100_000)
+  machine, tiny, bad, e2e, taco = map(json.loads, out.read_text().splitlines())
+  assert "error" not in e2e, e2e
   assert machine["machine"]["peak_TFLOPs"] > 0 and machine["machine"]["jax"]
   for row in (tiny, taco):
     assert row["batch"] == 16 and row["attention"] == "xla" and row["dtype"] == "float32"
     assert row["clips_per_s"] > 0 and row["compile_s"] > 0 and row["memory_GiB"] > 0
     assert row["mfu"] == row["achieved_GFLOPs"] * 1e9 / (machine["machine"]["peak_TFLOPs"] * 1e12)
+  assert taco["overhead_vs_tiny"] == taco["step_s"] / tiny["step_s"] - 1
   assert "not divisible by the 8 devices" in bad["error"]  # and the plan went on
+  assert e2e["config"] == "main.py tiny" and e2e["clips"] == 8
+  for key in ("loader_threads_clips_per_s", "loader_workers_clips_per_s", "steps_per_s"):
+    assert e2e[key] > 0, key
+  assert e2e["of_step_rate"] == e2e["steps_per_s"] * tiny["step_s"]
   run("tiny:16", 0)
   assert json.loads(out.read_text().splitlines()[-1])["skipped"].endswith("left of --budget_s")
 

@@ -4,6 +4,8 @@ import os
 import re
 import shutil
 
+import jax
+import ml_collections
 import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -14,6 +16,7 @@ from input_pipeline.contract import CLS_ID, PAD_ID, SEP_ID
 from input_pipeline.errors import DataError
 from input_pipeline.tokenizer import load as load_tokenizer
 from tests.helpers import tiny_config
+from vl_jax import sharding
 
 
 def _x_centroids(frames):
@@ -238,3 +241,24 @@ def test_a_corrupt_record_is_named_by_its_shard_and_index(synthetic_dir, tmp_pat
   writer.close()
   with pytest.raises(DataError, match=rf"^{re.escape(shard)}: record 2: corrupt \("):
     [x for x in pipeline.records(data, "val")]
+
+
+def test_device_batches_are_placed_on_the_mesh_two_ahead():
+  """Each batch's device fields become global arrays split over the mesh's batch axes, the host
+  fields stay beside them, and two batches are placed ahead of the one the step gets."""
+  layout = sharding.batch_sharding(sharding.make_mesh(ml_collections.ConfigDict(
+      dict(data=-1, fsdp=1))))
+  pulled = []
+
+  def dataset():
+    for i in range(5):
+      pulled.append(i)
+      yield {"frames": np.full((8, 3), i, np.uint8), "clip_id": np.asarray([f"c{i}"] * 8)}
+  batches = pipeline.device_batches(dataset(), layout)
+  batch, host = next(batches)
+  assert pulled == [0, 1, 2]
+  assert isinstance(batch["frames"], jax.Array) and batch["frames"].sharding == layout
+  assert len(batch["frames"].addressable_shards) == 8 and list(batch) == ["frames"]
+  assert list(host["clip_id"]) == ["c0"] * 8
+  rest = [b["frames"] for b, _ in batches]
+  assert [int(f[0, 0]) for f in [batch["frames"], *rest]] == [0, 1, 2, 3, 4]

@@ -8,14 +8,16 @@ Row i of the output is record i of the split (its clip ids go to OUT's name with
 or line i of the text file; float32 [rows, E] unit embeddings.
 """
 
+import io
 import os
 import sys
 
 import numpy as np
 import tqdm
 from absl import flags
+from etils import epath
 
-from input_pipeline import flag_parsing, pipeline, shards
+from input_pipeline import files, flag_parsing, pipeline, shards
 from input_pipeline.errors import DataError
 from vl_jax import pretrained
 from vl_jax.errors import USER_ERRORS
@@ -42,7 +44,7 @@ flags.DEFINE_string("data_dir", None, "a converted dataset (docs/DATA.md): embed
                     flag_values=FLAGS)
 flags.DEFINE_string("texts", None, "a UTF-8 text file: embed each line", flag_values=FLAGS)
 flags.DEFINE_string("split", "val", "the dataset split (with --data_dir)", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "the .npy file to write", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "the .npy file to write (local or gs://)", flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 64, "clips or texts per batch", lower_bound=1,
                      flag_values=FLAGS)
 flags.mark_flags_as_required(["model", "out"], flag_values=FLAGS)
@@ -56,19 +58,19 @@ def main(argv=None) -> None:
     if FLAGS.data_dir:
       out, ids = embed_split(model, FLAGS.data_dir, FLAGS.split, FLAGS.batch_size)
     else:
-      if not os.path.isfile(FLAGS.texts):
+      if not epath.Path(FLAGS.texts).is_file():
         raise DataError(f"--texts={FLAGS.texts}: no such file")
-      with open(FLAGS.texts, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+      lines = epath.Path(FLAGS.texts).read_text(encoding="utf-8").splitlines()
       out = np.concatenate([model.encode_text(lines[i:i + FLAGS.batch_size], FLAGS.batch_size)
                             for i in tqdm.trange(0, len(lines), FLAGS.batch_size, unit="batch",
                                                  desc="texts")])
   except USER_ERRORS as e:
     sys.exit(f"error: {e}")
-  np.save(FLAGS.out, out)
+  npy = io.BytesIO()
+  np.save(npy, out)
+  files.write(FLAGS.out, npy.getvalue())
   if FLAGS.data_dir:
-    with open(os.path.splitext(FLAGS.out)[0] + ".clip_ids.txt", "w") as f:
-      f.write("".join(f"{i}\n" for i in ids))
+    files.write(os.path.splitext(FLAGS.out)[0] + ".clip_ids.txt", "".join(f"{i}\n" for i in ids))
   print(f"wrote {out.shape[0]} x {out.shape[1]} embeddings to {FLAGS.out}")
 
 

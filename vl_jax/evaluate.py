@@ -8,6 +8,7 @@ import os
 
 import jax
 from absl import logging
+from etils import epath
 from flax.traverse_util import unflatten_dict
 
 from input_pipeline.errors import ConfigError, DataError
@@ -44,7 +45,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   if not evals_cfg:
     raise ConfigError("config.evals declares no evaluator; nothing to run")
   source = workdir
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")) and config.init_from.workdir:
+  if not (epath.Path(workdir) / "checkpoints").is_dir() and config.init_from.workdir:
     source = config.init_from.workdir
     if step is None and config.init_from.step != -1:
       step = config.init_from.step
@@ -55,7 +56,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
     raise DataError(f"--workdir={workdir!r} is no training workdir and config.init_from.workdir "
                     f"names no model: {e}") from e
   mesh, tokenizer, model = loop.setup(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   abstract = state_lib.abstract_params(model, config, mesh)
   try:
     params, step = init_from.stored_params(source, abstract, step)

@@ -19,12 +19,13 @@ DATA_AXIS, FSDP_AXIS = "data", "fsdp"
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)  # the batch dimension is split over both
 
 
-def make_mesh(mesh_cfg) -> Mesh:
+def make_mesh(mesh_cfg, devices=None) -> Mesh:
   """A (data, fsdp) mesh over `mesh_cfg.data` x `mesh_cfg.fsdp` devices (data -1: all that
   fsdp divides), in jax.devices() order everywhere: the fsdp groups are consecutive devices, i.e.
   within a host when fsdp divides the devices per host, and process p holds rows
-  [p·B/P, (p+1)·B/P) of every batch."""
-  devices = jax.devices()
+  [p·B/P, (p+1)·B/P) of every batch. `devices`: others than jax.devices() (a topology's, for
+  ahead-of-time compilation)."""
+  devices = jax.devices() if devices is None else list(devices)
   fsdp = mesh_cfg.fsdp
   data = len(devices) // max(fsdp, 1) if mesh_cfg.data == -1 else mesh_cfg.data
   if fsdp < 1 or data < 1 or data * fsdp > len(devices):

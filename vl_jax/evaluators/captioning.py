@@ -2,13 +2,12 @@
 greedily or by beam search, and it is scored against all of the clip's reference captions with
 BLEU-4, METEOR (where Java is installed), ROUGE-L and CIDEr (evaluators/caption_metrics.py)."""
 
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 
-from input_pipeline import pipeline
+from input_pipeline import files, pipeline
 from input_pipeline.errors import ConfigError
 from vl_jax import sharding
 from vl_jax.evaluators import encode
@@ -67,6 +66,6 @@ class CaptioningEvaluator:
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     predictions = self.captions(params)
     if artifacts_dir and jax.process_index() == 0:
-      with open(os.path.join(artifacts_dir, f"captions_{self.cfg.split}.json"), "w") as f:
-        json.dump(predictions, f, indent=1)
+      files.write_json(os.path.join(artifacts_dir, f"captions_{self.cfg.split}.json"),
+                       predictions, indent=1)
     return self.metrics(predictions, self.references)

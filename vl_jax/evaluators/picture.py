@@ -3,6 +3,7 @@
 import textwrap
 
 import numpy as np
+from etils import epath
 from PIL import Image, ImageDraw, ImageFont
 
 from input_pipeline import pipeline
@@ -48,4 +49,5 @@ def draw_retrieval(path: str, embeddings, data_cfg, tokenizer, split: str,
       mark = "  correct" if j == q else ""
       draw.text((x, y + 1), f"{sim[q, j]:.2f}{mark}", fill=colour if j == q else (0, 0, 0),
                 font=font)
-  canvas.save(path)
+  with epath.Path(path).open("wb") as f:  # a workdir on gs:// too
+    canvas.save(f, format="PNG")

@@ -4,12 +4,18 @@ The step is lowered from abstract inputs (shapes, dtypes and shardings only: not
 allocated) on a mesh of the target's device count and compiled with XLA's SPMD partitioner; XLA's
 buffer assignment then gives each device's bytes: its shards of the train state and batch, the
 new state (donated: it reuses the old one's buffers) and the temporaries of the forward and
-backward pass. Without the target's hardware the compiler is the host's (CPU devices standing in
-for the accelerators, launch/aot_check.py), so the layout and the partitioning are the target's
-but fusion and scheduling are the CPU compiler's: the temporaries are an estimate, and a step
-"fits" only with `HEADROOM` of the memory left for the runtime, the compiler's differences and
-fragmentation.
+backward pass.
+
+A TPU target is compiled by the TPU compiler itself when libtpu is installed (the `tpu` extra):
+JAX describes the slice's topology (jax.experimental.topologies) on a machine without TPUs, as
+MaxText's train_compile does, and the memory analysis and any error are the TPU's. Otherwise,
+and for GPU targets, the host's CPU devices stand in for the target's (launch/aot_check.py): the
+layout and the partitioning are the target's but fusion and scheduling are the CPU compiler's,
+so the temporaries are an estimate. Either way a step "fits" only with `HEADROOM` of the memory
+left for the runtime, the compiler's differences and fragmentation.
 """
+
+import importlib.util
 
 import dataclasses
 
@@ -30,18 +36,38 @@ class Target:
   devices: int
   memory_gib: float  # per device
   description: str
+  # A TPU slice: jax.experimental.topologies.get_topology_desc's arguments (MaxText's names).
+  tpu: dict | None = None
 
 
 TARGETS = {
-    "v5e-8": Target(8, 16, "TPU v5e, 8 chips of 16 GiB HBM"),
-    "v5e-256": Target(256, 16, "TPU v5e pod, 256 chips of 16 GiB HBM"),
-    "v4-32": Target(16, 32, "TPU v4, 16 chips of 32 GiB HBM"),
-    "v5p-128": Target(64, 95, "TPU v5p, 64 chips of 95 GiB HBM"),
+    "v5e-8": Target(8, 16, "TPU v5e, 8 chips of 16 GiB HBM", dict(topology_name="v5e:2x4")),
+    "v5e-256": Target(256, 16, "TPU v5e pod, 256 chips of 16 GiB HBM",
+                      dict(topology_name="v5e:16x16")),
+    "v4-32": Target(16, 32, "TPU v4, 16 chips of 32 GiB HBM",
+                    dict(topology_name="v4:2x2x4", chip_config_name="megacore")),
+    "v5p-128": Target(64, 95, "TPU v5p, 64 chips of 95 GiB HBM",
+                      dict(topology_name="v5p:4x4x4", chip_config_name="megacore")),
+    "v6e-8": Target(8, 32, "TPU v6e (Trillium), 8 chips of 32 GiB HBM",
+                    dict(topology_name="v6e:2x4")),
+    "v6e-256": Target(256, 32, "TPU v6e (Trillium) pod, 256 chips of 32 GiB HBM",
+                      dict(topology_name="v6e:16x16")),
     "1xH100": Target(1, 80, "one NVIDIA H100 80 GB"),
     "8xH100": Target(8, 80, "one node of 8 NVIDIA H100 80 GB"),
     "8xA100-40": Target(8, 40, "one node of 8 NVIDIA A100 40 GB"),
     "40xA100-40": Target(40, 40, "5 nodes of 8 NVIDIA A100 40 GB (MILES's 4-frame stage)"),
 }
+
+
+def tpu_devices(target: Target) -> list | None:
+  """The devices of a TPU target's topology, for the TPU compiler; None for a GPU target or
+  without libtpu (then CPU devices stand in)."""
+  if target.tpu is None or importlib.util.find_spec("libtpu") is None:
+    return None
+  from jax.experimental import topologies  # noqa: PLC0415  # needs libtpu
+  devices = topologies.get_topology_desc(platform="tpu", **target.tpu).devices
+  assert len(devices) == target.devices, (target, len(devices))
+  return devices
 
 
 def example_batch(data_cfg, batch: int, vocab_size: int, rng: np.random.Generator):

@@ -1,15 +1,16 @@
 """The one train loop: every method is a set of objectives on the same loop."""
 
 import collections
+import contextlib
 import os
-import shutil
 from typing import Callable, Optional
 
 import jax
 import ml_collections
 from absl import logging
+from etils import epath
 
-from input_pipeline import pipeline, prepare, tokenizer as tokenizer_lib
+from input_pipeline import files, pipeline, prepare, tokenizer as tokenizer_lib
 from vl_jax import evaluators, sharding
 from vl_jax.errors import NonFiniteLossError
 from vl_jax.models import builder
@@ -72,8 +73,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_config.record(workdir, config, start, config_source)
     # The model's vocabulary: eval.py and fine-tuning runs from this workdir read this copy.
     if tokenizer_lib.find(workdir) is None:
-      shutil.copyfile(tokenizer.model_path,
-                      os.path.join(workdir, os.path.basename(tokenizer.model_path)))
+      # Read and written, not copied: a local file's copy would not reach a gs:// workdir.
+      source = epath.Path(tokenizer.model_path)
+      files.write(epath.Path(workdir) / source.name, source.read_bytes())
   batches = pipeline.device_batches(
       pipeline.train_dataset(config.data, tokenizer, config.batch_size, config.seed,
                              start_step=start), sharding.batch_sharding(mesh))
@@ -88,7 +90,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   unverified = runtime.Unverified(ckpt, workdir)
   profile = runtime.Profile(workdir, start + 2, config.profile_steps)
   results, waiting = {}, collections.deque()
-  try:
+  # Each closed even if another's closing fails: the writer's last events, the save in flight.
+  with contextlib.ExitStack() as closing:
+    for close in (writer.close, ckpt.close, profile.close):
+      closing.callback(close)
     for step in range(start + 1, config.total_steps + 1):
       batch, host = next(batches)
       if step == start + 1:
@@ -145,7 +150,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info("final evaluation at step %d:\n%s", config.total_steps,
                    metrics_lib.format_table(results))
     return state, results
-  finally:
-    profile.close()
-    ckpt.close()
-    writer.close()

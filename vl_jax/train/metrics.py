@@ -4,10 +4,12 @@ import datetime
 import json
 import logging as std_logging
 import os
+import tempfile
 import time
 
 import jax
 from absl import logging
+from etils import epath
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
 
@@ -47,35 +49,36 @@ class MetricWriter:
   re-executes the steps after it: their rows from the interrupted run are dropped (from
   metrics.jsonl when the writer opens, from TensorBoard by its purge step), so no step appears
   twice; with `rerun_final`, the final evaluation at `resume_step` runs again and its rows are
-  dropped too."""
+  dropped too. In a workdir on an object store (gs://), which has no append, metrics.jsonl is
+  written whole at every write, and so are the event files, which TensorBoard's writer keeps in
+  a local folder: one client (epath's) writes all of a workdir but orbax's arrays."""
 
   def __init__(self, workdir: str, resume_step: int = 0, rerun_final: bool = False):
     self._enabled = jax.process_index() == 0
     if self._enabled:
-      path = os.path.join(workdir, "metrics.jsonl")
-      if os.path.exists(path):
-        self._drop_rows_after(path, resume_step, rerun_final)
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
-      self._jsonl = open(path, "a")
+      self._path = epath.Path(workdir) / "metrics.jsonl"
+      self._rows = self._rows_before(resume_step, rerun_final) if self._path.exists() else []
+      files.write_json_lines(self._path, self._rows)
+      self._tb_dir = epath.Path(workdir) / "tensorboard"
+      self._tb_local = (os.fspath(self._tb_dir) if files.is_local(self._tb_dir)
+                        else tempfile.mkdtemp(prefix="vl_jax_tensorboard_"))
+      self._tb = SummaryWriter(self._tb_local, purge_step=resume_step + 1)
+      self._jsonl = open(self._path, "a") if files.is_local(self._path) else None
 
-  @staticmethod
-  def _drop_rows_after(path: str, step: int, rerun_final: bool) -> None:
+  def _rows_before(self, step: int, rerun_final: bool) -> list[dict]:
     def keep(row: dict) -> bool:
       if row["step"] != step:
         return row["step"] < step
       return not rerun_final or all(k == "step" or k.startswith("train/") for k in row)
-    kept = []
-    with open(path) as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by the kill: of a step being re-executed
-          continue
-        if keep(row):
-          kept.append(json.dumps(row) + "\n")
-    with open(path + ".tmp", "w") as f:
-      f.writelines(kept)
-    os.replace(path + ".tmp", path)
+    rows = []
+    for line in self._path.read_text().splitlines():
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:  # a line cut by the kill: of a step being re-executed
+        continue
+      if keep(row):
+        rows.append(row)
+    return rows
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self._enabled:
@@ -84,14 +87,28 @@ class MetricWriter:
     # A raw Summary keeps the tags as they are ("retrieval/t2v/R@1"); add_scalar rewrites the "@".
     self._tb.file_writer.add_summary(
         Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]), step)
-    self._jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
-    self._jsonl.flush()
+    row = {"step": int(step), **scalars}
+    if self._jsonl is None:
+      self._rows.append(row)
+      files.write_json_lines(self._path, self._rows)
+    else:
+      self._jsonl.write(json.dumps(row) + "\n")
+      self._jsonl.flush()
     self._tb.flush()
+    self._upload_events()
+
+  def _upload_events(self) -> None:
+    if self._tb_local != os.fspath(self._tb_dir):
+      for name in os.listdir(self._tb_local):
+        with open(os.path.join(self._tb_local, name), "rb") as f:
+          files.write(self._tb_dir / name, f.read())
 
   def close(self) -> None:
     if self._enabled:
       self._tb.close()
-      self._jsonl.close()
+      self._upload_events()
+      if self._jsonl is not None:
+        self._jsonl.close()
 
 
 class Progress:
@@ -145,24 +162,22 @@ def write_eval_results(workdir: str, step: int, entries: dict[str, dict]) -> Non
   500` next to the final step's) stay; only the same evaluator at the same step is replaced."""
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, EVAL_RESULTS_FILE)
   results = read_eval_results(workdir)
   for name, entry in entries.items():
     results.setdefault(name, {})[str(step)] = entry
-  files.write_json(path, results, indent=2)
+  files.write_json(epath.Path(workdir) / EVAL_RESULTS_FILE, results, indent=2)
 
 
 def read_eval_results(workdir: str) -> dict[str, dict[str, dict]]:
   """evaluator -> step (a string, JSON's keys) -> {"metrics", "checkpoint", "dataset"}."""
-  path = os.path.join(workdir, EVAL_RESULTS_FILE)
-  if not os.path.isfile(path):
+  path = epath.Path(workdir) / EVAL_RESULTS_FILE
+  if not path.is_file():
     return {}
-  with open(path) as f:
-    results = json.load(f)
+  results = files.read_json(path)
   if any(not isinstance(e, dict) or "metrics" not in e
          for steps in results.values() for e in steps.values()):
     # An earlier version's file (evaluator -> metrics, no step): kept beside, not merged.
-    os.replace(path, path + ".old")
+    path.replace(path.with_name(path.name + ".old"))
     logging.warning("%s is of an earlier format (no steps); moved to %s.old", path, path)
     return {}
   return results

@@ -14,7 +14,9 @@ import json
 import os
 
 import ml_collections
+from etils import epath
 
+from input_pipeline import files
 from input_pipeline.errors import ConfigError
 
 CONFIG_FILE = "config.json"
@@ -41,20 +43,19 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def recorded(workdir: str) -> dict | None:
   """The config a run in `workdir` last started with (JSON values), or None."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  path = epath.Path(workdir) / CONFIG_FILE
+  if not path.is_file():
     return None
   try:
-    with open(path) as f:
-      return json.load(f)
+    return files.read_json(path)
   except json.JSONDecodeError as e:
     raise ConfigError(f"{path}: not a JSON config ({e}); move it aside to start afresh") from e
 
 
 def has_checkpoints(workdir: str) -> bool:
   """Whether `workdir` holds a checkpoint step directory (a run to resume or score)."""
-  directory = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+  directory = epath.Path(workdir) / "checkpoints"
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
 def same_source(a: str, b: str) -> bool:
@@ -66,15 +67,11 @@ def same_source(a: str, b: str) -> bool:
 def recorded_source(workdir: str) -> str | None:
   """The --config argument ("configs/tiny.py" or "configs/x.py:ARG") of the latest start recorded
   in `workdir`, or None (no record, or started through the Python API)."""
-  path = os.path.join(workdir, HISTORY_FILE)
-  if not os.path.isfile(path):
+  path = epath.Path(workdir) / HISTORY_FILE
+  if not path.is_file():
     return None
-  source = None
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        source = json.loads(line).get("source")
-  return source
+  lines = [line for line in path.read_text().splitlines() if line.strip()]
+  return json.loads(lines[-1]).get("source") if lines else None
 
 
 def _as_field(current, value):
@@ -133,7 +130,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, accept_change:
   changes = changed_fields(config, record)
   if changes:
     raise ConfigError(
-        f"{os.path.join(workdir, CONFIG_FILE)}: this run would change the data or model of the "
+        f"{epath.Path(workdir) / CONFIG_FILE}: this run would change the data or model of the "
         f"run it resumes ({'; '.join(changes)}); pass --accept_config_change to resume with the "
         f"change, or another --workdir")
 
@@ -142,16 +139,16 @@ def record(workdir: str, config: ml_collections.ConfigDict, start_step: int,
            source: str | None) -> None:
   """Writes `config` as `workdir`'s config.json and appends it to the history (process 0's job).
   A config.json older than the history (an earlier version's workdir) enters it first."""
-  history = os.path.join(workdir, HISTORY_FILE)
+  history = epath.Path(workdir) / HISTORY_FILE
   lines = []
   old = recorded(workdir)
-  if old is not None and not os.path.exists(history):
+  if old is not None and not history.exists():
     lines.append({"start_step": None, "time": None, "source": None, "config": old})
   lines.append({"start_step": start_step, "source": source, "config": _plain(config),
                 "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds")})
-  with open(history, "a") as f:
-    f.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-  with open(os.path.join(workdir, CONFIG_FILE) + ".tmp", "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(os.path.join(workdir, CONFIG_FILE) + ".tmp", os.path.join(workdir, CONFIG_FILE))
+  # Rewritten whole, not appended: object stores (gs://) have no append.
+  earlier = history.read_text() if history.exists() else ""
+  files.write(history, earlier + "".join(json.dumps(line, sort_keys=True) + "\n"
+                                        for line in lines))
+  files.write_json(epath.Path(workdir) / CONFIG_FILE, _plain(config), indent=2)

@@ -3,10 +3,14 @@ ahead of the host, finiteness verified on the host only where it matters, the tr
 once (timed, through the persistent compilation cache) and an optional profiler trace."""
 
 import os
+import tempfile
 import time
 
 import jax
 from absl import logging
+from etils import epath
+
+from input_pipeline import files
 
 from vl_jax.errors import NonFiniteLossError
 
@@ -77,15 +81,17 @@ def compile_step(train_step, state, batch, step: int):
 
 class Profile:
   """A JAX profiler trace of `num_steps` steps from `first` on, in `workdir`/profile (TensorBoard's
-  profile plugin or Perfetto read it); num_steps 0: none."""
+  profile plugin or Perfetto read it); num_steps 0: none. A workdir elsewhere than on a local disk
+  gets the trace copied there when it ends."""
 
   def __init__(self, workdir: str, first: int, num_steps: int):
-    self.dir, self.first, self.last = os.path.join(workdir, "profile"), first, first + num_steps - 1
-    self._tracing = False
+    self.dir, self.first, self.last = epath.Path(workdir) / "profile", first, first + num_steps - 1
+    self._tracing, self._local = False, None
 
   def before(self, step: int) -> None:
     if step == self.first and self.last >= self.first:
-      jax.profiler.start_trace(self.dir)
+      self._local = self.dir if files.is_local(self.dir) else epath.Path(tempfile.mkdtemp())
+      jax.profiler.start_trace(os.fspath(self._local))
       self._tracing = True
 
   def after(self, step: int, metrics) -> None:
@@ -98,3 +104,10 @@ class Profile:
     if self._tracing:
       self._tracing = False
       jax.profiler.stop_trace()
+      if self._local != self.dir:
+        for root, _, names in os.walk(self._local):
+          for name in names:
+            target = self.dir / os.path.relpath(os.path.join(root, name), self._local)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(os.path.join(root, name), "rb") as f:
+              target.write_bytes(f.read())

@@ -11,13 +11,14 @@ Exact up to float rounding: both are post-norm transformers with GELU (erf) and 
 Position embeddings beyond `config.data.max_text_len` are dropped.
 """
 
-import json
 import os
 import re
 
 import numpy as np
 
-from input_pipeline import tokenizer as tokenizer_lib
+from etils import epath
+
+from input_pipeline import files as io_files, tokenizer as tokenizer_lib
 from input_pipeline.errors import ConfigError, DataError
 from vl_jax.weights import files
 
@@ -51,11 +52,10 @@ IGNORED = re.compile(r"^(pooler\.|cls\.|vocab_|embeddings\.position_ids$)")
 
 def read_config(directory: str) -> dict:
   path = os.path.join(directory, "config.json")
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise DataError(f"config.init_from.text={directory!r}: no config.json; expected a Hugging "
                     f"Face model directory (config.json, {WEIGHTS}, {TOKENIZER})")
-  with open(path) as f:
-    hf = json.load(f)
+  hf = io_files.read_json(path)
   if hf.get("model_type") not in FLAVOURS:
     raise DataError(f"{path}: model_type {hf.get('model_type')!r}; the text importer reads "
                     f"{sorted(FLAVOURS)}")

@@ -13,13 +13,13 @@ Nothing in it is pickled: loading one runs no code.
 import dataclasses
 import json
 import os
-import shutil
 
 import ml_collections
 import numpy as np
 import safetensors.numpy
+from etils import epath
 
-from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline import files as io_files, tokenizer as tokenizer_lib
 from input_pipeline.errors import DataError
 from vl_jax.weights import files
 
@@ -38,19 +38,19 @@ class Location:
 
 
 def locate(path: str) -> Location:
-  """Where the model of `path` is; DataError for a path that holds none."""
-  path = os.path.abspath(path.rstrip("/"))
-  if os.path.isfile(path) and path.endswith(".safetensors"):
-    return Location(os.path.dirname(path), True)
-  if os.path.isfile(os.path.join(path, WEIGHTS)):
-    return Location(path, True)
-  if os.path.isdir(os.path.join(path, "checkpoints")):
-    return Location(path, False)
-  parent, name = os.path.split(path)
-  if name == "checkpoints" and os.path.isdir(path):
-    return Location(parent, False)
-  if name.isdigit() and os.path.basename(parent) == "checkpoints" and os.path.isdir(path):
-    return Location(os.path.dirname(parent), False, int(name))
+  """Where the model of `path` (local or at any location epath reaches) is; DataError for a
+  path that holds none."""
+  path = epath.Path(os.path.abspath(path) if io_files.is_local(path) else str(path).rstrip("/"))
+  if path.suffix == ".safetensors" and path.is_file():
+    return Location(str(path.parent), True)
+  if (path / WEIGHTS).is_file():
+    return Location(str(path), True)
+  if (path / "checkpoints").is_dir():
+    return Location(str(path), False)
+  if path.name == "checkpoints" and path.is_dir():
+    return Location(str(path.parent), False)
+  if path.name.isdigit() and path.parent.name == "checkpoints" and path.is_dir():
+    return Location(str(path.parent.parent), False, int(path.name))
   raise DataError(f"{path}: not a model: expected a training workdir (with checkpoints/), a "
                   f"checkpoint directory, or an exported model ({WEIGHTS} with {CONFIG})")
 
@@ -61,12 +61,11 @@ def model_dir(path: str) -> str:
 
 def read_config(directory: str) -> ml_collections.ConfigDict:
   """{model, data} of a workdir's resolved config or an export's config."""
-  path = os.path.join(directory, CONFIG)
-  if not os.path.isfile(path):
+  path = epath.Path(directory) / CONFIG
+  if not path.is_file():
     raise DataError(f"{directory}: no {CONFIG}; a workdir and an exported model both hold one")
   try:
-    with open(path) as f:
-      body = json.load(f)
+    body = io_files.read_json(path)
     return ml_collections.ConfigDict({"model": body["model"], "data": body["data"]})
   except (json.JSONDecodeError, KeyError, TypeError) as e:
     raise DataError(f"{path}: not a vl-jax config (no 'model' and 'data' sections): {e}") from e
@@ -74,28 +73,26 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
 
 def save(out_dir: str, flat_params: dict[str, np.ndarray], config, tokenizer_path: str,
          step: int) -> None:
-  """Writes the export of parameters `flat_params` ({path: array}) of a model of `config`."""
-  os.makedirs(out_dir, exist_ok=True)
-  safetensors.numpy.save_file({k: np.asarray(v) for k, v in flat_params.items()},
-                              os.path.join(out_dir, WEIGHTS), metadata={"format": FORMAT})
-  # safetensors writes through a private temporary file (mode 0600): an export is for sharing,
-  # so it gets the mode any new file gets (the umask's).
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(os.path.join(out_dir, WEIGHTS), 0o666 & ~umask)
+  """Writes the export of parameters `flat_params` ({path: array}) of a model of `config` to
+  `out_dir` (local or at any location epath reaches)."""
+  out = epath.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  # Written as the file's mode-0644 bytes: safetensors' own save_file writes through a private
+  # temporary file (mode 0600), and an export is for sharing.
+  io_files.write(out / WEIGHTS, safetensors.numpy.save(
+      {k: np.asarray(v) for k, v in flat_params.items()}, metadata={"format": FORMAT}))
   data = {k: config.data[k].to_dict() if isinstance(config.data[k], ml_collections.ConfigDict)
           else config.data[k] for k in DATA_FIELDS}
-  with open(os.path.join(out_dir, CONFIG), "w") as f:
-    json.dump({"format": FORMAT, "step": step, "model": config.model.to_dict(), "data": data}, f,
-              indent=2, sort_keys=True)
+  io_files.write_json(out / CONFIG, {"format": FORMAT, "step": step,
+                                     "model": config.model.to_dict(), "data": data}, indent=2)
   for name in tokenizer_lib.FILES:  # an export into an older export's directory: one tokenizer
-    if os.path.isfile(os.path.join(out_dir, name)):
-      os.remove(os.path.join(out_dir, name))
-  shutil.copyfile(tokenizer_path, os.path.join(out_dir, os.path.basename(tokenizer_path)))
+    if (out / name).is_file():
+      (out / name).unlink()
+  source = epath.Path(tokenizer_path)  # read and written: a copy stays on the source's filesystem
+  io_files.write(out / source.name, source.read_bytes())
 
 
 def read_params(directory: str) -> tuple[dict[str, np.ndarray], int]:
   """({path: array}, step) of an export."""
-  with open(os.path.join(directory, CONFIG)) as f:
-    step = json.load(f).get("step", 0)
+  step = io_files.read_json(epath.Path(directory) / CONFIG).get("step", 0)
   return files.read_tensors(os.path.join(directory, WEIGHTS)), step

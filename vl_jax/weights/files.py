@@ -1,11 +1,12 @@
 """Reading weight files (safetensors, npz: formats whose loading runs no code) into flat trees,
 and fitting a flat tree of imported arrays to a model's parameters."""
 
-import os
+import io
 import re
 
 import numpy as np
 import safetensors.numpy
+from etils import epath
 
 from input_pipeline.errors import DataError
 
@@ -14,14 +15,15 @@ _UNROLLED = re.compile(r"^(.*?)/([A-Za-z]+)_(\d+)/(.*)$")
 
 
 def read_tensors(path: str) -> dict[str, np.ndarray]:
-  """{name: array} of a .safetensors or .npz file (npz without object arrays: no pickle)."""
-  if not os.path.isfile(path):
+  """{name: array} of a .safetensors or .npz file (npz without object arrays: no pickle), local or
+  at any location epath reaches."""
+  if not epath.Path(path).is_file():
     raise DataError(f"{path}: no such weight file")
   try:
     if path.endswith(".safetensors"):
-      return safetensors.numpy.load_file(path)
+      return safetensors.numpy.load(epath.Path(path).read_bytes())
     if path.endswith(".npz"):
-      with np.load(path, allow_pickle=False) as f:
+      with np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
   except (OSError, ValueError, safetensors.SafetensorError) as e:
     raise DataError(f"{path}: not a readable weight file: {e}") from e
