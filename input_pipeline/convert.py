@@ -415,6 +415,8 @@ flags.mark_flags_as_required(["format", "annotations", "videos", "out", "split"]
 flags.mark_flags_as_mutual_exclusive(["num_frames", "fps"], flag_values=FLAGS)
 flags.register_validator("fps", lambda v: v is None or v > 0, "must be positive",
                          flag_values=FLAGS)
+flags.register_validator("out", lambda v: v is None or files.is_local(v), files.LOCAL_SHARDS,
+                         flag_values=FLAGS)
 
 
 def main(argv=None) -> None:

@@ -16,6 +16,12 @@ PathLike = str | os.PathLike
 fsspec.config.conf.setdefault("gs", {})["use_listings_cache"] = False
 
 
+# Why a dataset's --out must be local: array_record writes and reads local files only.
+LOCAL_SHARDS = ("the shards are written to a local path: write them there, then copy the folder "
+                "to the bucket (gcloud storage cp -r OUT gs://BUCKET/) and read it through a "
+                "gcsfuse mount (docs/SCALING.md, Storage)")
+
+
 def is_local(path: PathLike) -> bool:
   return "://" not in os.fspath(path)
 

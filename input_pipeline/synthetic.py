@@ -27,7 +27,8 @@ import tqdm
 from absl import flags
 from PIL import Image, ImageDraw
 
-from input_pipeline import flag_parsing, shards, text_annotations, tokenizer as tokenizer_lib
+from input_pipeline import (files, flag_parsing, shards, text_annotations,
+                            tokenizer as tokenizer_lib)
 from input_pipeline.video_decode import encode_jpeg
 
 # A small palette on purpose: a batch then holds many clips that look alike and differ only in
@@ -223,9 +224,9 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
       if split == "train":
         records = (train_captions.extend(r["captions"]) or train_stats.add(r["text"])
                    or train_stats.add_answers(r["qa"]) or r for r in records)
-      files = shards.write_split(tmp, split, records,
-                                 num_shards=max(1, -(-n // records_per_shard)), num_records=n)
-      info["splits"][split] = {"num_clips": n, "files": files}
+      shard_files = shards.write_split(tmp, split, records,
+                                       num_shards=max(1, -(-n // records_per_shard)), num_records=n)
+      info["splits"][split] = {"num_clips": n, "files": shard_files}
     tokenizer_lib.train(train_captions, os.path.join(tmp, shards.TOKENIZER_FILE), vocab_size)
     train_stats.write(tmp)
     shards.write_info(tmp, info)
@@ -249,6 +250,8 @@ for _field in dataclasses.fields(Palette):
   {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}[_field.type](
       _field.name, _field.default, f"Palette.{_field.name}", flag_values=FLAGS)
 flags.mark_flag_as_required("out", flag_values=FLAGS)
+flags.register_validator("out", lambda v: v is None or files.is_local(v), files.LOCAL_SHARDS,
+                         flag_values=FLAGS)
 
 
 def main(argv=None):

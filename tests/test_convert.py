@@ -521,6 +521,8 @@ def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
     ({"--jpeg_quality": "0"},
      r"flag --jpeg_quality=0: 0 is not an integer in the range \[1, 100\]"),
     ({"--fps": "-1"}, "flag --fps=-1.0: must be positive"),
+    ({"--out": "gs://bucket/msrvtt"}, "flag --out=gs://bucket/msrvtt: the shards are written to a "
+                                      "local path"),
 ])
 def test_bad_flags_fail_in_one_line_before_anything_is_read(replace, message, tmp_path, capsys):
   flags = {"--format": "jsonl", "--annotations": "a.jsonl", "--videos": "v",

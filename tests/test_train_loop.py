@@ -90,8 +90,8 @@ def test_steps_in_flight_give_the_synchronous_loop_s_run_and_a_nan_still_stops_i
     synthetic_dir, tmp_path):
   """On one device the host runs 3 steps ahead and fetches metrics at log steps only: the same
   metrics and parameters as the loop that waits for every step, a profile of the steps asked
-  for, and a NaN at a step that is neither logged nor saved still stops the run before the next
-  save, naming that step."""
+  for, a resumed run equal to the uninterrupted one, and a NaN at a step that is neither logged
+  nor saved still stops the run before the next save, naming that step."""
   one = {"mesh.data": 1, "log_every_steps": 3}
   sync, _ = loop.train_and_evaluate(_config(synthetic_dir, steps_in_flight=1, **one),
                                     str(tmp_path / "sync"))
@@ -104,6 +104,14 @@ def test_steps_in_flight_give_the_synchronous_loop_s_run_and_a_nan_still_stops_i
     np.testing.assert_array_equal(a, b)
   traces = [f for _, _, files in os.walk(tmp_path / "ahead" / "profile") for f in files]
   assert any(f.endswith(".xplane.pb") for f in traces), traces
+  # Stopped and resumed with steps in flight: the uninterrupted run's parameters, bit for bit.
+  split = str(tmp_path / "split")
+  loop.train_and_evaluate(_config(synthetic_dir, steps_in_flight=3, **one), split,
+                          _recorder([], stop_at=STEPS // 2))
+  resumed, _ = loop.train_and_evaluate(_config(synthetic_dir, steps_in_flight=3, **one), split)
+  for a, b in zip(jax.tree.leaves(jax.device_get(resumed.params)),
+                  jax.tree.leaves(jax.device_get(ahead.params))):
+    np.testing.assert_array_equal(a, b)
 
   workdir = str(tmp_path / "nan")
   loop.train_and_evaluate(_config(synthetic_dir, total_steps=STEPS // 2, **one), workdir)
