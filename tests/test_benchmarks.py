@@ -40,14 +40,15 @@ def test_gpu_benchmark_appends_each_row_as_measured_and_keeps_to_its_budget(tmp_
        "--attention", "xla", "--noscan", "--budget_s", str(budget), "--out", str(out),
        "--e2e_clips", "8", "--e2e_steps", "4", "--loader_batches", "2"],
       cwd=ROOT, check=True, capture_output=True, timeout=900)
-  run("tiny:16,tiny:7,e2e:tiny:16,taco_tiny:16", 100_000)
+  run("tiny:16,tiny:7,e2e:tiny:16,taco_tiny:16@full", 100_000)
   machine, tiny, bad, e2e, taco = map(json.loads, out.read_text().splitlines())
   assert "error" not in e2e, e2e
   assert machine["machine"]["peak_TFLOPs"] > 0 and machine["machine"]["jax"]
-  for row in (tiny, taco):
+  for row, remat, utilisation in ((tiny, "none", "mfu"), (taco, "full", "hfu")):
     assert row["batch"] == 16 and row["attention"] == "xla" and row["dtype"] == "float32"
     assert row["clips_per_s"] > 0 and row["compile_s"] > 0 and row["memory_GiB"] > 0
-    assert row["mfu"] == row["achieved_GFLOPs"] * 1e9 / (machine["machine"]["peak_TFLOPs"] * 1e12)
+    assert row["remat"] == remat and row[utilisation] == (
+        row["achieved_GFLOPs"] * 1e9 / (machine["machine"]["peak_TFLOPs"] * 1e12))
   assert taco["overhead_vs_tiny"] == taco["step_s"] / tiny["step_s"] - 1
   assert "not divisible by the 8 devices" in bad["error"]  # and the plan went on
   assert e2e["config"] == "main.py tiny" and e2e["clips"] == 8
