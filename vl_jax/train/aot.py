@@ -15,9 +15,8 @@ so the temporaries are an estimate. Either way a step "fits" only with `HEADROOM
 left for the runtime, the compiler's differences and fragmentation.
 """
 
-import importlib.util
-
 import dataclasses
+import importlib.util
 
 import jax
 import numpy as np

@@ -4,6 +4,7 @@ import datetime
 import json
 import logging as std_logging
 import os
+import shutil
 import tempfile
 import time
 
@@ -109,6 +110,8 @@ class MetricWriter:
       self._upload_events()
       if self._jsonl is not None:
         self._jsonl.close()
+      if self._tb_local != os.fspath(self._tb_dir):
+        shutil.rmtree(self._tb_local)
 
 
 class Progress:

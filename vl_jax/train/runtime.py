@@ -3,6 +3,7 @@ ahead of the host, finiteness verified on the host only where it matters, the tr
 once (timed, through the persistent compilation cache) and an optional profiler trace."""
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -11,7 +12,6 @@ from absl import logging
 from etils import epath
 
 from input_pipeline import files
-
 from vl_jax.errors import NonFiniteLossError
 
 COMPILATION_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax", "jax_compilation")
@@ -111,3 +111,4 @@ class Profile:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(os.path.join(root, name), "rb") as f:
               target.write_bytes(f.read())
+        shutil.rmtree(self._local)
