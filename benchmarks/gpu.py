@@ -171,6 +171,7 @@ def main(argv):
                "remat": FLAGS.remat}
   runtime.use_compilation_cache("")  # the end-to-end loop loads the plain rows' compiled step
   step_s, last = {}, 0.0  # (config, batch) -> s/step of the plain rows
+  first = FLAGS.plan.split(",")[0].rsplit(":", 1)[0]  # the config others' overhead is against
   for item in FLAGS.plan.split(","):
     spec, _, remat = item.partition("@")
     e2e, name, batch = spec.startswith("e2e:"), *spec.removeprefix("e2e:").rsplit(":", 1)
@@ -193,7 +194,6 @@ def main(argv):
         row["mfu" if row_overrides["remat"] == "none" else "hfu"] = (row["achieved_GFLOPs"] * 1e9
                                                                      / peak)
         step_s[name, batch] = row["step_s"]
-        first = FLAGS.plan.split(",")[0].rsplit(":", 1)[0]
         if name != first and (first, batch) in step_s:
           row[f"overhead_vs_{first}"] = row["step_s"] / step_s[first, batch] - 1
     last = time.perf_counter() - t
