@@ -10,7 +10,7 @@ import numpy as np
 from input_pipeline import pipeline
 from vl_jax import sharding
 from vl_jax.models import builder
-from vl_jax.train import aot, state as state_lib, step as step_lib
+from vl_jax.train import aot, runtime, state as state_lib, step as step_lib
 
 # Token ids of the random inputs: a synthetic-size vocabulary, and BERT's at base size.
 VOCAB_SIZES = {"tiny": 128, "taco_tiny": 128, "miles_tiny": 128, "coco_tiny": 128,
@@ -65,7 +65,7 @@ def bench_step(name: str, steps: int, batch: int | None, frames: int | None = No
       step_lib.make_train_step(model, tx, schedule, config, mesh), shardings,
       sharding.batch_sharding(mesh))
   t = time.perf_counter()
-  compiled = train_step.lower(state, inputs).compile()
+  compiled = runtime.compile_step(train_step, state, inputs, 0)
   compile_s = time.perf_counter() - t
   flops = _flops(compiled)
   state, metrics = compiled(state, inputs)  # warm-up

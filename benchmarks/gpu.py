@@ -160,8 +160,16 @@ def write(row: dict) -> None:
     f.write(json.dumps(row) + "\n")
 
 
+def parse_item(item: str) -> tuple[str, bool, str, int, str]:
+  """`[e2e:]config:batch[@remat]` -> (item, e2e, config, batch, remat or "")."""
+  spec, _, remat = item.partition("@")
+  name, _, batch = spec.removeprefix("e2e:").rpartition(":")
+  return item, spec.startswith("e2e:"), name, int(batch), remat
+
+
 def main(argv):
   del argv
+  runtime.prepare_cpu_backend()  # as main.py does (on CPU only: the smoke test)
   start = time.perf_counter()
   peak, peak_source = peak_flops()
   write({"machine": {"device": jax.devices()[0].device_kind, "devices": jax.device_count(),
@@ -171,11 +179,10 @@ def main(argv):
                "remat": FLAGS.remat}
   runtime.use_compilation_cache("")  # the end-to-end loop loads the plain rows' compiled step
   step_s, last = {}, 0.0  # (config, batch) -> s/step of the plain rows
-  first = FLAGS.plan.split(",")[0].rsplit(":", 1)[0]  # the config others' overhead is against
-  for item in FLAGS.plan.split(","):
-    spec, _, remat = item.partition("@")
-    e2e, name, batch = spec.startswith("e2e:"), *spec.removeprefix("e2e:").rsplit(":", 1)
-    batch, row_overrides = int(batch), overrides | {"remat": remat or FLAGS.remat}
+  plan = [parse_item(item) for item in FLAGS.plan.split(",")]
+  first = plan[0][2]  # the config others' overhead is against
+  for item, e2e, name, batch, remat in plan:
+    row_overrides = overrides | {"remat": remat or FLAGS.remat}
     left = FLAGS.budget_s - (time.perf_counter() - start)
     if left < last:
       write({"config": item, "batch": batch, "skipped": f"{left:.0f} s left of --budget_s"})

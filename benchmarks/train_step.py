@@ -27,6 +27,7 @@ import jax
 from absl import app, flags
 
 from benchmarks.common import bench_step, matmul_peak
+from vl_jax.train import runtime
 
 # Configs as `module[:arg]`. The base size runs at the smallest batch that holds TACo's K' = 8
 # negatives besides the positive, MILES's at 4: its step keeps the activations of two passes
@@ -62,6 +63,7 @@ flags.DEFINE_bool("scan_layers", None, "config.model.scan_layers")
 
 def main(argv):
   del argv
+  runtime.prepare_cpu_backend()  # as main.py does
   peak = matmul_peak()
   overrides = {k: FLAGS[k].value for k in ("dtype", "attention", "scan_layers")
                if FLAGS[k].value is not None}

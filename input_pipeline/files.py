@@ -39,6 +39,19 @@ def write(path: PathLike, data: str | bytes) -> None:
     target.replace(path)
 
 
+def copy_folder(local: PathLike, target: PathLike) -> None:
+  """Copies every file under the local folder `local` to the same relative path under `target`
+  (any location): for what a library writes only to a local disk (TensorBoard's events, the
+  profiler's trace) and a workdir keeps elsewhere."""
+  for root, _, names in os.walk(local):
+    for name in names:
+      source = os.path.join(root, name)
+      dest = epath.Path(target) / os.path.relpath(source, local)
+      dest.parent.mkdir(parents=True, exist_ok=True)
+      with open(source, "rb") as f:
+        write(dest, f.read())
+
+
 def write_json(path: PathLike, body: Any, indent: int | None = None) -> None:
   write(path, json.dumps(body, indent=indent, sort_keys=True))
 

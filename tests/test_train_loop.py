@@ -3,6 +3,7 @@ without duplicates, re-running a finished run, a failed save."""
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,59 @@ def test_several_cpu_devices_wait_for_every_step():
       dict(data=-1, fsdp=1)))) == 1
   assert runtime.steps_in_flight(2, sharding.make_mesh(ml_collections.ConfigDict(
       dict(data=1, fsdp=1)))) == 2
+
+
+# Runs in a fresh process (XLA reads its flags when the backend starts): whether
+# prepare_cpu_backend applied, and the temporaries XLA assigns a program whose eight products
+# could all be alive at once.
+_CPU_BACKEND_PROBE = """
+import sys
+import jax, jax.numpy as jnp
+from vl_jax.train import runtime
+applied = runtime.prepare_cpu_backend() if sys.argv[1] == "prepare" else None
+x = jnp.ones((1024, 1024))
+products = jax.jit(lambda x: sum(jnp.sin(x * i) @ jnp.cos(x * i) for i in range(8)))
+print(applied, products.lower(x).compile().memory_analysis().temp_size_in_bytes)
+"""
+
+
+def _probe_cpu_backend(mode: str, platforms: str, xla_flags: str = "") -> tuple[str, int]:
+  out = subprocess.run([sys.executable, "-c", _CPU_BACKEND_PROBE, mode], check=True, text=True,
+                       capture_output=True, cwd=ROOT, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": platforms, "XLA_FLAGS": xla_flags})
+  applied, temp = out.stdout.split()
+  return applied, int(temp)
+
+
+def test_a_cpu_backend_orders_programs_for_memory():
+  """prepare_cpu_backend (main.py, eval.py and the step benchmarks call it first) has XLA keep
+  fewer temporaries alive at once; the scheduler flag a user set stays theirs; on an accelerator
+  nothing changes."""
+  _, default_temp = _probe_cpu_backend("default", "cpu")
+  applied, temp = _probe_cpu_backend("prepare", "cpu")
+  assert applied == "True" and temp < 0.7 * default_temp
+  user = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+  assert _probe_cpu_backend("prepare", "cpu", user) == ("True", default_temp)
+  unchanged = subprocess.run(
+      [sys.executable, "-c", "import os; from vl_jax.train import runtime; "
+       "print(runtime.prepare_cpu_backend(), repr(os.environ['XLA_FLAGS']))"],
+      check=True, text=True, capture_output=True, cwd=ROOT, timeout=300,
+      env={**os.environ, "JAX_PLATFORMS": "cuda", "XLA_FLAGS": ""}).stdout.split()
+  assert unchanged == ["False", "''"]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's heap")
+def test_freed_host_memory_goes_back_to_the_kernel():
+  """What a compilation freed in the heap (here 512 MiB of 64 KiB blocks, with one block above
+  them that keeps glibc from trimming the heap's top by itself) leaves the process's memory."""
+  resident = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  blocks = [bytearray(64 * 1024) for _ in range(8192)]
+  top = bytearray(64 * 1024)
+  del blocks
+  before = resident()
+  runtime.release_freed_host_memory()
+  assert before - resident() > 256 * 2 ** 20
+  del top
 
 
 def _restore(workdir, step, config):

@@ -10,7 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vl_jax.errors import USER_ERRORS
-from vl_jax.train import distributed, metrics, run_config
+from vl_jax.train import distributed, metrics, run_config, runtime
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",
                                          lock_config=True)
@@ -106,6 +106,7 @@ def run(main_fn, required=("config", "workdir")) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     metrics.quiet_library_logs()
+    runtime.prepare_cpu_backend()
     try:
       distributed.initialize()
       main_fn()

@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from vl_jax.models.layers import gelu
+
 
 def fuse_features(model, frame_tokens, text_tokens, text_mask):
   """[P, L + T, W] cross-modal features of P clips' frame tokens [P, T, Dv] (`frame_tokens` of
@@ -79,7 +81,7 @@ class AnswerHead(nn.Module):
   @nn.compact
   def __call__(self, video_emb, text_emb):
     x = jnp.concatenate([video_emb, text_emb, video_emb * text_emb], axis=-1)
-    x = nn.LayerNorm(name="norm")(nn.gelu(nn.Dense(self.hidden, name="fc1")(x), approximate=False))
+    x = nn.LayerNorm(name="norm")(gelu(nn.Dense(self.hidden, name="fc1")(x)))
     return nn.Dense(self.num_answers, name="fc2")(x)
 
   def from_encodings(self, model, video, text):
@@ -99,7 +101,7 @@ class FusedAnswerHead(nn.Module):
 
   @nn.compact
   def __call__(self, fused_cls):
-    x = nn.gelu(nn.Dense(self.hidden, name="fc1")(fused_cls), approximate=False)
+    x = gelu(nn.Dense(self.hidden, name="fc1")(fused_cls))
     return nn.Dense(self.num_answers, name="fc2")(nn.LayerNorm(name="norm")(x))
 
   def from_encodings(self, model, video, text):
@@ -118,7 +120,7 @@ class WordHead(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.gelu(nn.Dense(x.shape[-1], name="transform")(x), approximate=False)
+    x = gelu(nn.Dense(x.shape[-1], name="transform")(x))
     return nn.Dense(self.vocab_size, name="decoder")(nn.LayerNorm(name="norm")(x))
 
   def initialize(self, model, frames, tokens, out):
@@ -146,8 +148,7 @@ class MaskedPatchPredictor(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return nn.Dense(self.out_dim, name="fc2")(nn.gelu(nn.Dense(self.hidden, name="fc1")(x),
-                                                      approximate=False))
+    return nn.Dense(self.out_dim, name="fc2")(gelu(nn.Dense(self.hidden, name="fc1")(x)))
 
   def initialize(self, model, frames, tokens, out):
     del tokens
@@ -175,7 +176,7 @@ class KnowledgeHead(nn.Module):
   def __call__(self, emb):
     emb = emb * np.sqrt(emb.shape[-1])
     if self.hidden:
-      emb = nn.gelu(nn.Dense(self.hidden, name="fc1")(emb), approximate=False)
+      emb = gelu(nn.Dense(self.hidden, name="fc1")(emb))
     return nn.Dense(self.num_classes, name="fc2")(emb)
 
   def initialize(self, model, frames, tokens, out):

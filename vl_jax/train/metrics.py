@@ -58,8 +58,9 @@ class MetricWriter:
     self._enabled = jax.process_index() == 0
     if self._enabled:
       self._path = epath.Path(workdir) / "metrics.jsonl"
-      self._rows = self._rows_before(resume_step, rerun_final) if self._path.exists() else []
-      files.write_json_lines(self._path, self._rows)
+      rows = self._rows_before(resume_step, rerun_final) if self._path.exists() else []
+      files.write_json_lines(self._path, rows)
+      self._rows = None if files.is_local(self._path) else rows  # what a rewrite writes
       self._tb_dir = epath.Path(workdir) / "tensorboard"
       self._tb_local = (os.fspath(self._tb_dir) if files.is_local(self._tb_dir)
                         else tempfile.mkdtemp(prefix="vl_jax_tensorboard_"))
@@ -89,7 +90,7 @@ class MetricWriter:
     self._tb.file_writer.add_summary(
         Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]), step)
     row = {"step": int(step), **scalars}
-    if self._jsonl is None:
+    if self._rows is not None:
       self._rows.append(row)
       files.write_json_lines(self._path, self._rows)
     else:
@@ -100,9 +101,7 @@ class MetricWriter:
 
   def _upload_events(self) -> None:
     if self._tb_local != os.fspath(self._tb_dir):
-      for name in os.listdir(self._tb_local):
-        with open(os.path.join(self._tb_local, name), "rb") as f:
-          files.write(self._tb_dir / name, f.read())
+      files.copy_folder(self._tb_local, self._tb_dir)
 
   def close(self) -> None:
     if self._enabled:
