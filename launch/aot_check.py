@@ -51,17 +51,28 @@ def main():
     config.mesh.data = -1
   mesh = sharding.make_mesh(config.mesh, devices)
   batch = _BATCH.value or config.batch_size
-  t = time.perf_counter()
-  compiled = aot.compile_train_step(config, mesh, _VOCAB.value, batch)
   report = {"target": _TARGET.value or "custom", "description": target.description,
             "devices": target.devices, "mesh": dict(mesh.shape), "batch": batch,
             "compiler": mesh.devices.flat[0].device_kind if devices else "CPU stand-in",
-            "batch_per_device": batch // target.devices,
-            "compile_s": time.perf_counter() - t, **aot.memory_report(compiled, target.memory_gib)}
+            "batch_per_device": batch // target.devices}
+  t = time.perf_counter()
+  try:
+    compiled = aot.compile_train_step(config, mesh, _VOCAB.value, batch)
+  except jax.errors.JaxRuntimeError as e:
+    # The TPU compiler refuses a program larger than the chip's memory: that is the verdict.
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    report |= {"compile_s": time.perf_counter() - t, "fits": False,
+               "compiler_error": str(e).strip().splitlines()[0][:500]}
+    verdict = f"does NOT fit: {report['compiler_error']}"
+  else:
+    report |= {"compile_s": time.perf_counter() - t,
+               **aot.memory_report(compiled, target.memory_gib)}
+    verdict = (f"{'fits' if report['fits'] else 'does NOT fit'}: {report['total_GiB']:.2f} GiB "
+               f"per device of {target.memory_gib} GiB ({aot.HEADROOM:.0%} kept free)")
   print(" | ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                   for k, v in report.items()))
-  print(f"{'fits' if report['fits'] else 'does NOT fit'}: {report['total_GiB']:.2f} GiB per "
-        f"device of {target.memory_gib} GiB ({aot.HEADROOM:.0%} kept free)")
+                   for k, v in report.items() if k != "compiler_error"))
+  print(verdict)
   if _OUT.value:
     with open(_OUT.value, "w") as f:
       json.dump(report, f, indent=2)

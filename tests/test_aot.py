@@ -38,7 +38,8 @@ def test_fsdp_divides_the_state_each_device_holds():
 
 def test_a_tpu_target_is_compiled_by_the_tpu_compiler(tmp_path):
   """With libtpu (the test extra installs it), a v5e slice's topology on this CPU-only machine:
-  the TPU compiler's memory analysis, against the v5e's 16 GiB."""
+  the TPU compiler's memory analysis, against the v5e's 16 GiB, and its refusal of a program
+  that exceeds them."""
   command = [sys.executable, "launch/aot_check.py", "--config", "configs/tiny.py", "--target",
              "v5e-8", "--batch", "64", f"--out={tmp_path}/r.json"]
   out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -48,6 +49,14 @@ def test_a_tpu_target_is_compiled_by_the_tpu_compiler(tmp_path):
   assert report["compiler"] == "TPU v5 lite" and report["devices"] == 8
   assert report["mesh"] == {"data": 8, "fsdp": 1} and report["capacity_GiB"] == 16
   assert 0 < report["total_GiB"] < 1 and report["fits"]
+  # 8,192 clips a chip: the TPU compiler refuses the program, and that is the verdict, in a line.
+  command[command.index("--batch") + 1] = "65536"
+  out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert "does NOT fit: RESOURCE_EXHAUSTED: Ran out of memory on HBM" in out.stdout
+  with open(tmp_path / "r.json") as f:
+    report = json.load(f)
+  assert not report["fits"] and "exceeds available HBM" in report["compiler_error"]
 
 
 def test_aot_check_command_reports_and_exits_on_the_verdict(tmp_path):
