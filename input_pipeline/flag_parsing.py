@@ -13,9 +13,11 @@ def fail(message: str):
   raise SystemExit(2)
 
 
-def parse(flag_values: flags.FlagValues, argv: list[str] | None, description: str) -> None:
+def parse(flag_values: flags.FlagValues, argv: list[str] | None, description: str,
+          passthrough: bool = False) -> list[str]:
   """Parses `argv` (the arguments after the program's name; None: the command line's) into
-  `flag_values`, starting from their defaults. --help prints `description` and the flags."""
+  `flag_values`, starting from their defaults, and returns the arguments after `--` (allowed with
+  `passthrough`: another library's options). --help prints `description` and the flags."""
   argv = sys.argv[1:] if argv is None else list(argv)
   if {"--help", "-h", "--helpfull"} & set(argv):
     print(f"{description}\n\n{flag_values.get_help()}")
@@ -25,5 +27,6 @@ def parse(flag_values: flags.FlagValues, argv: list[str] | None, description: st
     rest = flag_values([sys.argv[0], *argv])
   except flags.Error as e:
     fail(str(e))
-  if len(rest) > 1:
+  if len(rest) > 1 and not (passthrough and "--" in argv):
     fail(f"unexpected arguments {rest[1:]}")
+  return rest[1:]

@@ -13,7 +13,10 @@ import dataclasses
 import json
 import os
 import re
+import tarfile
 from typing import Callable, Iterator
+
+from etils import epath
 
 from input_pipeline.errors import DataError
 
@@ -38,6 +41,9 @@ class Item:
   end: float | None = None
   meta: dict = dataclasses.field(default_factory=dict)
   tasks: dict = dataclasses.field(default_factory=dict)  # downstream fields: label, qa, mc
+  # webdataset: the video is the member (name, offset, size) of the tar file videos[0], read in
+  # place
+  member: tuple[str, int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +55,12 @@ class Options:
 
 
 def read_text(path: str) -> str:
-  """The file's text; bytes that are not UTF-8 survive as surrogates for per-caption checks."""
+  """The file's text (any location); bytes that are not UTF-8 survive as surrogates for
+  per-caption checks."""
   try:
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-      return f.read()
+    return epath.Path(path).read_bytes().decode("utf-8", "surrogateescape")
   except OSError as e:
-    raise DataError(f"{path}: cannot read the annotation file: {e.strerror}") from e
+    raise DataError(f"{path}: cannot read the annotation file: {e.strerror or e}") from e
 
 
 def is_utf8(text: str) -> bool:
@@ -350,9 +356,10 @@ def hmdb51(path: str, opts: Options) -> Iterator[Item]:
   _expect(m is not None, path, 0, f"hmdb51 needs --subset train1, test1, ..., test3 (got "
           f"{opts.subset!r})")
   part, k = "1" if m.group(1) == "train" else "2", m.group(2)
-  files = sorted(f for f in os.listdir(path) if f.endswith(f"_test_split{k}.txt")) \
-      if os.path.isdir(path) else [os.path.basename(path)]
-  folder = path if os.path.isdir(path) else os.path.dirname(path)
+  is_dir = epath.Path(path).is_dir()
+  files = sorted(f.name for f in epath.Path(path).iterdir()
+                 if f.name.endswith(f"_test_split{k}.txt")) if is_dir else [os.path.basename(path)]
+  folder = path if is_dir else os.path.dirname(path)
   _expect(bool(files), path, 0, f"no '<class>_test_split{k}.txt' files")
   for file in files:
     _expect(file.endswith(f"_test_split{k}.txt"), path, 0,
@@ -410,10 +417,59 @@ def msrvtt_qa(path: str, opts: Options) -> Iterator[Item]:
                f"video_id {vid}", tasks={"qa": qa})
 
 
+def webdataset(path: str, opts: Options) -> Iterator[Item]:
+  """WebDataset tar shards (a .tar file, or a folder of them in name order; videos in the folder
+  --videos names), as video2dataset and img2dataset write them: a sample's files share a key, the
+  name up to the first dot of its file name. KEY.mp4 (or another video or image extension) is the
+  clip, read from the tar in place; KEY.txt its caption, or KEY.json's "caption" or "captions"
+  (its "label", "qa" and "mc" as in jsonl; its other fields kept as metadata)."""
+  root = epath.Path(path)
+  tars = sorted(p for p in root.iterdir() if p.name.endswith(".tar")) if root.is_dir() else [root]
+  _expect(bool(tars), path, 0, "no .tar files")
+  media = VIDEO_EXTENSIONS + (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+  for tar in tars:
+    with tar.open("rb") as f:
+      try:
+        archive = tarfile.open(fileobj=f)  # random access: reads the headers, skips the data
+        samples = collections.defaultdict(dict)
+        for m in archive:
+          if m.isfile():
+            folder, name = os.path.split(m.name)
+            key, _, ext = name.partition(".")
+            samples[os.path.join(folder, key)]["." + ext.lower()] = m
+        for key, members in samples.items():
+          yield _webdataset_item(archive, tar.name, key, members, media)
+      except tarfile.TarError as e:
+        raise FormatError(f"{tar}: not a readable tar file ({e})") from e
+
+
+def _webdataset_item(archive, tar: str, key: str, members: dict, media) -> Item:
+  where = f"{tar}:{key}"
+  info = {}
+  if ".json" in members:
+    try:
+      info = json.loads(archive.extractfile(members[".json"]).read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise FormatError(f"{where}.json: not valid JSON ({e})") from e
+    _expect(isinstance(info, dict), where + ".json", 1, "expected a JSON object")
+  if ".txt" in members:
+    captions = [archive.extractfile(members[".txt"]).read().decode("utf-8", "surrogateescape")]
+  else:
+    captions = info["captions"] if "captions" in info else [info.get("caption")]
+    captions = [c for c in captions if c is not None] if isinstance(captions, list) else [captions]
+  video = next((m for ext, m in members.items() if ext in media), None)
+  meta = {k: v for k, v in info.items() if k not in ("caption", "captions", "label", "qa", "mc")
+          and (v is None or isinstance(v, (str, int, float, bool)))}
+  return Item(key, key, [tar] if video else [], captions, where, meta=meta,
+              tasks=_check_tasks(info, where + ".json", 1),
+              member=(video.name, video.offset_data, video.size) if video else None)
+
+
 READERS = {"webvid": webvid, "msrvtt": msrvtt, "msvd": msvd, "didemo": didemo, "lsmdc": lsmdc,
            "activitynet": activitynet, "youcook2": youcook2, "howto100m": howto100m,
            "cc3m": cc3m, "jsonl": jsonl, "ucf101": ucf101, "hmdb51": hmdb51,
-           "kinetics": kinetics, "msrvtt_mc": msrvtt_mc, "msrvtt_qa": msrvtt_qa}
+           "kinetics": kinetics, "msrvtt_mc": msrvtt_mc, "msrvtt_qa": msrvtt_qa,
+           "webdataset": webdataset}
 
 
 def read_split_list(path: str) -> dict[str, str | None]:
@@ -446,13 +502,11 @@ def outside(videos_dir: str, item: Item) -> list[str]:
 
 
 def resolve(videos_dir: str, item: Item) -> str | None:
-  """The first candidate path that exists, as given or with one of VIDEO_EXTENSIONS appended.
-  Callers first refuse items with a candidate `outside` `videos_dir`."""
+  """The first candidate path that exists (any location), as given or with one of
+  VIDEO_EXTENSIONS appended. Callers first refuse items with a candidate `outside` `videos_dir`."""
   for rel in item.videos:
     path = os.path.join(videos_dir, rel)
-    if os.path.exists(path):
-      return path
-    for ext in VIDEO_EXTENSIONS:
-      if os.path.exists(path + ext):
-        return path + ext
+    for candidate in (path, *(path + ext for ext in VIDEO_EXTENSIONS)):
+      if epath.Path(candidate).exists():
+        return candidate
   return None

@@ -27,12 +27,12 @@ and, for downstream tasks, any of these optional fields:
                                 index of the right one (multiple choice: MSR-VTT MC)
 """
 
-import json
 import os
 from typing import Any, Iterable, Sequence
 
 import msgpack
 from array_record.python.array_record_module import ArrayRecordWriter
+from etils import epath
 
 from input_pipeline import files
 from input_pipeline.errors import DataError
@@ -96,11 +96,10 @@ def write_split(out_dir: str, split: str, records: Iterable[dict[str, Any]],
 
 
 def read_info(data_dir: str) -> dict[str, Any]:
-  path = os.path.join(data_dir, INFO_FILE)
-  if not os.path.isfile(path):
+  path = epath.Path(data_dir) / INFO_FILE
+  if not path.is_file():
     raise DataError(f"{path}: no {INFO_FILE}; is {data_dir!r} a vl-jax dataset directory?")
-  with open(path) as f:
-    info = json.load(f)
+  info = files.read_json(path)
   if info.get("format_version") != FORMAT_VERSION:
     raise DataError(f"{path}: format_version {info.get('format_version')!r}, this code reads "
                     f"{FORMAT_VERSION}; convert or generate the dataset again")

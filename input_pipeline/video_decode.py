@@ -71,9 +71,15 @@ def is_image(path: str) -> bool:
   return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def load_image(path: str, short_side: int) -> Clip:
+def _opened(source: str | bytes):
+  """What PyAV and Pillow open: a path, or a file object over the bytes of a file (a member of a
+  tar file, read in place)."""
+  return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def load_image(source: str | bytes, short_side: int) -> Clip:
   try:
-    with Image.open(path) as img:
+    with Image.open(_opened(source)) as img:
       img = ImageOps.exif_transpose(img).convert("RGB")
   except (UnidentifiedImageError, OSError, ValueError) as e:
     raise DecodeError("unreadable or not an image", str(e)) from e
@@ -94,9 +100,9 @@ def _frame_time(frame, t0: float) -> float:
   return float(frame.time) - t0
 
 
-def _scan_duration(path: str) -> float:
+def _scan_duration(source: str | bytes) -> float:
   """The end of the last frame, for containers that do not state a duration (some webm/gif)."""
-  with av.open(path) as container:
+  with av.open(_opened(source)) as container:
     stream = container.streams.video[0]
     t0 = float((stream.start_time or 0) * stream.time_base)
     last, step = None, 1 / float(stream.average_rate or 25)
@@ -107,27 +113,30 @@ def _scan_duration(path: str) -> float:
   return last + step
 
 
-def decode_video(path: str, start: float | None, end: float | None, num_frames: int | None,
-                 fps: float | None, max_frames: int, short_side: int) -> Clip:
+def decode_video(source: str | bytes, start: float | None, end: float | None,
+                 num_frames: int | None, fps: float | None, max_frames: int,
+                 short_side: int) -> Clip:
+  """The clip of [start, end) of the video at path `source` (or of the video file whose bytes
+  `source` holds)."""
   try:
-    container = av.open(path)
+    container = av.open(_opened(source))
   except av.error.FFmpegError as e:
     raise DecodeError(UNREADABLE, str(e)) from e
   try:
     with container:
-      return _decode(container, path, start, end, num_frames, fps, max_frames, short_side)
+      return _decode(container, source, start, end, num_frames, fps, max_frames, short_side)
   except av.error.FFmpegError as e:  # the container opened, its data did not decode
     raise DecodeError(TRUNCATED, str(e)) from e
 
 
-def _decode(container, path, start, end, num_frames, fps, max_frames, short_side) -> Clip:
+def _decode(container, source, start, end, num_frames, fps, max_frames, short_side) -> Clip:
   notes = []
   if not container.streams.video:
     raise DecodeError(UNREADABLE, "the file holds no video stream")
   stream = container.streams.video[0]
   duration = _duration(container, stream)
   if duration is None or duration <= 0:
-    duration = _scan_duration(path)
+    duration = _scan_duration(source)
   start = 0.0 if start is None else float(start)
   end = duration if end is None else float(end)
   if start < 0 or end <= start:

@@ -1,13 +1,19 @@
 """Configs for tests: the tiny config on a given dataset, with overrides; a tiny pre-training
-run."""
+run; the comparison of two converted datasets."""
+
+import filecmp
+import json
+import os
 
 import ml_collections
 
 from configs import coco_tiny, tiny
+from input_pipeline import convert
 from vl_jax.train import loop
 
 PRETRAIN_STEPS = 400
 COCO_STEPS = 100
+GCS_BUCKET = "vl-jax-test"  # the bucket the `gcs` fixture creates on its server
 
 
 def tiny_config(data_dir: str, base=None, **overrides) -> ml_collections.ConfigDict:
@@ -47,3 +53,19 @@ def coco_pretrain(data_dir, init_workdir, workdir):
     del config.evals["captioning"]
   state, results = loop.train_and_evaluate(config, str(workdir))
   return config, str(workdir), state, results
+
+
+def same_dataset(a, b, split="train"):
+  """The two conversions wrote the same shards, byte for byte, the same tokenizer and statistics,
+  and reported the same clips, skipped items and notes."""
+  names = sorted(f for f in os.listdir(os.path.join(a, split)) if f.endswith(".array_record"))
+  assert names == sorted(f for f in os.listdir(os.path.join(b, split))
+                         if f.endswith(".array_record"))
+  for n in names:
+    assert filecmp.cmp(os.path.join(a, split, n), os.path.join(b, split, n), shallow=False), n
+  for f in ("tokenizer.model", "idf.json", "knowledge_vocab.json", "dataset_info.json"):
+    assert filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False), f
+  reports = [json.load(open(os.path.join(d, split, convert.REPORT_FILE))) for d in (a, b)]
+  for key in ("num_items", "num_clips", "skipped", "notes", "warnings"):
+    assert reports[0][key] == reports[1][key], key
+  return names, reports

