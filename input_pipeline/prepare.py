@@ -1,19 +1,31 @@
 """Makes sure `config.data.dir` holds a dataset before training, generating the synthetic one."""
 
 import os
+from collections.abc import Sequence
 
 from absl import logging
 
-from input_pipeline import files, shards, synthetic, text_annotations
+from input_pipeline import files, shards, synthetic, text_annotations, tfds_source
 from input_pipeline.errors import ConfigError, DataError
 
 # The configs' synthetic datasets live here and are generated on first use; anywhere else a
 # missing dataset is a mistyped path, never a reason to write 6,000 clips.
 SYNTHETIC_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "vl_jax")
 
-def ensure_dataset(data_cfg) -> None:
-  """`config.data`'s dataset and those of its mixture sources (`config.data.mixture`)."""
-  _ensure_one(data_cfg, "config.data")
+def ensure_dataset(data_cfg, splits: Sequence[str] = ()) -> None:
+  """`config.data`'s dataset and those of its mixture sources (`config.data.mixture`); with
+  `config.data.source = "tfds"`, the index of its training split and of `splits`, the
+  evaluators'."""
+  kind = data_cfg.get("source", "shards")  # configs recorded before sources were a field
+  if kind not in ("shards", "tfds"):
+    raise ConfigError(f"config.data.source={kind!r}: expected 'shards' or 'tfds'")
+  if kind == "tfds":
+    if not data_cfg.dir:
+      raise ConfigError("config.data.dir is not set: with source 'tfds' it is the folder that "
+                        "keeps the index of the TFDS dataset (docs/DATA.md)")
+    tfds_source.ensure_index(data_cfg, list(splits))
+  else:
+    _ensure_one(data_cfg, "config.data")
   for name, source in data_cfg.mixture.items():
     _ensure_one(source, f"config.data.mixture.{name}")
 

@@ -112,6 +112,7 @@ def write_info(data_dir: str, info: dict[str, Any]) -> None:
 
 
 def split_files(data_dir: str, split: str) -> Sequence[str]:
+  """`split`'s shard files, each checked to exist."""
   info = read_info(data_dir)
   if split not in info["splits"]:
     raise DataError(f"{os.path.join(data_dir, INFO_FILE)}: no split {split!r} "

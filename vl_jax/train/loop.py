@@ -26,7 +26,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None = None):
   """(mesh, tokenizer, model); the tokenizer is `workdir`'s if it has one (init_from.py)."""
   runtime.use_compilation_cache(config.compilation_cache_dir)
   mesh = sharding.make_mesh(config.mesh)
-  prepare.ensure_dataset(config.data)
+  prepare.ensure_dataset(config.data, [e.split for e in config.evals.values() if "split" in e])
   tokenizer = tokenizer_lib.load(init_from.tokenizer_path(config, workdir))
   model = builder.build(config.model, config.data, tokenizer.vocab_size)
   return mesh, tokenizer, model
