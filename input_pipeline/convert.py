@@ -288,8 +288,9 @@ def start(plan: Plan) -> tuple[list[int], list[str]]:
     raise DataError(f"--videos {plan.settings.videos}: not a directory")
   epath.Path(plan.progress_dir).mkdir(parents=True, exist_ok=True)
   _check_settings(plan)
-  for tmp in epath.Path(plan.split_dir).glob("*.tmp"):
-    tmp.unlink()  # shards in flight when a previous run was killed
+  for folder in (plan.split_dir, plan.progress_dir):
+    for tmp in epath.Path(folder).glob("*.tmp"):
+      tmp.unlink()  # shards and parts in flight when a previous run was killed
   done = [i for i in range(len(plan.names)) if plan.is_done(i)]
   warnings = []
   if test_warning := test_items_in_training(plan.items, plan.settings):

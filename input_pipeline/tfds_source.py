@@ -38,7 +38,7 @@ _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG's and PNG's first
 
 
 def _tfds_info(tfds_dir: str) -> dict[str, Any]:
-  path = epath.Path(tfds_dir) / INFO_FILE
+  path = epath.Path(os.path.expanduser(tfds_dir)) / INFO_FILE
   if not path.is_file():
     raise ConfigError(f"config.data.tfds.dir={tfds_dir!r}: no {INFO_FILE}; expected the folder "
                       f"TFDS prepared (e.g. ~/tensorflow_datasets/NAME/CONFIG/VERSION)")
@@ -50,7 +50,8 @@ def _tfds_info(tfds_dir: str) -> dict[str, Any]:
 
 
 class Examples:
-  """Random access to the serialised tf.train.Examples of a TFDS split string, in TFDS order."""
+  """Random access to the serialised tf.train.Examples of a TFDS split string, in TFDS order
+  (`tfds_dir` may start with ~)."""
 
   def __init__(self, tfds_dir: str, spec: str):
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  # 0.3 s
@@ -71,7 +72,8 @@ class Examples:
       s = splits[part.splitname]
       if part.splitname not in self._sources:
         template = naming.ShardedFileTemplate(
-            data_dir=epath.Path(tfds_dir), dataset_name=info["name"], split=part.splitname,
+            data_dir=epath.Path(os.path.expanduser(tfds_dir)), dataset_name=info["name"],
+            split=part.splitname,
             template=s.get("filepathTemplate", naming.DEFAULT_FILENAME_TEMPLATE),
             filetype_suffix="array_record")
         paths = [str(p) for p in template.sharded_filepaths(len(s["shardLengths"]))]
@@ -105,7 +107,7 @@ def parse(data: bytes) -> dict[str, list]:
 
 def _class_names(tfds_dir: str, feature: str) -> list[str] | None:
   """A ClassLabel feature's names (TFDS writes them to FEATURE.labels.txt), or None."""
-  path = epath.Path(tfds_dir) / f"{feature}.labels.txt"
+  path = epath.Path(os.path.expanduser(tfds_dir)) / f"{feature}.labels.txt"
   return path.read_text().splitlines() if path.is_file() else None
 
 
@@ -216,9 +218,13 @@ def _build(data_cfg, spec, examples, source, is_train) -> dict[str, Any]:
   try:
     paths = shards.write_split(tmp, name, records(), num_shards=max(1, len(examples) // 100_000),
                                num_records=len(examples))
-    if os.path.isdir(os.path.join(out, name)):
-      shutil.rmtree(os.path.join(out, name))  # a folder no dataset_info.json entry lists
-    os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    try:
+      os.rename(os.path.join(tmp, name), os.path.join(out, name))
+    except OSError:
+      # A folder already there was renamed into place whole by another process (of this run,
+      # or one killed before it wrote dataset_info.json): the same records, kept as they are.
+      if not os.path.isdir(os.path.join(out, name)):
+        raise
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   if is_train:

@@ -68,7 +68,7 @@ def test_input_pipeline_benchmark_reports_every_rate(tmp_path):
   for row in report["results"]:
     for key in ("converter_clips_per_core_s", "shards_to_batch_clips_per_core_s",
                 "on_the_fly_clips_per_core_s", "local_driver_clips_s",
-                "beam_direct_driver_clips_s"):
+                "beam_direct_driver_clips_s", "tfds_to_batch_clips_per_core_s"):
       assert row[key] > 0, key
     assert row["shards_over_on_the_fly"] == (row["shards_to_batch_clips_per_core_s"]
                                              / row["on_the_fly_clips_per_core_s"])
