@@ -562,9 +562,10 @@ def _twelve_clips(videos, tmp_path):
   return ann
 
 
-def test_a_retried_beam_task_neither_duplicates_nor_drops(videos, tmp_path):
+def test_a_retried_beam_task_neither_duplicates_nor_drops(videos, tmp_path, monkeypatch):
   """A task that dies halfway through its shard publishes nothing; a shard written twice (a
-  retried or speculative task) is the same file; the pipeline then writes only what is left."""
+  retried or speculative task) is the same file; the pipeline then writes only what is left.
+  A worker loads spaCy once, not per element."""
   from input_pipeline import convert_beam
   ann = _twelve_clips(videos, tmp_path)
   settings = _settings("jsonl", ann, videos, clips_per_shard=2)
@@ -574,6 +575,11 @@ def test_a_retried_beam_task_neither_duplicates_nor_drops(videos, tmp_path):
   out = str(tmp_path / "retried")
   plan = convert.make_plan(settings, out)
   convert.start(plan)
+  loads = []
+  load = text_annotations.Annotator._load
+  monkeypatch.setattr(text_annotations.Annotator, "_load", lambda self: loads.append(1) or
+                      load(self))
+  monkeypatch.setattr(convert, "_annotator", None)  # a fresh worker process
   task = convert_beam.WriteShard(settings, out)
   task.setup()
 
@@ -587,6 +593,7 @@ def test_a_retried_beam_task_neither_duplicates_nor_drops(videos, tmp_path):
   first = open(os.path.join(out, "train", plan.names[0]), "rb").read()
   assert list(task.process(0)) == [2]  # the same task again
   assert open(os.path.join(out, "train", plan.names[0]), "rb").read() == first
+  assert len(loads) == 1  # one spaCy pipeline for the worker's 5 clips
 
   report = convert_beam.convert_split(settings, out, "DirectRunner", [], 2, "train", 200, None)
   assert report["decoded_this_run"] == 10  # shard 0 was complete
