@@ -23,6 +23,7 @@ shards on Beam (convert_beam.py). Every path may be gs:// or any location etils.
 """
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -34,7 +35,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import tqdm
 from absl import flags
@@ -191,7 +192,7 @@ class Plan:
   def progress_dir(self) -> str:
     return os.path.join(self.split_dir, PROGRESS_DIR)
 
-  @property
+  @functools.cached_property
   def names(self) -> list[str]:
     num_shards = max(1, -(-len(self.work) // self.settings.clips_per_shard))
     return [shards.shard_name(self.settings.split, i, num_shards) for i in range(num_shards)]
@@ -200,13 +201,21 @@ class Plan:
     """The record of what shard `index` holds (its clips' count, skipped items, captions)."""
     return os.path.join(self.progress_dir, f"{self.names[index]}.json")
 
+  def read_parts(self, indices) -> Iterator[dict[str, Any]]:
+    """The parts of shards `indices`, in order, read 32 at a time (a bucket's latency)."""
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+      yield from pool.map(files.read_json, [self.part(i) for i in indices])
+
   def shard_items(self, index: int) -> list[formats.Item]:
     per = self.settings.clips_per_shard
     return self.work[index * per:(index + 1) * per]
 
-  def is_done(self, index: int) -> bool:
-    return (epath.Path(self.split_dir) / self.names[index]).exists() and \
-        epath.Path(self.part(index)).exists()
+  def done(self) -> list[int]:
+    """The shards complete in OUT: the shard and its part are there (two listings, not a
+    request per shard: a bucket answers each in tens of milliseconds)."""
+    present = {p.name for d in (self.split_dir, self.progress_dir) if epath.Path(d).is_dir()
+               for p in epath.Path(d).iterdir()}
+    return [i for i, n in enumerate(self.names) if n in present and f"{n}.json" in present]
 
 
 def make_plan(settings: Settings, out: str) -> Plan:
@@ -236,8 +245,7 @@ def _reappeared(plan: Plan, done: list[int]) -> list[str]:
   does not add them to shards already written, and says so."""
   by_id = {item.clip_id: item for item in plan.work}
   found = []
-  for i in done:
-    part = files.read_json(plan.part(i))
+  for part in plan.read_parts(done):
     found += [s["clip_id"] for s in part["skipped"] if s["reason"] == "video file not found"
               and s["clip_id"] in by_id and formats.resolve(plan.settings.videos,
                                                             by_id[s["clip_id"]])]
@@ -291,7 +299,7 @@ def start(plan: Plan) -> tuple[list[int], list[str]]:
   for folder in (plan.split_dir, plan.progress_dir):
     for tmp in epath.Path(folder).glob("*.tmp"):
       tmp.unlink()  # shards and parts in flight when a previous run was killed
-  done = [i for i in range(len(plan.names)) if plan.is_done(i)]
+  done = plan.done()
   warnings = []
   if test_warning := test_items_in_training(plan.items, plan.settings):
     warnings.append(test_warning)
@@ -303,7 +311,7 @@ def start(plan: Plan) -> tuple[list[int], list[str]]:
         f"convert into a new --out (or --split) to include them")
   for w in warnings:
     print(f"warning: {w}", file=sys.stderr, flush=True)
-  return [i for i in range(len(plan.names)) if i not in set(done)], warnings
+  return sorted(set(range(len(plan.names))) - set(done)), warnings
 
 
 def write_shard(plan: Plan, index: int, results, bar: tqdm.tqdm | None = None) -> int:
@@ -313,8 +321,11 @@ def write_shard(plan: Plan, index: int, results, bar: tqdm.tqdm | None = None) -
   same bytes, never a mixture."""
   name, shard_items = plan.names[index], plan.shard_items(index)
   final = os.path.join(plan.split_dir, name)
-  local = files.is_local(final)
-  tmp = files.temporary_name(final) if local else tempfile.mkstemp(suffix=".array_record")[1]
+  if files.is_local(final):
+    tmp = files.temporary_name(final)
+  else:
+    fd, tmp = tempfile.mkstemp(suffix=".array_record")
+    os.close(fd)
   writer = ArrayRecordWriter(tmp, shards.WRITER_OPTIONS)
   part = {"num_clips": 0, "skipped": [], "notes": [], "captions": [],
           "stats": text_annotations.TextStats()}
@@ -383,8 +394,7 @@ def finish(plan: Plan, driver: dict[str, Any], vocab_split: str, vocab_size: int
   settings, out = plan.settings, plan.out
   num_clips, captions, stats = 0, [], text_annotations.TextStats()
   skipped, notes = list(plan.skipped), list(plan.notes)
-  for i in range(len(plan.names)):
-    part = files.read_json(plan.part(i))
+  for part in plan.read_parts(range(len(plan.names))):
     num_clips += part["num_clips"]
     skipped += part["skipped"]
     notes += part["notes"]
