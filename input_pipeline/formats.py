@@ -457,7 +457,7 @@ def _webdataset_item(archive, tar: str, key: str, members: dict, media) -> Item:
   else:
     captions = info["captions"] if "captions" in info else [info.get("caption")]
     captions = [c for c in captions if c is not None] if isinstance(captions, list) else [captions]
-  video = next((m for ext, m in members.items() if ext in media), None)
+  video = next((m for ext, m in members.items() if ext.endswith(media)), None)
   meta = {k: v for k, v in info.items() if k not in ("caption", "captions", "label", "qa", "mc")
           and (v is None or isinstance(v, (str, int, float, bool)))}
   return Item(key, key, [tar] if video else [], captions, where, meta=meta,

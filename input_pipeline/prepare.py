@@ -20,9 +20,11 @@ def ensure_dataset(data_cfg, splits: Sequence[str] = ()) -> None:
   if kind not in ("shards", "tfds"):
     raise ConfigError(f"config.data.source={kind!r}: expected 'shards' or 'tfds'")
   if kind == "tfds":
-    if not data_cfg.dir:
-      raise ConfigError("config.data.dir is not set: with source 'tfds' it is the folder that "
-                        "keeps the index of the TFDS dataset (docs/DATA.md)")
+    # The synthetic default would take the index in (a later synthetic run would then read it).
+    if not data_cfg.dir or os.path.abspath(data_cfg.dir).startswith(SYNTHETIC_ROOT + os.sep):
+      raise ConfigError(f"config.data.dir={data_cfg.dir!r}: with source 'tfds' it is the folder "
+                        f"that keeps the index of the TFDS dataset: pass --config.data.dir=PATH "
+                        f"(docs/DATA.md)")
     tfds_source.ensure_index(data_cfg, list(splits))
   else:
     _ensure_one(data_cfg, "config.data")

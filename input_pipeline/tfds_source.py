@@ -77,6 +77,10 @@ class Examples:
             template=s.get("filepathTemplate", naming.DEFAULT_FILENAME_TEMPLATE),
             filetype_suffix="array_record")
         paths = [str(p) for p in template.sharded_filepaths(len(s["shardLengths"]))]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+          raise DataError(f"{missing[0]}: a file of split {part.splitname!r} that the TFDS "
+                          f"dataset's {INFO_FILE} lists is missing")
         self._sources[part.splitname] = grain.sources.ArrayRecordDataSource(paths)
       total = len(self._sources[part.splitname])
       start, stop = part.from_ or 0, total if part.to is None else part.to

@@ -96,12 +96,14 @@ def test_the_tfds_source_gives_the_records_of_the_shards(synthetic_dir, exported
     (dict(dir="/nowhere"), ConfigError, r"config.data.tfds.dir='/nowhere': no dataset_info.json"),
     (dict(split="trian"), ConfigError,
      r"split 'trian' of TFDS dataset .*splits \['train', 'val'\]"),
+    (dict(index=os.path.join(prepare.SYNTHETIC_ROOT, "synthetic_vX")), ConfigError,
+     r"config.data.dir='.*synthetic_vX': with source 'tfds' it is the folder that keeps the "
+     r"index"),
 ])
 def test_bad_tfds_settings_are_one_line_before_anything_is_built(exported, tmp_path, change,
                                                                   error, message):
-  config = _tfds_config(tmp_path / "index", exported, caption="captions")
-  split = change.pop("split", "train")
-  config.data.train_split = split
+  config = _tfds_config(change.pop("index", tmp_path / "index"), exported, caption="captions")
+  config.data.train_split = change.pop("split", "train")
   config.data.tfds.update(change)
   with pytest.raises(error, match=message):
     prepare.ensure_dataset(config.data)
@@ -168,7 +170,7 @@ def _ucf101_shaped(data_dir, classes) -> str:
   return str(builder.data_dir)
 
 
-def test_zero_shot_ucf101_from_a_video_declared_tfds_dataset(pretrained, tmp_path):
+def test_zero_shot_ucf101_from_a_video_declared_tfds_dataset(pretrained, tmp_path, monkeypatch):
   """eval.py with configs/downstream.py:ucf101_zeroshot_tfds (the pre-trained tiny model's sizes)
   scores the TFDS dataset, and exactly as the same clips in the project's shards."""
   classes = ["ApplyEyeMakeup", "Basketball", "YoYo"]
@@ -216,10 +218,33 @@ def test_zero_shot_ucf101_from_a_video_declared_tfds_dataset(pretrained, tmp_pat
   for f in ("tokenizer.model", "idf.json", "knowledge_vocab.json"):
     os.link(os.path.join(index, f), os.path.join(same, f))
   from vl_jax import evaluate
-  sys.path.insert(0, str(tmp_path))
+  monkeypatch.syspath_prepend(str(tmp_path))
   import ucf101_tiny  # noqa: PLC0415  # the config file above
   config = ucf101_tiny.get_config().unlock()
   config.init_from.workdir = workdir
   config.data.source, config.data.dir = "shards", same
   _, results = evaluate.evaluate_checkpoint(config.lock(), str(tmp_path / "zs_shards"))
   assert results["zeroshot"]["top1"] == top1
+
+
+def test_a_tfds_dataset_changed_or_incomplete_is_one_line(exported, tmp_path):
+  """The index remembers what it was built from: a TFDS dataset rebuilt since (its splits'
+  shard lengths differ) is refused at reading, and a missing file is named."""
+  import shutil
+  tfds_dir = str(tmp_path / "copy")
+  shutil.copytree(exported, tfds_dir)
+  config = _tfds_config(tmp_path / "index", tfds_dir, caption="captions")
+  config.data.train_split = "val[:32]"
+  prepare.ensure_dataset(config.data)
+  info_path = os.path.join(tfds_dir, tfds_source.INFO_FILE)
+  info = json.load(open(info_path))
+  info["splits"][1]["shardLengths"] = ["300", "84"]  # val, as if rebuilt in two shards
+  json.dump(info, open(info_path, "w"))
+  with pytest.raises(DataError, match=r"synthetic_vl-val.array_record-00000-of-00002: a file of "
+                                      r"split 'val' .* is missing"):
+    pipeline.records(str(tmp_path / "index"), "val[:32]")
+  info["splits"][1]["shardLengths"] = ["384"]
+  info["splits"][1]["numBytes"] = "1"
+  json.dump(info, open(info_path, "w"))
+  with pytest.raises(DataError, match="changed since split 'val\\[:32\\]' was indexed"):
+    pipeline.records(str(tmp_path / "index"), "val[:32]")
