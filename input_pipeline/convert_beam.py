@@ -18,8 +18,10 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from etils import epath
 
 from input_pipeline import convert
+from input_pipeline.errors import DataError
 
 
 class WriteShard(beam.DoFn):
@@ -30,6 +32,11 @@ class WriteShard(beam.DoFn):
     self._plan = None
 
   def setup(self):
+    # A worker that cannot see the videos (a local path on a cluster) would report every clip
+    # missing and write empty shards: it stops the pipeline instead.
+    if not epath.Path(self._settings.videos).is_dir():
+      raise DataError(f"--videos {self._settings.videos}: not a folder this Beam worker sees; on "
+                      f"a cluster give paths every worker reaches (gs://, a shared mount)")
     convert.init_worker()
     self._plan = convert.make_plan(self._settings, self._out)
 

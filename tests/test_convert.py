@@ -688,3 +688,14 @@ def test_a_file_that_is_not_a_tar_fails_at_once(tmp_path):
   (bad / "00000.tar").write_bytes(b"\x00\x01 not a tar" * 100)
   with pytest.raises(formats.FormatError, match=r"00000.tar: not a readable tar file"):
     _convert(_settings("webdataset", bad, str(bad)), tmp_path / "out")
+
+
+def test_a_beam_worker_that_cannot_see_the_videos_stops_the_pipeline(videos, tmp_path):
+  """A local --videos on a cluster's workers would make every clip 'not found': the worker's
+  setup stops instead of writing empty shards."""
+  from input_pipeline import convert_beam
+  ann = _twelve_clips(videos, tmp_path)
+  settings = _settings("jsonl", ann, str(tmp_path / "not_on_this_worker"))
+  task = convert_beam.WriteShard(settings, str(tmp_path / "out"))
+  with pytest.raises(convert.DataError, match="not a folder this Beam worker sees"):
+    task.setup()
