@@ -120,6 +120,8 @@ def get_config(arg=None):
       knowledge_head=dict(inputs=(), hidden=0),
       embed_dim=128,
       temperature=dict(init=0.07, learn=True),
+      # SigLIP's learned bias of the sigmoid loss (config.objectives.sigmoid_contrastive)
+      sigmoid_bias=False,
       # The transformer blocks of every tower (vl_jax/models/layers.py): compute dtype ("bfloat16":
       # mixed precision on float32 master weights), what the backward pass recomputes ("none",
       # "full", "dots"), and one scanned block per tower instead of `depth` unrolled ones.

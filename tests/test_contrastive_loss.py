@@ -1,6 +1,8 @@
-"""The symmetric InfoNCE against NumPy, and its chunked shard_map form against the global one
-(values and gradients, on meshes of 2 and 8 of the session's fake devices, and in the train
-step)."""
+"""The symmetric InfoNCE and SigLIP's sigmoid loss against NumPy, and their chunked shard_map
+forms against the global ones (values and gradients, on meshes of 2 and 8 of the session's fake
+devices, and in the train step); the sigmoid objective trains its bias."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +11,11 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from input_pipeline import pipeline
+from input_pipeline.errors import ConfigError
 from tests.helpers import tiny_config
-from vl_jax.losses.contrastive import chunked_symmetric_infonce, symmetric_infonce
+from vl_jax import objectives
+from vl_jax.losses.contrastive import (chunked_sigmoid_loss, chunked_symmetric_infonce,
+                                       sigmoid_loss, symmetric_infonce)
 from vl_jax.train import loop, state as state_lib, step as step_lib
 
 
@@ -117,3 +122,67 @@ def test_chunked_in_the_train_step_equals_global(synthetic_dir):
   np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-6)
   for g, w in zip(jax.tree.leaves(results[True][1]), jax.tree.leaves(results[False][1])):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
+
+
+def _sigmoid_reference(v, t, inv, b):
+  """NumPy sigmoid loss (SigLIP Eq. 1) and its analytic gradients w.r.t. v, t, t and b."""
+  s = v @ t.T
+  logits = inv * s + b
+  z = 2 * np.eye(len(v)) - 1
+  loss = np.logaddexp(0, -z * logits).sum() / len(v)  # -log sigmoid(x) = log(1 + e^-x)
+  dlogits = -z / (1 + np.exp(z * logits)) / len(v)  # d/dx -log sigmoid(zx) = -z sigmoid(-zx)
+  return loss, inv * dlogits @ t, inv * dlogits.T @ v, (dlogits * s).sum(), dlogits.sum()
+
+
+def test_sigmoid_loss_value_and_gradients_match_numpy():
+  rng = np.random.default_rng(3)
+  v, t = _unit(rng.normal(size=(6, 5))), _unit(rng.normal(size=(6, 5)))
+  args = (jnp.asarray(v), jnp.asarray(t), jnp.asarray(10.0), jnp.asarray(-10.0))
+  loss, grads = jax.value_and_grad(sigmoid_loss, argnums=(0, 1, 2, 3))(*args)
+  ref_loss, *ref_grads = _sigmoid_reference(v, t, 10.0, -10.0)
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+  for g, r in zip(grads, ref_grads):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+  # Orthogonal pairs and a bias that separates them give a small loss; swapped captions a large
+  # one (each positive at logit -5: -log sigmoid(-5) ~ 5 per clip).
+  x = jnp.eye(8, 16)
+  assert sigmoid_loss(x, x, 20.0, -5.0) < 0.1 < 5.0 < sigmoid_loss(x, jnp.roll(x, 1, 0), 20.0,
+                                                                     -5.0)
+
+
+@pytest.mark.parametrize("shape", [(2,), (8,), (2, 4)])
+def test_chunked_sigmoid_loss_equals_global(shape):
+  """SigLIP's ring (Algorithm 1) against the global loss, values and gradients of all four
+  arguments, on 2 and 8 devices and on a (data, fsdp) mesh."""
+  rng = np.random.default_rng(4)
+  axes = ("data", "fsdp")[:len(shape)]
+  mesh = Mesh(np.asarray(jax.devices()[:np.prod(shape)]).reshape(shape), axes)
+  rows = NamedSharding(mesh, P(axes))
+  v = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
+  t = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
+  inv, b = jnp.float32(10.0), jnp.float32(-10.0)
+  grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))
+  want = jax.block_until_ready(grad(sigmoid_loss)(v, t, inv, b))
+  got = jax.block_until_ready(grad(lambda *a: chunked_sigmoid_loss(*a, mesh, axes))(v, t, inv, b))
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+  for g, w in zip(got[1], want[1]):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_the_sigmoid_objective_trains_its_bias_and_needs_it(synthetic_dir, tmp_path):
+  config = tiny_config(synthetic_dir, batch_size=32, total_steps=40, log_every_steps=1,
+                       evals={}, **{"model.sigmoid_bias": True,
+                                    "model.temperature": dict(init=0.1, learn=True),
+                                    "optimizer.warmup_steps": 5, "checkpoint.every_steps": 40})
+  config.objectives = dict(sigmoid_contrastive=objectives.block("sigmoid_contrastive",
+                                                                chunked=True))
+  state, _ = loop.train_and_evaluate(config, str(tmp_path / "run"))
+  rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  losses = [r["train/loss"] for r in rows if "train/loss" in r]
+  assert len(losses) == 40 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+  assert float(jax.device_get(state.params["sigmoid_bias"]["bias"])) != -10.0
+
+  config.model.sigmoid_bias = False
+  with pytest.raises(ConfigError, match=r"config.objectives.sigmoid_contrastive needs the loss's "
+                                        r"bias: set config.model.sigmoid_bias=True"):
+    loop.train_and_evaluate(config, str(tmp_path / "no_bias"))

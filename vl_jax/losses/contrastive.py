@@ -80,6 +80,52 @@ def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Me
   return per_device.sum() / ((1 if directions == "t2v" else 2) * video_emb.shape[0])
 
 
+def sigmoid_loss(video_emb, text_emb, inverse_temperature, bias):
+  """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Eq. 1 and Algorithm 1): every pair of the
+  global batch is a binary classification, the B own pairs positive and the B(B - 1) others
+  negative, with no softmax over the batch:
+
+      L = -1/B * sum_i sum_j log sigmoid(z_ij * (t * <v_i, t_j> + b)),  z_ij = 1 if i = j else -1
+
+  with t the inverse temperature and b a learned bias (SigLIP starts them at 10 and -10, so that
+  the many negatives do not dominate the first steps). `video_emb` and `text_emb` are [B, D].
+  """
+  logits = inverse_temperature * jnp.einsum("id,jd->ij", video_emb, text_emb,
+                                            precision=jax.lax.Precision.HIGHEST) + bias
+  signs = 2.0 * jnp.eye(logits.shape[0], dtype=logits.dtype) - 1.0
+  return -jax.nn.log_sigmoid(signs * logits).sum() / logits.shape[0]
+
+
+def chunked_sigmoid_loss(video_emb, text_emb, inverse_temperature, bias, mesh: Mesh,
+                         axis: str | tuple[str, ...] = "data"):
+  """`sigmoid_loss`, equal in value and gradients, in `shard_map` as SigLIP's Algorithm 1 computes
+  it: each device keeps its b clips, the captions travel round the ring of the n devices on `axis`
+  (`ppermute`), and each device sums the log-sigmoid terms of its b x b block at every step (the
+  own captions' block holds the positives). No device holds more than a [b, b] block, and no
+  step needs a reduction over the batch: the loss is a plain sum over pairs.
+  """
+  n = int(np.prod([mesh.shape[a] for a in ((axis,) if isinstance(axis, str) else axis)]))
+  ring = [(i, (i + 1) % n) for i in range(n)]
+
+  def block(video, text, inv, b):
+    def step(carry, k):
+      chunk, total = carry
+      logits = inv * jnp.einsum("id,jd->ij", video, chunk,
+                                precision=jax.lax.Precision.HIGHEST) + b
+      # At step 0 the chunk is the device's own captions: the diagonal is positive.
+      signs = jnp.where(k == 0, 2.0 * jnp.eye(logits.shape[0], dtype=logits.dtype) - 1.0, -1.0)
+      total = total - jax.nn.log_sigmoid(signs * logits).sum()
+      return (jax.lax.ppermute(chunk, axis, ring), total), None
+
+    total = jax.lax.pcast(jnp.zeros((), video.dtype), axis, to="varying")
+    (_, total), _ = jax.lax.scan(jax.checkpoint(step), (text, total), jnp.arange(n))
+    return total[None]
+
+  per_device = jax.shard_map(block, mesh=mesh, in_specs=(P(axis), P(axis), P(), P()),
+                             out_specs=P(axis))(video_emb, text_emb, inverse_temperature, bias)
+  return per_device.sum() / video_emb.shape[0]
+
+
 def queue_infonce(queries, keys, queue, inverse_temperature):
   """One-directional InfoNCE of queries against their keys, the batch's other keys and a queue of
   past keys (MoCo's loss, with the queue as extra negatives):

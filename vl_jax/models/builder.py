@@ -69,6 +69,8 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
   if k.inputs:  # CLOP's knowledge head
     parts.append(heads.KnowledgeHead(data_cfg.knowledge.size, k.hidden, tuple(k.inputs),
                                      name="knowledge_head"))
+  if model_cfg.get("sigmoid_bias", False):  # SigLIP's bias of the sigmoid loss
+    parts.append(heads.SigmoidBias(name="sigmoid_bias"))
   if data_cfg.text == "question" and data_cfg.num_answers:  # open-ended QA
     parts.append(heads.AnswerHead(data_cfg.num_answers, 2 * model_cfg.embed_dim,
                                   name="answer_head") if model_cfg.qa_head == "dual" else

@@ -60,6 +60,25 @@ def answer_logits(model, video, text):
   return model.head("answer_head").from_encodings(model, video, text)
 
 
+def sigmoid_bias(model):
+  """The learned bias of SigLIP's sigmoid loss, a scalar."""
+  return model.head("sigmoid_bias")()
+
+
+class SigmoidBias(nn.Module):
+  """SigLIP's bias b of the pairwise sigmoid loss (losses/contrastive.sigmoid_loss), started at
+  -10 as SigLIP starts it: with B - 1 negatives to each positive, a bias that makes every pair
+  improbable keeps the negatives from dominating the first steps."""
+
+  @nn.compact
+  def __call__(self):
+    return self.param("bias", lambda _: jnp.full((), -10.0, jnp.float32))
+
+  def initialize(self, model, frames, tokens, out):
+    del model, frames, tokens, out
+    self()
+
+
 class PairScore(nn.Dense):
   """TACo's fusion score: a linear map of the fused [CLS] (features=1)."""
 

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from input_pipeline.errors import ConfigError
 from vl_jax.objectives import (caption, cascade_matching, coco, contrastive, knowledge,
-                               masked_frames, masked_language, masked_video, qa, token_contrastive,
-                               views)
+                               masked_frames, masked_language, masked_video, qa,
+                               sigmoid_contrastive, token_contrastive, views)
 from vl_jax.objectives.objective import Context, Objective
 
 REGISTRY: dict[str, Objective] = {"contrastive": contrastive.OBJECTIVE, "qa": qa.OBJECTIVE,
@@ -33,7 +33,8 @@ REGISTRY: dict[str, Objective] = {"contrastive": contrastive.OBJECTIVE, "qa": qa
                                   "masked_frames": masked_frames.OBJECTIVE,
                                   "caption": caption.OBJECTIVE,
                                   "skp": knowledge.SKP,
-                                  "kcl": knowledge.KCL}
+                                  "kcl": knowledge.KCL,
+                                  "sigmoid_contrastive": sigmoid_contrastive.OBJECTIVE}
 
 
 def block(name: str, **overrides) -> dict:
