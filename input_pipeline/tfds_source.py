@@ -151,6 +151,9 @@ def _index_records(tfds_cfg, spec: str, examples: Examples,
         record["clip_id"] = _text(example[tfds_cfg.clip_id])[0]
       if tfds_cfg.label:
         label = example[tfds_cfg.label][0]
+        if names and isinstance(label, int) and not 0 <= label < len(names):
+          raise DataError(f"TFDS dataset {tfds_cfg.dir}, {spec} example {i}: class {label} of "
+                          f"feature {tfds_cfg.label!r} is not among its {len(names)} names")
         record["label"] = names[label] if names and isinstance(label, int) else _text([label])[0]
       captions = _text(example[tfds_cfg.caption]) if tfds_cfg.caption else []
       captions = [" ".join(c.split()) for c in captions if c.strip()]
@@ -266,4 +269,7 @@ class TfdsRecords:
     except Exception as e:  # pylint: disable=broad-except  # any bad record: named, raised
       raise DataError(f"TFDS dataset {self._dir}: {split} example {i}: unreadable "
                       f"({type(e).__name__}: {str(e)[:200]})") from e
+    if not record["frames"]:
+      raise DataError(f"TFDS dataset {self._dir}: {split} example {i}: no frames in feature "
+                      f"{self._video!r}")
     return shards.encode_record(record)

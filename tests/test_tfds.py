@@ -248,3 +248,31 @@ def test_a_tfds_dataset_changed_or_incomplete_is_one_line(exported, tmp_path):
   json.dump(info, open(info_path, "w"))
   with pytest.raises(DataError, match="changed since split 'val\\[:32\\]' was indexed"):
     pipeline.records(str(tmp_path / "index"), "val[:32]")
+
+
+def test_an_example_without_frames_is_named_when_read(tmp_path):
+  class NoFrames(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      f = tfds.features
+      return tfds.core.DatasetInfo(builder=self, features=f.FeaturesDict({
+          "video": f.Sequence(f.Image(shape=(None, None, 3), encoding_format="jpeg")),
+          "caption": f.Text()}), disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+      frame = _jpeg(np.zeros((8, 8, 3), np.uint8))
+      for i, frames in enumerate([[frame, frame], []]):
+        yield i, {"video": frames, "caption": f"clip {i}"}
+
+  builder = NoFrames(data_dir=str(tmp_path / "tfds"), file_format="array_record")
+  builder.download_and_prepare(download_dir=str(tmp_path / "downloads"))
+  config = _tfds_config(tmp_path / "index", str(builder.data_dir), caption="caption")
+  prepare.ensure_dataset(config.data)
+  records = pipeline.records(str(tmp_path / "index"), "train")
+  assert len(shards.decode_record(records[0][1])["frames"]) == 2
+  with pytest.raises(DataError, match=r"train example 1: no frames in feature 'video'"):
+    records[1]
