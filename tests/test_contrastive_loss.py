@@ -86,16 +86,23 @@ def test_perfect_alignment_beats_random_and_is_near_zero_when_sharp():
   np.testing.assert_allclose(symmetric_infonce(x, x, 0.0), np.log(8), rtol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(2,), (8,), (2, 4)])
-def test_chunked_equals_global_in_value_and_gradients(shape):
-  """On 2 and 8 devices of a data axis, and on a (data, fsdp) mesh whose two axes split the
-  batch (the train step's)."""
-  rng = np.random.default_rng(2)
+def _sharded_pairs(shape, seed):
+  """(mesh, its batch axes, 16 clip and 16 caption unit embeddings [16, 8] split over them): a
+  data axis of shape[0] devices, or (data, fsdp) for a 2-d shape (the train step's mesh)."""
+  rng = np.random.default_rng(seed)
   axes = ("data", "fsdp")[:len(shape)]
   mesh = Mesh(np.asarray(jax.devices()[:np.prod(shape)]).reshape(shape), axes)
   rows = NamedSharding(mesh, P(axes))
   v = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
   t = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
+  return mesh, axes, v, t
+
+
+@pytest.mark.parametrize("shape", [(2,), (8,), (2, 4)])
+def test_chunked_equals_global_in_value_and_gradients(shape):
+  """On 2 and 8 devices of a data axis, and on a (data, fsdp) mesh whose two axes split the
+  batch (the train step's)."""
+  mesh, axes, v, t = _sharded_pairs(shape, seed=2)
   inv = jnp.float32(12.0)
   grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))
   want = jax.block_until_ready(grad(symmetric_infonce)(v, t, inv))
@@ -154,12 +161,7 @@ def test_sigmoid_loss_value_and_gradients_match_numpy():
 def test_chunked_sigmoid_loss_equals_global(shape):
   """SigLIP's ring (Algorithm 1) against the global loss, values and gradients of all four
   arguments, on 2 and 8 devices and on a (data, fsdp) mesh."""
-  rng = np.random.default_rng(4)
-  axes = ("data", "fsdp")[:len(shape)]
-  mesh = Mesh(np.asarray(jax.devices()[:np.prod(shape)]).reshape(shape), axes)
-  rows = NamedSharding(mesh, P(axes))
-  v = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
-  t = jax.device_put(jnp.asarray(_unit(rng.normal(size=(16, 8))), jnp.float32), rows)
+  mesh, axes, v, t = _sharded_pairs(shape, seed=4)
   inv, b = jnp.float32(10.0), jnp.float32(-10.0)
   grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))
   want = jax.block_until_ready(grad(sigmoid_loss)(v, t, inv, b))
