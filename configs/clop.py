@@ -8,7 +8,12 @@ the contrastive loss with knowledge-guided negatives (KCL) and structural knowle
 
 ARG: "cc3m" adds CC3M's image-text pairs as 1-frame clips at equal weight; "sample" samples the
 hard negatives instead of up-weighting them; "contrastive" drops both regularizations (the
-baseline). CLOP's abstract names neither its pre-training data nor its settings: WebVid (+ CC3M)
+baseline); "clip" starts from CLIP ViT-B/16 (docs/PRETRAINED.md):
+
+    python main.py --config configs/clop.py:clip --workdir runs/clop \
+        --config.data.dir=data/webvid --config.init_from.image_text=/models/clip-vit-base-patch16
+
+CLOP's abstract names neither its pre-training data nor its settings: WebVid (+ CC3M)
 and the Frozen-in-Time recipe of configs/vit_b16_bert_base.py are the setting its four retrieval
 tasks are usually compared in, and the knowledge vocabulary (the 1,000 most frequent entries of
 all four kinds seen in 5 or more captions), the head and the KCL settings are ours, each documented
@@ -27,11 +32,14 @@ from configs import common, vit_b16_bert_base
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, "configs/clop.py", cc3m=False, sample=False, contrastive=False)
+  args = common.parse_arg(arg, "configs/clop.py", cc3m=False, sample=False, contrastive=False,
+                          clip=False)
   if args.sample and args.contrastive:
     raise ValueError(f"configs/clop.py:{arg}: 'sample' chooses KCL's negatives, which "
                      f"'contrastive' drops")
   config = vit_b16_bert_base.get_config().unlock()
+  if args.clip:
+    common.use_clip(config, "b16")
   config.data.name = "webvid"
   if args.cc3m:
     config.data.mixture = dict(cc3m=dict(name="cc3m", dir=config_dict.placeholder(str),

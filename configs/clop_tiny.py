@@ -1,11 +1,13 @@
 r"""CLOP on the tiny model and the synthetic dataset: the contrastive loss with knowledge-guided
 negatives (KCL) and structural knowledge prediction (SKP) from the video and text embeddings.
 
-    python main.py --config configs/clop_tiny.py[:ARG] --workdir /tmp/clop_tiny
+    python main.py --config configs/clop_tiny.py[:ARGS] --workdir /tmp/clop_tiny
 
-ARG, the ablation of docs/RESULTS.md: "contrastive" (the plain contrastive loss, no knowledge),
-"skp" (+ SKP), none (+ SKP + KCL, hard negatives up-weighted) or "sample" (+ SKP + KCL, hard
-negatives sampled). Reported: text-video retrieval and multiple-choice accuracy on val.
+ARGS, comma-separated: the ablation of docs/RESULTS.md: "contrastive" (the plain contrastive
+loss, no knowledge), "skp" (+ SKP), none (+ SKP + KCL, hard negatives up-weighted) or "sample"
+(+ SKP + KCL, hard negatives sampled); "clip": CLIP-shaped towers (configs/common.use_clip), from
+random weights or a CLIP of their size (--config.init_from.image_text=DIR), as the tests run
+them. Reported: text-video retrieval and multiple-choice accuracy on val.
 """
 
 from configs import common, downstream, tiny
@@ -14,10 +16,12 @@ VARIANTS = ("contrastive", "skp", "sample")
 
 
 def get_config(arg=None):
-  variant = common.one_of(common.parse_arg(arg, "configs/clop_tiny.py",
-                                           **dict.fromkeys(VARIANTS, False)),
-                          VARIANTS, f"configs/clop_tiny.py:{arg}")
+  args = common.parse_arg(arg, "configs/clop_tiny.py", clip=False,
+                          **dict.fromkeys(VARIANTS, False))
+  variant = common.one_of(args, VARIANTS, f"configs/clop_tiny.py:{arg}")
   config = tiny.get_config().unlock()
+  if args.clip:
+    common.use_clip(config, "tiny")
   if variant != "contrastive":
     # 256 classes: all entries of the synthetic captions in 2 or more of them.
     common.add_knowledge(config, size=256, min_count=2)

@@ -10,7 +10,12 @@ ARGS, comma-separated: "action" adds a second training source at equal weight, t
 (CoCo-BERT pre-trains on the TV dataset and on ACTION, a GIF collection of its authors; both are
 converted with input_pipeline.convert, docs/DATA.md); "queue" matches the CoCo terms against a
 momentum encoder and a queue of 4,096 past keys; "contrastive" drops the CoCo terms and proxies
-(the baseline). Only the paper's abstract is public: the layer counts of the cross-modal encoder
+(the baseline); "clip" starts from CLIP ViT-B/16 (docs/PRETRAINED.md):
+
+    python main.py --config configs/coco_bert.py:clip --workdir runs/coco \
+        --config.data.dir=data/tv --config.init_from.image_text=/models/clip-vit-base-patch16
+
+Only the paper's abstract is public: the layer counts of the cross-modal encoder
 and decoder (UniVL-like sizes), the masking rates, the term weights, batch, schedule and learning
 rate are ours, each documented where it is defined (configs/common.py, vl_jax/objectives/).
 Fine-tune for captioning and QA with configs/downstream.py:msrvtt_captioning and
@@ -27,8 +32,10 @@ DECODER_DEPTH = 3
 
 def get_config(arg=None):
   args = common.parse_arg(arg, "configs/coco_bert.py", action=False, queue=False,
-                          contrastive=False)
+                          contrastive=False, clip=False)
   config = vit_b16_bert_base.get_config().unlock()
+  if args.clip:
+    common.use_clip(config, "b16")
   config.data.name = "tv"
   if args.action:
     config.data.mixture = dict(action=dict(name="action", dir=config_dict.placeholder(str),

@@ -3,8 +3,30 @@ parts to a dual-encoder config. Each objective's settings start from the objecti
 (vl_jax/objectives/), where their reasons are written."""
 
 import ml_collections
+from ml_collections import config_dict
 
 from vl_jax import objectives
+
+# CLIP's towers (vl_jax/weights/clip.py): OpenAI's ViT-B/16 (openai/clip-vit-base-patch16), and
+# CLIP-shaped towers at the tiny config's size (what the tests import a random CLIP into).
+CLIP_SIZES = {
+    "b16": dict(video=dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072),
+                text=dict(width=512, depth=12, num_heads=8, mlp_dim=2048), embed_dim=512),
+    "tiny": dict(video=dict(patch_size=4, width=64, depth=2, num_heads=4, mlp_dim=256),
+                 text=dict(width=64, depth=2, num_heads=4, mlp_dim=256), embed_dim=64),
+}
+CLIP_PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
+# SigLIP's (vl_jax/weights/siglip.py): big_vision's B/16 at 224 (webli_en_b16_224), and the tiny
+# size. Its text is 64 tokens, one more here for the [CLS] its tower masks out.
+SIGLIP_SIZES = {
+    "b16": dict(video=dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072),
+                text=dict(width=768, depth=12, num_heads=12, mlp_dim=3072), embed_dim=768,
+                max_text_len=65),
+    "tiny": dict(video=dict(patch_size=4, width=64, depth=2, num_heads=4, mlp_dim=256),
+                 text=dict(width=64, depth=2, num_heads=4, mlp_dim=256), embed_dim=64,
+                 max_text_len=17),
+}
 
 
 def parse_arg(arg: str | None, config_file: str, **spec) -> ml_collections.ConfigDict:
@@ -43,6 +65,51 @@ def one_of(args: ml_collections.ConfigDict, names: tuple[str, ...], config_file:
     raise ValueError(f"{config_file}: {' and '.join(on)} exclude each other; choose one of "
                      f"{names}")
   return on[0] if on else None
+
+
+def use_clip(config, size: str, temporal: bool = True):
+  """CLIP's towers of `size` (CLIP_SIZES) on a dual-encoder config, as config.init_from.image_text
+  imports them: each frame the image model (its own class token; the embedding the mean of the
+  frames' unit embeddings, CLIP4Clip's meanP), the temporal attention of the divided space-time
+  blocks starting at zero (`temporal` False: none, frames encoded independently), CLIP's causal
+  text tower, quick_gelu, CLIP's pixel statistics. The ViT-B/16 size requires
+  config.init_from.image_text ("" for random weights); the tiny one starts random."""
+  sizes = CLIP_SIZES[size]
+  config.model.video.update(sizes["video"])
+  config.model.video.update(dict(
+      cls_token=True, frame_cls=True, pre_norm=True, temporal=temporal, activation="quick_gelu",
+      norm_epsilon=1e-5, pool="cls", pixel_mean=CLIP_PIXEL_MEAN, pixel_std=CLIP_PIXEL_STD))
+  config.model.text.update(sizes["text"])
+  config.model.text.update(dict(arch="clip", activation="quick_gelu", norm_epsilon=1e-5))
+  config.model.embed_dim = sizes["embed_dim"]
+  # CLIP's learned logit scale replaces the initial temperature when it is imported.
+  config.model.temperature = dict(init=0.07, learn=True)
+  config.init_from.image_text = config_dict.placeholder(str) if size == "b16" else ""
+
+
+def use_siglip(config, size: str, temporal: bool = True):
+  """SigLIP's towers of `size` (SIGLIP_SIZES) and its sigmoid loss on a dual-encoder config, as
+  config.init_from.image_text imports them: the attention-pooling head over every frame's patch
+  tokens, the temporal attention starting at zero (`temporal` False: none), SigLIP's text tower
+  (no mask, pooled at the last position), tanh GELU, [-1, 1] pixels; the learned temperature
+  and bias of the sigmoid loss (replacing the contrastive loss). The B/16 size requires
+  config.init_from.image_text ("" for random weights); the tiny one starts random."""
+  sizes = SIGLIP_SIZES[size]
+  config.model.video.update(sizes["video"])
+  config.model.video.update(dict(
+      cls_token=False, frame_cls=False, pre_norm=False, temporal=temporal,
+      activation="gelu_tanh", norm_epsilon=1e-6, pool="map", pixel_mean=(0.5, 0.5, 0.5),
+      pixel_std=(0.5, 0.5, 0.5)))
+  config.model.text.update(sizes["text"])
+  config.model.text.update(dict(arch="siglip", activation="gelu_tanh", norm_epsilon=1e-6))
+  config.model.embed_dim = sizes["embed_dim"]
+  config.data.max_text_len = sizes["max_text_len"]
+  # SigLIP's starting temperature and bias (10 and -10), replaced by the checkpoint's.
+  config.model.temperature = dict(init=0.1, learn=True)
+  config.model.sigmoid_bias = True
+  del config.objectives["contrastive"]
+  config.objectives.sigmoid_contrastive = objectives.block("sigmoid_contrastive")
+  config.init_from.image_text = config_dict.placeholder(str) if size == "b16" else ""
 
 
 def add_coco_bert(config, depth: int, decoder_depth: int, coco: bool = True,

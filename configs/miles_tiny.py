@@ -8,7 +8,9 @@ ARGS, comma-separated:
   "frames1" (synthetic still images as 1-frame clips mixed with 1-frame samples of the videos);
   "frames4" (4-frame clips of the same mixture, initialised from a "frames1" run, whose temporal
   position embeddings are interpolated: --config.init_from.workdir=FRAMES1_WORKDIR);
-- "contrastive": the plain dual encoder (no masked modeling, no snapshot), the ablation's baseline.
+- "contrastive": the plain dual encoder (no masked modeling, no snapshot), the ablation's baseline;
+- "clip": CLIP-shaped towers (configs/common.use_clip), from random weights or a CLIP of their
+  size (--config.init_from.image_text=DIR), as the tests run them.
 
 Reported: zero-shot text->video retrieval and zero-shot motion classification on val.
 """
@@ -23,16 +25,20 @@ STAGES = ("video", "frames1", "frames4")
 IMAGES_DIR = os.path.join(os.path.dirname(tiny.DEFAULT_DATA_DIR), "synthetic_images_v1")
 
 
-def parse(arg: str | None, config_file: str, stages=STAGES) -> tuple[str, bool]:
-  """(stage, whether masked modeling is on) from "[STAGE][,contrastive]"; the default stage is
-  the first of `stages`."""
-  args = common.parse_arg(arg, config_file, contrastive=False, **dict.fromkeys(stages, False))
-  return (common.one_of(args, stages, f"{config_file}:{arg}") or stages[0]), not args.contrastive
+def parse(arg: str | None, config_file: str, stages=STAGES) -> tuple[str, bool, bool]:
+  """(stage, whether masked modeling is on, whether the towers are CLIP's) from
+  "[STAGE][,contrastive][,clip]"; the default stage is the first of `stages`."""
+  args = common.parse_arg(arg, config_file, contrastive=False, clip=False,
+                          **dict.fromkeys(stages, False))
+  stage = common.one_of(args, stages, f"{config_file}:{arg}") or stages[0]
+  return stage, not args.contrastive, args.clip
 
 
 def get_config(arg=None):
-  stage, masked = parse(arg, "configs/miles_tiny.py")
+  stage, masked, clip = parse(arg, "configs/miles_tiny.py")
   config = tiny.get_config().unlock()
+  if clip:
+    common.use_clip(config, "tiny")
   if masked:
     # Over a 1,000-step run the snapshot trails the tower by ~1/(1 - 0.99) = 100 steps at first.
     common.add_masked_modeling(config, predictor_hidden=256, momentum=0.99, final_momentum=1.0)

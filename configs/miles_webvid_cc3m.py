@@ -9,6 +9,15 @@ video tower, trained 1 frame first and then 4 frames at 224^2.
         --config.data.dir=data/webvid --config.data.mixture.cc3m.dir=data/cc3m \
         --config.init_from.workdir=runs/miles1
 
+From CLIP ViT-B/16 (docs/PRETRAINED.md): the frames1 stage starts from it, frames4 from frames1:
+
+    python main.py --config configs/miles_webvid_cc3m.py:frames1,clip --workdir runs/miles1 \
+        --config.data.dir=data/webvid --config.data.mixture.cc3m.dir=data/cc3m \
+        --config.init_from.image_text=/models/clip-vit-base-patch16
+    python main.py --config configs/miles_webvid_cc3m.py:frames4,clip --workdir runs/miles4 \
+        --config.data.dir=data/webvid --config.data.mixture.cc3m.dir=data/cc3m \
+        --config.init_from.workdir=runs/miles1
+
 Both datasets are converted with input_pipeline.convert (docs/DATA.md: `webvid` and `cc3m`); CC3M
 images are 1-frame clips, mixed example by example with the videos at equal weight. The stage
 defaults to frames4; ",contrastive" after it drops masked modeling (the plain dual encoder of the
@@ -27,12 +36,15 @@ from configs import common, miles_tiny, tiny, vit_b16_bert_base
 
 
 def get_config(arg=None):
-  stage, masked = miles_tiny.parse(arg, "configs/miles_webvid_cc3m.py", ("frames4", "frames1"))
+  stage, masked, clip = miles_tiny.parse(arg, "configs/miles_webvid_cc3m.py",
+                                         ("frames4", "frames1"))
   config = vit_b16_bert_base.get_config().unlock()
   config.data.name = "webvid"
   config.data.mixture = dict(cc3m=dict(name="cc3m", dir=config_dict.placeholder(str),
                                        train_split="train", weight=1.0))
-  config.model.text = dict(width=768, depth=6, num_heads=12, mlp_dim=3072)  # DistilBERT
+  config.model.text.update(dict(width=768, depth=6, num_heads=12, mlp_dim=3072))  # DistilBERT
+  if clip:
+    common.use_clip(config, "b16")
   if masked:
     common.add_masked_modeling(config, predictor_hidden=1536, momentum=0.999,
                                final_momentum=1.0)

@@ -2,6 +2,11 @@ r"""TACo pre-training on HowTo100M: L1 + 0.5 L2 + L3, BERT-base text tower, 2-la
 
     python main.py --config configs/taco_howto100m.py --workdir DIR --config.data.dir=CONVERTED
 
+From CLIP ViT-B/16 (docs/PRETRAINED.md) instead of ImageNet ViT + BERT:
+
+    python main.py --config configs/taco_howto100m.py:clip --workdir DIR \
+        --config.data.dir=CONVERTED --config.init_from.image_text=/models/clip-vit-base-patch16
+
 `config.data.dir` must hold HowTo100M converted with POS tags and idf (docs/DATA.md).
 
 From the paper (TACo, ICCV 2021): the three losses and their weights (lambda_t = 0.5,
@@ -23,8 +28,10 @@ from configs import common, vit_b16_bert_base
 
 
 def get_config(arg=None):
-  common.parse_arg(arg, "configs/taco_howto100m.py")
+  args = common.parse_arg(arg, "configs/taco_howto100m.py", clip=False)
   config = vit_b16_bert_base.get_config().unlock()
+  if args.clip:
+    common.use_clip(config, "b16")
   config.model.fusion.depth = 2
   config.model.temperature = dict(init=0.07, learn=True)
   common.add_taco(config)

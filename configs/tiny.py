@@ -85,8 +85,9 @@ def init_from_config(workdir="") -> dict:
       workdir=workdir, step=-1,
       # Or imported towers (docs/PRETRAINED.md): a Hugging Face BERT-family directory (config.json,
       # model.safetensors, tokenizer.json; its tokenizer is used), and ViT image weights (a
-      # big_vision .npz or a timm .safetensors).
-      text="", video="")
+      # big_vision .npz or a timm .safetensors); or both towers of an image-text model: a CLIP
+      # directory (Hugging Face's CLIPModel or open_clip's; its tokenizer is used).
+      text="", video="", image_text="")
 
 
 def get_config(arg=None):
@@ -107,8 +108,19 @@ def get_config(arg=None):
                  # checkpoint imported through config.init_from.video has them (big_vision:
                  # mean and std 0.5; timm: ImageNet's or 0.5, as its model card says).
                  cls_token=False, pixel_mean=(0.485, 0.456, 0.406),
-                 pixel_std=(0.229, 0.224, 0.225)),
-      text=dict(width=64, depth=2, num_heads=4, mlp_dim=256),
+                 pixel_std=(0.229, 0.224, 0.225),
+                 # As imported image-text towers have them (vl_jax/models/video_vit.py): each
+                 # frame its own class token; the temporal attention and embeddings (False:
+                 # frames encoded independently); CLIP's norm before the blocks; the MLP
+                 # activation ("gelu", "gelu_tanh", "quick_gelu") and norm epsilon; what the
+                 # embedding is made of ("mean" of the patch tokens, "cls": each frame's class
+                 # token, "map": SigLIP's attention pooling).
+                 frame_cls=False, temporal=True, pre_norm=False, activation="gelu",
+                 norm_epsilon=1e-6, pool="mean"),
+      # arch: "bert", "clip" or "siglip" (vl_jax/models/text_transformer.py); activation and
+      # norm_epsilon: the pre-norm archs' (BERT's are GELU and 1e-12)
+      text=dict(width=64, depth=2, num_heads=4, mlp_dim=256, arch="bert", activation="gelu",
+                norm_epsilon=1e-5),
       # The cross-modal encoder (TACo, CoCo-BERT); depth 0: none. masked_heads: CoCo-BERT's masked
       # word and frame heads on it.
       fusion=dict(depth=0, width=64, num_heads=4, mlp_dim=256, masked_heads=False),

@@ -25,7 +25,7 @@ def get_config(arg=None):
                                  zero_init_temporal=True, temporal_embedding_init_std=0.02,
                                  mask_token=False, cls_token=True, pixel_mean=(0.5, 0.5, 0.5),
                                  pixel_std=(0.5, 0.5, 0.5)))
-  config.model.text = dict(width=768, depth=12, num_heads=12, mlp_dim=3072)
+  config.model.text.update(dict(width=768, depth=12, num_heads=12, mlp_dim=3072))
   config.model.fusion = dict(depth=0, width=768, num_heads=12, mlp_dim=3072, masked_heads=False)
   config.model.decoder = dict(depth=0, width=768, num_heads=12, mlp_dim=3072)
   config.model.embed_dim = 256

@@ -208,8 +208,7 @@ def test_init_from_loads_the_towers_and_keeps_the_new_head(pretrained, tmp_path)
   mesh, tokenizer, model = loop.setup(qa, str(tmp_path))
   assert tokenizer.model_path == os.path.join(workdir, shards.TOKENIZER_FILE)
   fresh = state_lib.init_params(model, qa.data, jax.random.key(1))
-  loaded = init_from.load(qa.init_from, fresh, state_lib.abstract_params(model, qa, mesh),
-                          qa.model, qa.data)
+  loaded = init_from.load(qa.init_from, fresh, state_lib.abstract_params(model, qa, mesh))
   jax.tree.map(np.testing.assert_array_equal, loaded["video"], state.params["video"])
   jax.tree.map(np.testing.assert_array_equal, loaded["text_proj"], state.params["text_proj"])
   jax.tree.map(np.testing.assert_array_equal, loaded["answer_head"], fresh["answer_head"])
@@ -224,8 +223,7 @@ def test_init_from_errors_are_one_line(pretrained, tmp_path):
                                                           "model.text.width": 32})
   mesh, _, model = loop.setup(wider, str(tmp_path / "new"))
   with pytest.raises(ConfigError, match="does not fit the model of this config: parameter") as e:
-    init_from.load(wider.init_from, None, state_lib.abstract_params(model, wider, mesh),
-                   wider.model, wider.data)
+    init_from.load(wider.init_from, None, state_lib.abstract_params(model, wider, mesh))
   assert "\n" not in str(e.value)
   nowhere = task_config("synthetic_qa", config.data.dir,
                         **{"init_from.workdir": str(tmp_path / "nowhere")})

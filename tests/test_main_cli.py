@@ -45,8 +45,10 @@ def test_bad_config_fields_fail_in_one_line(tmp_path, override, message):
     ("SYNTAX", "error: --config: "),
     ("configs/tiny.py:foo", "configs/tiny.py:foo: unknown setting 'foo'; known: none"),
     ("configs/taco_tiny.py:foo", "configs/taco_tiny.py:foo: unknown setting 'foo'; known: "
-                                 "['full', 'l1_l3', 'l1_l3_random']"),
+                                 "['clip', 'full', 'l1_l3', 'l1_l3_random']"),
     ("configs/taco_tiny.py:full,l1_l3", "l1_l3 and full exclude each other"),
+    ("configs/clip4clip.py:size=huge", "configs/clip4clip.py:size=huge: size='huge'; one of "
+                                       "('b16', 'tiny')"),
 ])
 def test_bad_config_files_fail_in_one_line(tmp_path, config, message):
   if config == "SYNTAX":

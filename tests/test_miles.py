@@ -181,7 +181,7 @@ def test_four_frames_continue_from_one_with_interpolated_temporal_embeddings(mot
   mesh, _, model4 = loop.setup(config4)
   params = state_lib.init_params(model4, config4.data, jax.random.key(1))
   abstract = state_lib.abstract_params(model4, config4, mesh)
-  loaded = init_from.load(config4.init_from, params, abstract, config4.model, config4.data)
+  loaded = init_from.load(config4.init_from, params, abstract)
   stored = np.asarray(state1.params["video"]["temporal_embedding"])  # [1, 1, 1, D]
   np.testing.assert_allclose(loaded["video"]["temporal_embedding"],
                              np.repeat(stored, 4, axis=1), rtol=1e-6)

@@ -51,7 +51,7 @@ def test_temporal_attention_mixes_frames(zero_init):
   other = frames.copy()
   other[:, 0] = 255 - other[:, 0]
   params = tower.init(jax.random.key(0), frames)
-  a, b = tower.apply(params, frames), tower.apply(params, other)
+  a, b = tower.apply(params, frames)[0], tower.apply(params, other)[0]
   assert float(jnp.abs(a[:, 0] - b[:, 0]).max()) > 0.1
   change = float(jnp.abs(a[:, 3] - b[:, 3]).max())
   if zero_init:
@@ -64,7 +64,7 @@ def test_temporal_attention_mixes_frames(zero_init):
 def test_fewer_frames_than_built_for_are_accepted_and_more_are_rejected():
   tower = _video_tower(False)
   params = tower.init(jax.random.key(0), jnp.zeros((1, 4, 16, 16, 3), jnp.uint8))
-  assert tower.apply(params, jnp.zeros((1, 1, 16, 16, 3), jnp.uint8)).shape == (1, 1, 4, 32)
+  assert tower.apply(params, jnp.zeros((1, 1, 16, 16, 3), jnp.uint8))[0].shape == (1, 1, 4, 32)
   with pytest.raises(ValueError, match="built for <= 4"):
     tower.apply(params, jnp.zeros((1, 5, 16, 16, 3), jnp.uint8))
 

@@ -25,7 +25,7 @@ from transformers import (
 
 from input_pipeline.contract import PAD_ID
 from input_pipeline.errors import ConfigError, DataError
-from input_pipeline.tokenizer import WordPiece
+from input_pipeline.tokenizer import HuggingFace
 from tests.helpers import tiny_config
 from vl_jax.models.layers import Stack
 from vl_jax.models.text_transformer import TextTransformer
@@ -53,7 +53,7 @@ def test_bert_import_matches_transformers(scan):
   """MiniLM's hidden states through the imported tower equal Hugging Face's BertModel's within
   1e-4 on every real token, the tokenizer's ids equal its tokenizer's (renumbered), and the
   scanned layout computes the same."""
-  tokenizer = WordPiece(os.path.join(MINILM, bert.TOKENIZER))
+  tokenizer = HuggingFace(os.path.join(MINILM, bert.TOKENIZER))
   ids = tokenizer.encode(TEXTS, 32)
   reference_ids = BertTokenizerFast.from_pretrained(MINILM)(TEXTS, max_length=32, truncation=True,
                                                             padding="max_length")["input_ids"]
@@ -211,7 +211,7 @@ def test_identical_frames_give_the_image_models_features(vit_files, layout):
   reference, paths = vit_files
   tower, params = imported_tower_params(paths[layout])
   images = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
-  ours = np.asarray(tower.apply({"params": params}, np.repeat(images[:, None], 4, axis=1)))
+  ours = np.asarray(tower.apply({"params": params}, np.repeat(images[:, None], 4, axis=1))[0])
   with torch.no_grad():
     pixels = torch.tensor(np.asarray(normalize_pixels(images)).transpose(0, 3, 1, 2))
     theirs = reference(pixel_values=pixels).last_hidden_state.numpy()[:, 1:]  # patches
@@ -221,8 +221,8 @@ def test_identical_frames_give_the_image_models_features(vit_files, layout):
   out = flatten_dict(params, sep="/")
   kernel = out["block_0/attn_temporal/out/kernel"]
   out["block_0/attn_temporal/out/kernel"] = np.random.default_rng(3).normal(0, 0.1, kernel.shape)
-  changed = tower.apply({"params": unflatten_dict(out, sep="/")}, moving)
-  unchanged = tower.apply({"params": params}, moving)
+  changed = tower.apply({"params": unflatten_dict(out, sep="/")}, moving)[0]
+  unchanged = tower.apply({"params": params}, moving)[0]
   assert np.abs(np.asarray(changed) - np.asarray(unchanged)).max() > 0.1
 
 
@@ -235,7 +235,7 @@ def test_position_embeddings_are_resampled_to_another_grid(vit_files):
   stored = safetensors.numpy.load_file(timm_path)["pos_embed"][0, 1:].reshape(6, 6, D)
   np.testing.assert_allclose(pos, np.asarray(jax.image.resize(stored, (8, 8, D), "bilinear")),
                              atol=1e-6)
-  assert tower.apply({"params": params}, np.zeros((1, 4, 32, 32, 3), np.uint8)).shape == \
+  assert tower.apply({"params": params}, np.zeros((1, 4, 32, 32, 3), np.uint8))[0].shape == \
       (1, 4, 64, D)
 
 
@@ -274,8 +274,8 @@ def test_training_starts_from_imported_towers(vit_files, synthetic_dir, tmp_path
   tx, _ = state_lib.make_optimizer(config.optimizer, config.total_steps)
   state, shardings = state_lib.create(model, tx, config, mesh)
   abstract = state_lib.abstract_with_shardings(state.params, shardings.params)
-  params = flatten_dict(init_from.load(config.init_from, state.params, abstract, config.model,
-                                       config.data), sep="/")
+  params = flatten_dict(init_from.load(config.init_from, state.params, abstract,
+                                       init_from.imports(config)), sep="/")
   expected = bert.load(MINILM, MINILM_TEXT, 32) | vit.load(timm_path, VIDEO, 4, SIZE)
   for name, value in expected.items():
     np.testing.assert_array_equal(np.asarray(params[name]), value)
@@ -289,7 +289,7 @@ def test_training_starts_from_imported_towers(vit_files, synthetic_dir, tmp_path
   with pytest.raises(ConfigError, match=r"config.model.text.width=64 but .*hidden_size=384"):
     loop.train_and_evaluate(wider, str(tmp_path / "wider"))
   assert not os.path.exists(tmp_path / "wider" / "config.json")
-  with pytest.raises(ConfigError, match="set workdir .* or text / video .*, not both"):
+  with pytest.raises(ConfigError, match="set one of workdir .*, not workdir and text / video"):
     init_from.tokenizer_path(tiny_config(synthetic_dir, **{"init_from.workdir": str(tmp_path),
                                                            "init_from.text": MINILM}), None)
 
@@ -304,7 +304,7 @@ def test_distilbert_import_matches_transformers(tmp_path):
   shutil.copy(os.path.join(MINILM, bert.TOKENIZER), tmp_path)
   cfg = ml_collections.ConfigDict(dict(width=64, depth=2, num_heads=4, mlp_dim=256))
   flat = bert.load(str(tmp_path), cfg, 32)
-  tokenizer = WordPiece(str(tmp_path / bert.TOKENIZER))
+  tokenizer = HuggingFace(str(tmp_path / bert.TOKENIZER))
   ids = tokenizer.encode(TEXTS, 32)
   tower = TextTransformer(vocab_size=30522, width=64, depth=2, num_heads=4, mlp_dim=256, max_len=32)
   ours = np.asarray(tower.apply({"params": unflatten_dict(flat, sep="/")["text"]}, ids))
@@ -317,7 +317,7 @@ def test_distilbert_import_matches_transformers(tmp_path):
 def test_wordpiece_tokens_know_their_words():
   """encode_words (what the pipeline uses: each token's word, for POS and idf) gives encode's
   tokens, and every piece of a word the word's index."""
-  tokenizer = WordPiece(os.path.join(MINILM, bert.TOKENIZER))
+  tokenizer = HuggingFace(os.path.join(MINILM, bert.TOKENIZER))
   words = ["Playing", "the", "xylophones", ",", "then", "jumping", "!"]
   spaces = [True, True, False, True, True, False, False]
   tokens, word_index = tokenizer.encode_words(words, spaces, 32)

@@ -38,14 +38,18 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
 
   A workdir without checkpoints scores those of `config.init_from` instead (its `step` unless
   `step` is given), still writing the results into `workdir`: how a zero-shot task is kept apart
-  from the pre-training run.
+  from the pre-training run. With `config.init_from.image_text` instead, it scores the imported
+  image-text model as step 0 (CLIP's or SigLIP's zero-shot numbers).
   """
   config_checks.check(config, training=False)
   evals_cfg = select(config.evals, names)
   if not evals_cfg:
     raise ConfigError("config.evals declares no evaluator; nothing to run")
   source = workdir
-  if not (epath.Path(workdir) / "checkpoints").is_dir() and config.init_from.workdir:
+  trained = (epath.Path(workdir) / "checkpoints").is_dir()
+  if not trained and config.init_from.get("image_text"):
+    return _evaluate(config, workdir, evals_cfg, *_imported_params(config, workdir))
+  if not trained and config.init_from.workdir:
     source = config.init_from.workdir
     if step is None and config.init_from.step != -1:
       step = config.init_from.step
@@ -54,20 +58,41 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
     where = exported.locate(source)
   except DataError as e:
     raise DataError(f"--workdir={workdir!r} is no training workdir and config.init_from.workdir "
-                    f"names no model: {e}") from e
+                    f"names no model (nor config.init_from.image_text an image-text model): "
+                    f"{e}") from e
   mesh, tokenizer, model = loop.setup(config, workdir)
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   abstract = state_lib.abstract_params(model, config, mesh)
   try:
     params, step = init_from.stored_params(source, abstract, step)
   except ConfigError as e:
     raise ConfigError(f"{e} (a different model size?)") from e
-  params = unflatten_dict(params, sep="/")
+  scored = (where.directory if where.exported else
+            os.path.join(where.directory, "checkpoints", str(step)))
+  return _evaluate(config, workdir, evals_cfg, (mesh, tokenizer, model),
+                   unflatten_dict(params, sep="/"), step, source, scored)
+
+
+def _imported_params(config, workdir: str):
+  """((mesh, tokenizer, model), params, 0, source, scored) of the image-text model that
+  config.init_from.image_text imports (the parameters it does not give at their
+  initialisation)."""
+  imported = init_from.imports(config)  # checked against the config before anything compiles
+  mesh, tokenizer, model = loop.setup(config, workdir)
+  abstract = state_lib.abstract_params(model, config, mesh)
+  fresh = state_lib.init_params(model, config.data, jax.random.key(config.seed))
+  params = init_from.load(config.init_from, fresh, abstract, imported)
+  source = config.init_from.image_text
+  return (mesh, tokenizer, model), params, 0, source, source
+
+
+def _evaluate(config, workdir, evals_cfg, setup, params, step, source, scored):
+  """Runs the evaluators of `evals_cfg` on `params` (the model of `setup`'s step `step`), logs
+  and records their metrics."""
+  mesh, tokenizer, model = setup
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   built = evaluators.build(evals_cfg, predict=predict_fns(model), mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)
   results = {name: ev.run(params, artifacts_dir=workdir) for name, ev in built.items()}
-  scored = (where.directory if where.exported else
-            os.path.join(where.directory, "checkpoints", str(step)))
   metrics_lib.write_eval_results(workdir, step, {
       name: evaluators.entry(m, scored, evals_cfg[name], config.data)
       for name, m in results.items()})

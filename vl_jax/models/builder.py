@@ -8,9 +8,10 @@ from vl_jax.models import heads
 from vl_jax.models.caption_decoder import CaptionDecoder
 from vl_jax.models.dual_encoder import DualEncoder
 from vl_jax.models.fusion import FusionEncoder
-from vl_jax.models.layers import ATTENTION, DTYPES, REMAT_POLICIES, Stack, attention_implementation
-from vl_jax.models.text_transformer import TextTransformer
-from vl_jax.models.video_vit import PIXEL_MEAN, PIXEL_STD, VideoViT
+from vl_jax.models.layers import (ACTIVATIONS, ATTENTION, DTYPES, REMAT_POLICIES, Stack,
+                                  attention_implementation)
+from vl_jax.models.text_transformer import ARCHS, TextTransformer
+from vl_jax.models.video_vit import PIXEL_MEAN, PIXEL_STD, POOLS, VideoViT
 
 QA_HEADS = ("dual", "fusion")
 KNOWLEDGE_INPUTS = ("video", "text")
@@ -36,6 +37,16 @@ def validate(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.Conf
   if model_cfg.get("attention", "flax") not in ATTENTION:
     raise ConfigError(f"config.model.attention={model_cfg.attention!r}: expected one of "
                       f"{ATTENTION}")
+  v, t = model_cfg.video, model_cfg.text
+  for field, value, known in (("video.pool", v.get("pool", "mean"), POOLS),
+                              ("video.activation", v.get("activation", "gelu"), ACTIVATIONS),
+                              ("text.arch", t.get("arch", "bert"), ARCHS),
+                              ("text.activation", t.get("activation", "gelu"), ACTIVATIONS)):
+    if value not in known:
+      raise ConfigError(f"config.model.{field}={value!r}: expected one of {tuple(known)}")
+  if (v.get("pool") == "cls" or v.get("frame_cls")) and not v.get("cls_token"):
+    raise ConfigError("config.model.video.pool='cls' and video.frame_cls need the class token: "
+                      "set config.model.video.cls_token=True")
   if model_cfg.remat not in REMAT_POLICIES:
     raise ConfigError(f"config.model.remat={model_cfg.remat!r}: expected one of "
                       f"{REMAT_POLICIES}")
@@ -83,10 +94,14 @@ def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigD
                      # .get: the resolved configs of runs older than these fields (a workdir's
                      # config.json, which pretrained.load reads) lack them.
                      use_mask_token=v.mask_token, cls_token=v.get("cls_token", False),
+                     frame_cls=v.get("frame_cls", False), temporal=v.get("temporal", True),
+                     pre_norm=v.get("pre_norm", False), activation=v.get("activation", "gelu"),
+                     norm_epsilon=v.get("norm_epsilon", 1e-6), pool=v.get("pool", "mean"),
                      pixel_mean=tuple(v.get("pixel_mean", PIXEL_MEAN)),
                      pixel_std=tuple(v.get("pixel_std", PIXEL_STD)), stack=stack),
       text=TextTransformer(vocab_size=vocab_size, width=t.width, depth=t.depth,
                            num_heads=t.num_heads, mlp_dim=t.mlp_dim, max_len=data_cfg.max_text_len,
-                           stack=stack),
+                           arch=t.get("arch", "bert"), activation=t.get("activation", "gelu"),
+                           norm_epsilon=t.get("norm_epsilon", 1e-5), stack=stack),
       embed_dim=model_cfg.embed_dim, temperature_init=model_cfg.temperature.init,
       learn_temperature=model_cfg.temperature.learn, heads=tuple(parts))

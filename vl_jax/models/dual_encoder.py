@@ -48,21 +48,24 @@ class DualEncoder(nn.Module):
 
   def encode_video(self, frames, mask=None) -> dict[str, Any]:
     """Tower tokens [B, T, N, D]; each frame's mean token [B, T, D] (a clip as the cross-modal
-    encoder reads it); the unit embedding of the tokens' mean; each token projected into the
-    shared space, [B, T * N, E] (TACo's token loss; unused outputs cost nothing under jit). With
-    `mask` [B, T, N], the masked patches are the tower's mask token."""
-    tokens = self.video(frames, mask=mask)  # [B, T, N, D]
-    pooled = tokens.mean(axis=(1, 2))
-    return {"video_tokens": tokens, "frame_tokens": tokens.mean(axis=2),
-            "video_emb": l2_normalize(self.video_proj(pooled)),
+    encoder reads it); the unit embedding of what the tower pools (VideoViT.pool; each frame's
+    class token: the mean of their unit embeddings, CLIP4Clip's meanP); each token projected into
+    the shared space, [B, T * N, E] (TACo's token loss; unused outputs cost nothing under jit).
+    With `mask` [B, T, N], the masked patches are the tower's mask token."""
+    tokens, pooled = self.video(frames, mask=mask)  # [B, T, N, D]
+    emb = l2_normalize(self.video_proj(pooled))
+    if self.video.pool == "cls":  # [B, T, E]: one per frame
+      emb = l2_normalize(emb.mean(axis=1))
+    return {"video_tokens": tokens, "frame_tokens": tokens.mean(axis=2), "video_emb": emb,
             "video_token_emb": self.video_proj(tokens.reshape(tokens.shape[0], -1,
                                                               tokens.shape[-1]))}
 
   def encode_text(self, tokens) -> dict[str, Any]:
-    """Tower tokens [B, L, D]; the unit embedding of [CLS]; each token projected, [B, L, E]."""
+    """Tower tokens [B, L, D]; the unit embedding of the caption's pooled feature ([CLS], or as
+    the tower's architecture pools); each token projected, [B, L, E]."""
     feats = self.text(tokens)  # [B, L, D]
     return {"text_tokens": feats, "text_mask": tokens != PAD_ID,
-            "text_emb": l2_normalize(self.text_proj(feats[:, 0])),
+            "text_emb": l2_normalize(self.text_proj(self.text.pooled(feats, tokens))),
             "text_token_emb": self.text_proj(feats)}
 
   def inverse_temperature(self):
@@ -72,7 +75,7 @@ class DualEncoder(nn.Module):
 
   def video_features(self, frames, layer: int | None = None):
     """The video tower's tokens [B, T, N, D] after block `layer` (None: the tower's output)."""
-    return self.video(frames, layer=layer)
+    return self.video(frames, layer=layer)[0]
 
   def __call__(self, frames, tokens) -> dict[str, Any]:
     return {**self.encode_video(frames), **self.encode_text(tokens),

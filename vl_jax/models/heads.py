@@ -46,7 +46,7 @@ def caption_logits(model, video_tokens, tokens):
 def predict_masked(model, frames, mask):
   """[B, T, N, D'] predictions of every patch's snapshot feature from the clip with the patches
   of `mask` [B, T, N] replaced by the mask token (only the masked ones are trained)."""
-  return model.head("predictor")(model.video(frames, mask=mask))
+  return model.head("predictor")(model.video(frames, mask=mask)[0])
 
 
 def knowledge_logits(model, emb):

@@ -48,16 +48,23 @@ def gelu(x):
   return 0.5 * x * (1 + jax.lax.erf(x * np.sqrt(0.5).astype(x.dtype)))
 
 
+# The MLP activations of the towers' checkpoints: BERT's and ViT's exact GELU, its tanh
+# approximation (big_vision's and SigLIP's), and OpenAI CLIP's x * sigmoid(1.702 x).
+ACTIVATIONS = {"gelu": gelu, "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+               "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x)}
+
+
 class Mlp(nn.Module):
-  """Position-wise feed-forward block (BERT / ViT layout: fc1 -> GELU -> fc2)."""
+  """Position-wise feed-forward block (BERT / ViT layout: fc1 -> activation -> fc2)."""
   mlp_dim: int
   dtype: Any = jnp.float32
+  activation: str = "gelu"  # one of ACTIVATIONS
 
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
     x = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(x)
-    x = gelu(x)
+    x = ACTIVATIONS[self.activation](x)
     return nn.Dense(width, dtype=self.dtype, name="fc2")(x)
 
 

@@ -1,6 +1,7 @@
 """Where a run's parameters start (`config.init_from`): another run's workdir or an exported model
-(fine-tuning), or imported towers: a Hugging Face BERT-family text model and ViT image weights
-(vl_jax/weights/). The tokenizer comes with the model."""
+(fine-tuning), or imported weights (vl_jax/weights/): a Hugging Face BERT-family text model and
+ViT image weights, or an image-text model (CLIP, SigLIP) for both towers. The tokenizer comes with
+the model."""
 
 import os
 
@@ -13,31 +14,52 @@ from input_pipeline import shards, tokenizer as tokenizer_lib
 from input_pipeline.errors import ConfigError, DataError
 from vl_jax.errors import CheckpointError
 from vl_jax.train import checkpoint
-from vl_jax.weights import bert, exported, files, vit
+from vl_jax.weights import bert, clip, exported, files, siglip, vit
 
 
 def check(init_cfg) -> None:
   if init_cfg.workdir is None:
     raise ConfigError("config.init_from.workdir is not set: this config fine-tunes a pre-trained "
                       "model; pass --config.init_from.workdir=PRETRAINING_WORKDIR ('' for random)")
-  if init_cfg.workdir and (init_cfg.text or init_cfg.video):
-    raise ConfigError("config.init_from: set workdir (a whole model) or text / video (imported "
-                      "towers), not both")
+  if init_cfg.get("image_text", "") is None:
+    raise ConfigError("config.init_from.image_text is not set: this config starts from an "
+                      "image-text model; pass --config.init_from.image_text=DIRECTORY (CLIP's or "
+                      "SigLIP's: docs/PRETRAINED.md; '' for random)")
+  sources = [n for n in ("workdir", "image_text") if init_cfg.get(n)]
+  if init_cfg.text or init_cfg.video:
+    sources.append("text / video")
+  if len(sources) > 1:
+    raise ConfigError(f"config.init_from: set one of workdir (a whole model), image_text (both "
+                      f"towers) or text / video (one tower each), not {' and '.join(sources)}")
 
 
-def check_sizes(config) -> None:
-  """The imported text tower's sizes against config.model.text, from its config.json alone:
-  before the model is initialised and compiled (minutes at base size), not after."""
-  if config.init_from.text:
-    directory = config.init_from.text
-    bert.check_sizes(bert.read_config(directory), config.model.text, config.data.max_text_len,
-                     os.path.join(directory, "config.json"))
+def image_text_importer(directory: str):
+  """The module that imports the image-text model in `directory`: siglip (a big_vision .npz)
+  or clip (Hugging Face's or open_clip's files)."""
+  return siglip if siglip.checkpoint_path(directory) else clip
+
+
+def imports(config) -> dict[str, np.ndarray]:
+  """{parameter path: array} of the imported weights of `config.init_from` (text, video,
+  image_text; {} for none), blocks unrolled, each checked against config.model: read before the
+  model is initialised and compiled (minutes at base size), so that a mismatch is one line
+  first."""
+  init_cfg, model_cfg, data_cfg = config.init_from, config.model, config.data
+  check(init_cfg)
+  out = {}
+  if init_cfg.text:
+    out |= bert.load(init_cfg.text, model_cfg.text, data_cfg.max_text_len)
+  if init_cfg.video:
+    out |= vit.load(init_cfg.video, model_cfg.video, data_cfg.num_frames, data_cfg.image_size)
+  if init_cfg.get("image_text"):
+    out |= image_text_importer(init_cfg.image_text).load(init_cfg.image_text, model_cfg, data_cfg)
+  return out
 
 
 def tokenizer_path(config, workdir: str | None) -> str:
   """The tokenizer a run uses: its workdir's copy (a run writes one when it starts), else that of
   `config.init_from.workdir` (a model keeps the tokenizer it was trained with) or of the imported
-  text model, else the dataset's."""
+  text or image-text model, else the dataset's."""
   if workdir and tokenizer_lib.find(workdir):
     return tokenizer_lib.find(workdir)
   check(config.init_from)
@@ -51,6 +73,9 @@ def tokenizer_path(config, workdir: str | None) -> str:
     return path
   if config.init_from.text:
     return os.path.join(config.init_from.text, bert.TOKENIZER)
+  if config.init_from.get("image_text"):
+    directory = config.init_from.image_text
+    return os.path.join(directory, image_text_importer(directory).TOKENIZER)
   return os.path.join(config.data.dir, shards.TOKENIZER_FILE)
 
 
@@ -119,15 +144,15 @@ def stored_params(path: str, abstract_params, step: int | None = None, missing_o
   return out, step
 
 
-def load(init_cfg, params, abstract_params, model_cfg, data_cfg):
+def load(init_cfg, params, abstract_params, imported: dict[str, np.ndarray] | None = None):
   """`params` with the parameters of `init_cfg`'s source in place of the fresh ones.
 
   From a model (`init_cfg.workdir`: a workdir, checkpoint directory or export), every parameter
   it shares with this one; the others (a new head) keep their fresh initialisation. The temporal
   position embeddings of another frame count are interpolated (RESIZE); any other shared parameter
   of another shape (another model size) is an error naming it.
-  From imported towers (`init_cfg.text`, `init_cfg.video`), every parameter the import gives,
-  each of the model's shape.
+  From imported weights (`init_cfg.text`, `.video`, `.image_text`), every array of `imported`
+  (what `imports` read), each of the model's shape.
   """
   check(init_cfg)
   if init_cfg.workdir:
@@ -140,18 +165,12 @@ def load(init_cfg, params, abstract_params, model_cfg, data_cfg):
     source = f"step {step} of {init_cfg.workdir}"
   else:
     wanted = flatten_dict(abstract_params, sep="/")
-    imported = {}
-    if init_cfg.text:
-      imported |= bert.load(init_cfg.text, model_cfg.text, data_cfg.max_text_len)
-    if init_cfg.video:
-      imported |= vit.load(init_cfg.video, model_cfg.video, data_cfg.num_frames,
-                           data_cfg.image_size)
+    source = " and ".join(p for p in (init_cfg.text, init_cfg.video, init_cfg.get("image_text"))
+                          if p)
     imported = files.to_model_layout(imported, wanted)
-    files.fit(imported, {k: v.shape for k, v in wanted.items()},
-              " and ".join(p for p in (init_cfg.text, init_cfg.video) if p))
+    files.fit(imported, {k: v.shape for k, v in wanted.items()}, source)
     stored = {k: jax.device_put(np.asarray(v, wanted[k].dtype), wanted[k].sharding)
               for k, v in imported.items()}
-    source = f"config.init_from text={init_cfg.text!r} video={init_cfg.video!r}"
   fresh = flatten_dict(params, sep="/")
   for name, resize in RESIZE.items():
     if name in stored and stored[name].shape != fresh[name].shape:

@@ -47,7 +47,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_config.check_resume(config, workdir, accept_config_change)
   mesh, tokenizer, model = setup(config, workdir)
   sharding.check_batch_size(config.batch_size, mesh)
-  init_from.check_sizes(config)
+  imported = init_from.imports(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   # Made (and its objectives validated) before the state is initialised: a bad objective setting
   # is one line, not an error after the initialisation compiled.
@@ -64,11 +64,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ckpt.enforce_keep()
   else:
     start = 0
-    if config.init_from.workdir or config.init_from.text or config.init_from.video:
+    if config.init_from.workdir or imported:
       state = state_lib.with_params(state, init_from.load(
           config.init_from, state.params,
-          state_lib.abstract_with_shardings(state.params, state_shardings.params), config.model,
-          config.data), config.ema)
+          state_lib.abstract_with_shardings(state.params, state_shardings.params), imported),
+          config.ema)
   if jax.process_index() == 0:
     run_config.record(workdir, config, start, config_source)
     # The model's vocabulary: eval.py and fine-tuning runs from this workdir read this copy.

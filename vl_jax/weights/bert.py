@@ -6,8 +6,8 @@ Exact up to float rounding: both are post-norm transformers with GELU (erf) and 
 1e-12. Two adaptations, neither changing what the model computes on one-segment text:
 - BERT's token-type embedding of segment 0, which it adds to every token, is added into the
   position embeddings (the tower has no token types);
-- the word-embedding rows are permuted like the tokenizer's ids (input_pipeline/tokenizer.WordPiece
-  gives the special tokens this codebase's fixed ids).
+- the word-embedding rows are permuted like the tokenizer's ids (input_pipeline/
+  tokenizer.HuggingFace gives the special tokens this codebase's fixed ids).
 Position embeddings beyond `config.data.max_text_len` are dropped.
 """
 
@@ -65,6 +65,9 @@ def read_config(directory: str) -> dict:
 def check_sizes(hf: dict, text_cfg, max_len: int, path: str) -> None:
   """The text tower of config.model.text must be the checkpoint's size."""
   flavour = FLAVOURS[hf["model_type"]]
+  if text_cfg.get("arch", "bert") != "bert":
+    raise ConfigError(f"config.model.text.arch={text_cfg.arch!r} but {path} is a BERT-family "
+                      f"model: set it to 'bert'")
   for field, key in flavour["sizes"].items():
     if text_cfg[field] != hf[key]:
       raise ConfigError(f"config.model.text.{field}={text_cfg[field]} but {path} has {key}="
@@ -88,7 +91,7 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
   hf = read_config(directory)
   check_sizes(hf, text_cfg, max_len, os.path.join(directory, "config.json"))
   flavour = FLAVOURS[hf["model_type"]]
-  tokenizer = tokenizer_lib.WordPiece(os.path.join(directory, TOKENIZER))
+  tokenizer = tokenizer_lib.HuggingFace(os.path.join(directory, TOKENIZER))
   path = os.path.join(directory, WEIGHTS)
   tensors = files.read_tensors(path)
   prefix = hf["model_type"] + "."  # task models (BertForMaskedLM, ...) nest the encoder
@@ -106,14 +109,11 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
   for name in sorted(expected):
     files.check_values(name, tensors[name], path)
 
-  words = tensors["embeddings.word_embeddings.weight"]
-  if len(words) != tokenizer.vocab_size:
-    raise DataError(f"{path}: {len(words)} word embeddings but {tokenizer.model_path} has "
-                    f"{tokenizer.vocab_size} tokens: a mismatched tokenizer")
   positions = tensors["embeddings.position_embeddings.weight"][:max_len]
   if flavour["token_type"]:
     positions = positions + tensors["embeddings.token_type_embeddings.weight"][0]
-  out = {"text/word_embeddings/embedding": words[tokenizer.to_theirs],
+  out = {"text/word_embeddings/embedding": files.word_embeddings(
+             tensors["embeddings.word_embeddings.weight"], tokenizer, path),
          "text/position_embeddings": positions,
          "text/embeddings_norm/scale": tensors["embeddings.LayerNorm.weight"],
          "text/embeddings_norm/bias": tensors["embeddings.LayerNorm.bias"]}
@@ -121,12 +121,9 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
   for i in range(text_cfg.depth):
     get = lambda part, s: tensors[flavour["layer"].format(i=i) + flavour["parts"][part] + s]
     ours = f"text/layer_{i}/"
-    width = get("query", ".weight").shape[1]
-    for part in ("query", "key", "value"):  # [out, in] -> [in, heads, head_dim]
-      out[ours + f"attention/{part}/kernel"] = get(part, ".weight").T.reshape(width, heads, -1)
-      out[ours + f"attention/{part}/bias"] = get(part, ".bias").reshape(heads, -1)
-    out[ours + "attention/out/kernel"] = get("out", ".weight").T.reshape(heads, -1, width)
-    out[ours + "attention/out/bias"] = get("out", ".bias")
+    attention = files.torch_attention(
+        {p: (get(p, ".weight"), get(p, ".bias")) for p in ("query", "key", "value", "out")}, heads)
+    out |= {ours + "attention/" + k: v for k, v in attention.items()}
     for part, name in (("fc1", "mlp/fc1"), ("fc2", "mlp/fc2")):
       out[ours + name + "/kernel"] = get(part, ".weight").T
       out[ours + name + "/bias"] = get(part, ".bias")

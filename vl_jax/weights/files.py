@@ -81,3 +81,29 @@ def fit(flat: dict[str, np.ndarray], model_shapes: dict[str, tuple], source: str
       raise DataError(f"{source}: parameter {name} has shape {tuple(value.shape)}, the model of "
                       f"this config {tuple(model_shapes[name])} (another model size?)")
     check_values(name, value, source)
+
+
+def torch_attention(weights: dict[str, tuple[np.ndarray, np.ndarray]],
+                    num_heads: int) -> dict[str, np.ndarray]:
+  """flax MultiHeadDotProductAttention's {query,key,value,out}/{kernel,bias} of PyTorch Linear
+  layers' (weight [out, in], bias [out]), keyed by those four names."""
+  out = {}
+  for part in ("query", "key", "value"):  # [out, in] -> [in, heads, head_dim]
+    weight, bias = weights[part]
+    out[f"{part}/kernel"] = weight.T.reshape(weight.shape[1], num_heads, -1)
+    out[f"{part}/bias"] = bias.reshape(num_heads, -1)
+  weight, bias = weights["out"]  # [out, in] -> [heads, head_dim, out]
+  out["out/kernel"] = weight.T.reshape(num_heads, -1, weight.shape[0])
+  out["out/bias"] = bias
+  return out
+
+
+def word_embeddings(table: np.ndarray, tokenizer, path: str) -> np.ndarray:
+  """The rows of a word-embedding `table` in the order of `tokenizer`'s ids (its renumbering of
+  the file's: input_pipeline/tokenizer.py); a special token the vocabulary lacks gets a zero row.
+  DataError if the table is not that vocabulary's."""
+  if len(table) != len(tokenizer.to_ours):
+    raise DataError(f"{path}: {len(table)} word embeddings but {tokenizer.model_path} has "
+                    f"{len(tokenizer.to_ours)} tokens: a mismatched tokenizer")
+  rows = table[np.maximum(tokenizer.to_theirs, 0)]
+  return np.where((tokenizer.to_theirs >= 0)[:, None], rows, 0)

@@ -36,8 +36,9 @@ TIMM = (("norm1", "norm_spatial", True), ("norm2", "norm_mlp", True), ("mlp.fc1"
         ("mlp.fc2", "mlp/fc2", False), ("attn.proj", "attn_spatial/out", False))
 
 
-def _big_vision(t: dict, depth: int, path: str) -> dict:
-  """Ours (before the position embeddings are placed) of a big_vision / vision_transformer tree."""
+def big_vision_image(t: dict, depth: int, path: str) -> dict:
+  """Ours (before the position embeddings are placed: video_tower) of a big_vision /
+  vision_transformer image tree."""
   for prefix in ("params/", "opt/target/"):
     if t and all(k.startswith(prefix) for k in t):
       t = {k[len(prefix):]: v for k, v in t.items()}
@@ -116,11 +117,22 @@ def load(path: str, video_cfg, num_frames: int, image_size: int) -> dict[str, np
   depth = _depth(t, timm)
   if depth != video_cfg.depth:
     raise ConfigError(f"config.model.video.depth={video_cfg.depth} but {path} has {depth} blocks")
-  ours = _timm(t, depth, video_cfg.num_heads, path) if timm else _big_vision(t, depth, path)
+  ours = _timm(t, depth, video_cfg.num_heads, path) if timm else big_vision_image(t, depth, path)
   if not timm and (heads := ours["block_0/attn_spatial/query/kernel"].shape[1]) != \
       video_cfg.num_heads:
     raise ConfigError(f"config.model.video.num_heads={video_cfg.num_heads} but {path} has "
                       f"{heads} heads")
+  return video_tower(ours, video_cfg, num_frames, image_size, path)
+
+
+def video_tower(ours: dict, video_cfg, num_frames: int, image_size: int,
+                path: str) -> dict[str, np.ndarray]:
+  """{"video/...": array} of an image model's parameters `ours` (named as the tower's, with
+  "pos_embedding" [patches (+ 1 for a class token's row first), D] and "cls_token" [D] as
+  stored): the class token's position added into it, the patch positions resampled to the
+  tower's grid, the temporal branch at zero. ConfigError where config.model.video differs from
+  the checkpoint."""
+  depth = video_cfg.depth
   patch, width = ours["embedding/kernel"].shape[0], ours["embedding/kernel"].shape[-1]
   if patch != video_cfg.patch_size:
     raise ConfigError(f"config.model.video.patch_size={video_cfg.patch_size} but {path} has "
@@ -142,10 +154,10 @@ def load(path: str, video_cfg, num_frames: int, image_size: int) -> dict[str, np
     pos = np.asarray(jax.image.resize(pos.reshape(side, side, width), (grid, grid, width),
                                       "bilinear"))
   ours["pos_embedding"] = pos.reshape(1, 1, grid * grid, width)
-  # The temporal branch at zero.
-  ours["temporal_embedding"] = np.zeros((1, num_frames, 1, width))
-  heads = video_cfg.num_heads
-  for i in range(depth):
-    ours[f"block_{i}/attn_temporal/out/kernel"] = np.zeros((heads, width // heads, width))
-    ours[f"block_{i}/attn_temporal/out/bias"] = np.zeros((width,))
+  if video_cfg.get("temporal", True):  # the temporal branch at zero
+    ours["temporal_embedding"] = np.zeros((1, num_frames, 1, width))
+    heads = video_cfg.num_heads
+    for i in range(depth):
+      ours[f"block_{i}/attn_temporal/out/kernel"] = np.zeros((heads, width // heads, width))
+      ours[f"block_{i}/attn_temporal/out/bias"] = np.zeros((width,))
   return {f"video/{k}": np.ascontiguousarray(v, np.float32) for k, v in ours.items()}

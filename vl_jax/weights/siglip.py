@@ -1,0 +1,167 @@
+"""SigLIP weights into both towers, the learned temperature and bias: a directory holding one
+big_vision SigLIP checkpoint (`.npz`, e.g. webli_en_b16_224_63724782.npz) and its sentencepiece
+vocabulary as `tokenizer.model` (the English models': big_vision's c4_en,
+cc_en.32000/sentencepiece.model).
+
+- The image ViT becomes the video tower as vit.py places an image model (its blocks the spatial
+  attention and MLP, the temporal branch at zero), and its attention-pooling head (MAPHead) the
+  tower's map_head, over every frame's patch tokens (config.model.video.pool="map"): a clip of
+  identical frames gives SigLIP's image embedding. SigLIP's image embedding is the pooled feature
+  itself: the video projection starts as the identity (config.model.embed_dim = the width).
+- The text transformer becomes the "siglip" text tower (vl_jax/models/text_transformer.py): no
+  mask, pooled at the last position, its `head` the text projection. SigLIP's text has no begin
+  token: the tower's position 0 ([CLS] here) is masked out and the checkpoint's positions start at
+  1, so config.data.max_text_len = SigLIP's length + 1 (65 for its 64 tokens) reproduces it. Its
+  word embeddings are permuted like the tokenizer's ids (input_pipeline/tokenizer.SentencePiece).
+- `t` is the log inverse temperature (config.model.temperature.learn) and `b` the sigmoid loss's
+  bias (config.model.sigmoid_bias).
+"""
+
+import os
+import re
+
+import numpy as np
+from etils import epath
+
+from input_pipeline import tokenizer as tokenizer_lib
+from input_pipeline.errors import ConfigError, DataError
+from vl_jax.weights import files, vit
+
+TOKENIZER = "tokenizer.model"
+# A big_vision encoder block's parts: (theirs, ours in the text tower, whether it is a norm).
+TEXT_BLOCK = (("LayerNorm_0", "attention_norm", True), ("LayerNorm_1", "mlp_norm", True),
+              ("MlpBlock_0/Dense_0", "mlp/fc1", False), ("MlpBlock_0/Dense_1", "mlp/fc2", False),
+              *((f"MultiHeadDotProductAttention_0/{p}", f"attention/{p}", False)
+                for p in ("query", "key", "value", "out")))
+MAP_HEAD = (("LayerNorm_0", "norm", True), ("MlpBlock_0/Dense_0", "mlp/fc1", False),
+            ("MlpBlock_0/Dense_1", "mlp/fc2", False),
+            *((f"MultiHeadDotProductAttention_0/{p}", f"attention/{p}", False)
+              for p in ("query", "key", "value", "out")))
+
+
+def checkpoint_path(directory: str) -> str:
+  """The one .npz of `directory`, or None if it holds none; DataError for several."""
+  found = sorted(str(p) for p in epath.Path(directory).glob("*.npz"))
+  if len(found) > 1:
+    raise DataError(f"config.init_from.image_text={directory!r}: holds {len(found)} .npz files; "
+                    f"a SigLIP directory holds one checkpoint")
+  return found[0] if found else None
+
+
+def _leaves(ours: str, norm: bool, source: dict, theirs: str) -> dict:
+  """Our {ours/leaf: array} of a big_vision Dense or LayerNorm `theirs` in `source`."""
+  return {f"{ours}/{leaf}": source[f"{theirs}/{leaf}"]
+          for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
+
+
+def _tree(path: str) -> tuple[dict, dict, dict]:
+  """(image, text, top-level) subtrees of a big_vision SigLIP checkpoint, scanned stacks
+  unrolled."""
+  t = files.read_tensors(path)
+  for name in sorted(t):
+    files.check_values(name, t[name], path)
+  t = {k.removeprefix("params/"): v for k, v in t.items()}
+  for k in [k for k in t if "/encoderblock/" in k]:  # a scanned stack
+    stacked = t.pop(k)
+    t |= {k.replace("encoderblock/", f"encoderblock_{i}/"): v for i, v in enumerate(stacked)}
+  if not any(k.startswith("img/") for k in t) or not any(k.startswith("txt/") for k in t):
+    raise DataError(f"{path}: no img/ and txt/ parameters: not a big_vision SigLIP checkpoint")
+  sub = lambda prefix: {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
+  rest = {k: v for k, v in t.items() if not k.startswith(("img/", "txt/"))}
+  return sub("img/"), sub("txt/"), rest
+
+
+def _depth(names, prefix: str) -> int:
+  found = {int(m[1]) for n in names if (m := re.match(re.escape(prefix) + r"(\d+)/", n))}
+  return max(found) + 1 if found else 0
+
+
+def _check_config(model_cfg, data_cfg, img: dict, txt: dict, path: str) -> None:
+  v, t = model_cfg.video, model_cfg.text
+  width = img["embedding/kernel"].shape[-1]
+  text_fc1 = txt["Encoder_0/encoderblock_0/MlpBlock_0/Dense_0/kernel"]
+  required = [
+      ("video.cls_token", v.get("cls_token"), False), ("video.pre_norm", v.get("pre_norm"), False),
+      ("video.pool", v.get("pool"), "map"), ("text.arch", t.get("arch"), "siglip"),
+      ("video.width", v.width, width),
+      ("video.depth", v.depth, _depth(img, "Transformer/encoderblock_")),
+      ("video.num_heads", v.num_heads,
+       img["Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel"].shape[1]),
+      ("video.mlp_dim", v.mlp_dim,
+       img["Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel"].shape[1]),
+      ("video.patch_size", v.patch_size, img["embedding/kernel"].shape[0]),
+      ("text.width", t.width, text_fc1.shape[0]),
+      ("text.depth", t.depth, _depth(txt, "Encoder_0/encoderblock_")),
+      ("text.num_heads", t.num_heads,
+       txt["Encoder_0/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel"].shape[1]),
+      ("text.mlp_dim", t.mlp_dim, text_fc1.shape[1]),
+      # SigLIP's MLPs (flax's default GELU: tanh) and norms (flax's default epsilon)
+      ("video.activation", v.get("activation"), "gelu_tanh"),
+      ("text.activation", t.get("activation"), "gelu_tanh"),
+      ("video.norm_epsilon", v.get("norm_epsilon"), 1e-6),
+      ("text.norm_epsilon", t.get("norm_epsilon"), 1e-6),
+      ("embed_dim", model_cfg.embed_dim, width)]
+  for field, ours, theirs in required:
+    if ours != theirs:
+      raise ConfigError(f"config.model.{field}={ours!r} but {path} needs {theirs!r}")
+  if (out := txt["head/kernel"].shape[1]) != width:
+    raise DataError(f"{path}: a text head of {out} outputs for a {width}-wide image embedding")
+  positions = txt["pos_embedding"].reshape(-1, t.width).shape[0]
+  if positions + 1 < data_cfg.max_text_len:
+    raise ConfigError(f"config.data.max_text_len={data_cfg.max_text_len} but {path} has only "
+                      f"{positions} text positions (+ 1 for [CLS])")
+
+
+def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
+  """{path: array} of the SigLIP checkpoint in `directory` for the model of `model_cfg` on the
+  data shapes of `data_cfg`, blocks unrolled (files.to_model_layout)."""
+  path = checkpoint_path(directory)
+  img, txt, top = _tree(path)
+  if "head/kernel" in img:
+    raise DataError(f"{path}: an image head (img/head), which SigLIP's image embedding lacks and "
+                    f"the import does not read")
+  depth = _depth(txt, "Encoder_0/encoderblock_")
+  expected = {"Embed_0/embedding", "pos_embedding", "head/kernel", "head/bias",
+              "Encoder_0/encoder_norm/scale", "Encoder_0/encoder_norm/bias"}
+  for i in range(depth):
+    expected |= {f"Encoder_0/encoderblock_{i}/{theirs}/{leaf}" for theirs, _, norm in TEXT_BLOCK
+                 for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
+  files.check_names(set(txt), expected, re.compile("$^"), f"{path} (txt/)")
+  map_expected = {"MAPHead_0/probe"} | {
+      f"MAPHead_0/{theirs}/{leaf}" for theirs, _, norm in MAP_HEAD
+      for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
+  files.check_names({k for k in img if k.startswith("MAPHead_0/")}, map_expected, re.compile("$^"),
+                    f"{path} (img/)")
+  files.check_names(set(top), {"t", "b"}, re.compile("$^"), path)
+  _check_config(model_cfg, data_cfg, img, txt, path)
+  tokenizer = tokenizer_lib.load(os.path.join(directory, TOKENIZER))
+  if not getattr(tokenizer, "siglip", False):
+    raise DataError(f"{tokenizer.model_path}: not SigLIP's vocabulary (ids 0-2 "
+                    f"{' '.join(tokenizer_lib.SentencePiece.SIGLIP_PIECES)})")
+
+  video = vit.big_vision_image(img, model_cfg.video.depth, path)
+  video |= {"map_head/probe": img["MAPHead_0/probe"]}
+  for theirs, ours, norm in MAP_HEAD:
+    video |= _leaves(f"map_head/{ours}", norm, img, f"MAPHead_0/{theirs}")
+  result = vit.video_tower(video, model_cfg.video, data_cfg.num_frames, data_cfg.image_size, path)
+  width = model_cfg.embed_dim
+  result |= {"video_proj/kernel": np.eye(width), "video_proj/bias": np.zeros(width)}
+
+  text = {}
+  for i in range(depth):
+    for theirs, ours, norm in TEXT_BLOCK:
+      text |= _leaves(f"layer_{i}/{ours}", norm, txt, f"Encoder_0/encoderblock_{i}/{theirs}")
+  positions = txt["pos_embedding"].reshape(-1, model_cfg.text.width)
+  text |= {"word_embeddings/embedding": files.word_embeddings(txt["Embed_0/embedding"],
+                                                              tokenizer, path),
+           "position_embeddings": np.concatenate(  # position 0: [CLS], masked out
+               [np.zeros_like(positions[:1]), positions])[:data_cfg.max_text_len],
+           "final_norm/scale": txt["Encoder_0/encoder_norm/scale"],
+           "final_norm/bias": txt["Encoder_0/encoder_norm/bias"]}
+  result |= {f"text/{k}": v for k, v in text.items()}
+  result |= {"text_proj/kernel": txt["head/kernel"], "text_proj/bias": txt["head/bias"]}
+  if model_cfg.temperature.learn:
+    result["log_inv_temperature"] = top["t"].reshape(())
+  if model_cfg.get("sigmoid_bias", False):
+    result["sigmoid_bias/bias"] = top["b"].reshape(())
+  return {k: np.array(v, np.float32, order="C") for k, v in result.items()}  # 0-d stays 0-d
