@@ -246,6 +246,13 @@ def test_clip_bad_inputs_fail_in_one_line(clip_files, synthetic_dir, tmp_path):
     with pytest.raises(DataError, match=message) as e:
       init_from.imports(clip_config(synthetic_dir, str(d)))
     assert "\n" not in str(e.value)
+  legacy = tmp_path / "legacy"  # a config.json of the hub's early layout: *_config_dict
+  shutil.copytree(dirs["hf"], legacy)
+  hf = json.loads((legacy / "config.json").read_text())
+  hf["text_config_dict"] = hf.pop("text_config") | {"num_attention_heads": 2}
+  (legacy / "config.json").write_text(json.dumps(hf))
+  with pytest.raises(ConfigError, match=r"config.model.text.num_heads=4 but .* needs 2"):
+    init_from.imports(clip_config(synthetic_dir, str(legacy)))
   with pytest.raises(DataError, match="neither a Hugging Face CLIPModel directory"):
     init_from.imports(clip_config(synthetic_dir, str(tmp_path)))
   # Through the loop: said before the model is initialised, nothing written.

@@ -124,7 +124,9 @@ def _read(directory: str) -> tuple[dict, dict, str]:
   prefix = "clip."  # a task model nesting the CLIPModel
   if any(k.startswith(prefix) for k in t):
     t = {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
-  return t, {"video": hf.get("vision_config", {}), "text": hf.get("text_config", {})}, hf_path
+  # Early hub files of OpenAI's models keep the towers' settings under *_config_dict.
+  section = lambda name: hf.get(f"{name}_config") or hf.get(f"{name}_config_dict") or {}
+  return t, {"video": section("vision"), "text": section("text")}, hf_path
 
 
 def _check_config(model_cfg, data_cfg, t: dict, configs: dict, path: str) -> None:
