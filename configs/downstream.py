@@ -1,6 +1,15 @@
 r"""Downstream tasks: fine-tuning and zero-shot configs for each benchmark, and synthetic ones.
 
-    configs/downstream.py:TASK    TASK is one of the names below
+    configs/downstream.py:TASK[,clip]    TASK is one of the names below
+
+",clip" builds CLIP's towers (configs/common.use_clip): for a model pre-trained from CLIP (a
+method's ":clip" variant), or, given --config.init_from.image_text instead of a workdir, CLIP
+itself (eval.py scores it zero-shot; main.py fine-tunes it):
+
+    python main.py --config configs/downstream.py:msrvtt_retrieval,clip --workdir runs/msrvtt \
+        --config.init_from.workdir=runs/taco_clip --config.data.dir=data/msrvtt
+    python eval.py --config configs/downstream.py:ucf101_zeroshot,clip --workdir runs/clip_ucf \
+        --config.init_from.image_text=/models/clip-vit-base-patch16 --config.data.dir=data/ucf101
 
 Fine-tuning (main.py) starts from a pre-trained workdir's parameters and tokenizer:
 
@@ -89,8 +98,9 @@ def evaluator(kind: str, split: str, batch_size: int, every_steps: int, **settin
 
 
 def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):
-  """A pre-trained config turned into a fine-tuning one for `kind` from `config.init_from`."""
-  config.init_from = tiny.init_from_config(config_dict.placeholder(str))
+  """A pre-trained config turned into a fine-tuning one for `kind` from `config.init_from`: a
+  workdir, which must be given, or (a ",clip" config) an image-text model instead."""
+  config.init_from.workdir = config_dict.placeholder(str)
   config.total_steps = total_steps
   config.optimizer.lr = lr
   config.optimizer.warmup_steps = total_steps // 10
@@ -102,7 +112,9 @@ def fine_tune(config, kind: str, num_answers: int, total_steps: int, lr: float):
     config.objectives = dict(caption=objectives.block("caption"))
 
 
-def get_config(task: str):
+def get_config(arg: str):
+  task, _, rest = arg.partition(",")
+  clip = common.parse_arg(rest, "configs/downstream.py", clip=False).clip
   kinds = sorted(REAL) + sorted(SYNTHETIC)
   if task in REAL:
     kind, dataset, split, settings = REAL[task]
@@ -120,6 +132,8 @@ def get_config(task: str):
     steps, lr, batch = 300, 3e-4, 64
   else:
     raise ValueError(f"configs/downstream.py:{task}: unknown task; one of {kinds}")
+  if clip:
+    common.use_clip(config, "b16" if task in REAL else "tiny")
   # CoCo-BERT's parts, at the sizes of the pre-training config they come from
   coco = coco_bert if task in REAL else coco_tiny
   if task.endswith("_qa_fusion"):

@@ -22,12 +22,12 @@ from tokenizers import Regex, models, normalizers, pre_tokenizers, trainers
 from transformers import (CLIPConfig, CLIPModel, CLIPTokenizer, SiglipConfig, SiglipModel,
                           SiglipTokenizer)
 
-from configs import clip4clip, clop_tiny, coco_tiny, common, miles_tiny, taco_tiny
+from configs import clip4clip, clop_tiny, coco_tiny, common, downstream, miles_tiny, taco_tiny
 from input_pipeline import tokenizer as tokenizer_lib
 from input_pipeline.contract import PAD_ID
 from input_pipeline.errors import ConfigError, DataError
 from tests.helpers import tiny_config
-from vl_jax import pretrained
+from vl_jax import evaluate, pretrained
 from vl_jax.models.video_vit import normalize_pixels
 from vl_jax.train import init_from, loop, state as state_lib
 from vl_jax.weights import bert, clip, files, siglip
@@ -518,3 +518,30 @@ def test_siglip_bad_inputs_fail_in_one_line(siglip_files, synthetic_dir, tmp_pat
   neither.write_bytes(model.getvalue())
   with pytest.raises(DataError, match="neither a tokenizer this codebase trained nor SigLIP's"):
     tokenizer_lib.load(str(neither))
+
+
+def test_downstream_clip_tasks(clip_files, synthetic_dir, tmp_path):
+  """configs/downstream.py's ",clip" tasks: CLIP scored zero-shot by eval.py's driver, fine-tuned
+  from CLIP itself, and fine-tuned from that CLIP-initialised workdir; without a source, one line
+  naming both fields."""
+  _, _, dirs = clip_files
+  zeroshot = tiny_config(synthetic_dir, downstream.get_config("synthetic_zeroshot,clip"), **{
+      "init_from.image_text": dirs["hf"], "mesh.data": 1})
+  step, results = evaluate.evaluate_checkpoint(zeroshot, str(tmp_path / "zeroshot"))
+  assert step == 0 and np.isfinite(results["zeroshot"]["top1"]), results
+  fine_tuned = str(tmp_path / "retrieval")
+  overrides = {"mesh.data": 1, "batch_size": 8, "total_steps": 2, "optimizer.warmup_steps": 1,
+               "checkpoint.every_steps": 2, "evals": {}}
+  retrieval = tiny_config(synthetic_dir, downstream.get_config("synthetic_retrieval,clip"),
+                          **{"init_from.image_text": dirs["hf"], **overrides})
+  state, _ = loop.train_and_evaluate(retrieval, fine_tuned)
+  assert int(state.step) == 2
+  qa = tiny_config(synthetic_dir, downstream.get_config("synthetic_qa,clip"),
+                   **{"init_from.workdir": fine_tuned, **overrides})
+  state, _ = loop.train_and_evaluate(qa, str(tmp_path / "qa"))
+  assert int(state.step) == 2
+  assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(state.params))
+  with pytest.raises(ConfigError, match="config.init_from.workdir and image_text are not set"):
+    init_from.imports(downstream.get_config("msrvtt_retrieval,clip"))
+  with pytest.raises(ValueError, match="unknown setting 'siglip'; known: \\['clip'\\]"):
+    downstream.get_config("msrvtt_retrieval,siglip")

@@ -17,14 +17,25 @@ from vl_jax.train import checkpoint
 from vl_jax.weights import bert, clip, exported, files, siglip, vit
 
 
+# What a config that must start from somewhere says when its source is not set (a placeholder).
+UNSET = {
+    ("workdir",): "config.init_from.workdir is not set: this config fine-tunes a pre-trained "
+                  "model; pass --config.init_from.workdir=PRETRAINING_WORKDIR ('' for random)",
+    ("image_text",): "config.init_from.image_text is not set: this config starts from an "
+                     "image-text model; pass --config.init_from.image_text=DIRECTORY (CLIP's or "
+                     "SigLIP's: docs/PRETRAINED.md; '' for random)",
+    ("workdir", "image_text"): "config.init_from.workdir and image_text are not set: this config "
+                               "starts from a pre-trained model (--config.init_from.workdir="
+                               "WORKDIR) or from CLIP (--config.init_from.image_text=DIRECTORY); "
+                               "'' for random",
+}
+
+
 def check(init_cfg) -> None:
-  if init_cfg.workdir is None:
-    raise ConfigError("config.init_from.workdir is not set: this config fine-tunes a pre-trained "
-                      "model; pass --config.init_from.workdir=PRETRAINING_WORKDIR ('' for random)")
-  if init_cfg.get("image_text", "") is None:
-    raise ConfigError("config.init_from.image_text is not set: this config starts from an "
-                      "image-text model; pass --config.init_from.image_text=DIRECTORY (CLIP's or "
-                      "SigLIP's: docs/PRETRAINED.md; '' for random)")
+  """One source at most, and the one a config requires (a placeholder) set."""
+  unset = tuple(n for n in ("workdir", "image_text") if init_cfg.get(n, "") is None)
+  if unset and not any(init_cfg.get(n) for n in ("workdir", "image_text")):
+    raise ConfigError(UNSET[unset])
   sources = [n for n in ("workdir", "image_text") if init_cfg.get(n)]
   if init_cfg.text or init_cfg.video:
     sources.append("text / video")
