@@ -545,3 +545,21 @@ def test_downstream_clip_tasks(clip_files, synthetic_dir, tmp_path):
     init_from.imports(downstream.get_config("msrvtt_retrieval,clip"))
   with pytest.raises(ValueError, match="unknown setting 'siglip'; known: \\['clip'\\]"):
     downstream.get_config("msrvtt_retrieval,siglip")
+
+
+def test_a_resumed_run_does_not_read_its_import_again(clip_files, synthetic_dir, tmp_path):
+  """A run that resumes starts from its checkpoint: the imported model's files are not read
+  again (they may be gone, or slow to read from a bucket)."""
+  _, _, dirs = clip_files
+  copy = tmp_path / "clip"
+  shutil.copytree(dirs["hf"], copy)
+  workdir = str(tmp_path / "run")
+  overrides = {"total_steps": 2, "optimizer.warmup_steps": 1, "evals": {},
+               "checkpoint.every_steps": 1}
+  state, _ = loop.train_and_evaluate(clip_config(synthetic_dir, str(copy), **overrides), workdir)
+  assert int(state.step) == 2
+  shutil.rmtree(copy)
+  state, _ = loop.train_and_evaluate(
+      clip_config(synthetic_dir, str(copy), **overrides | {"total_steps": 3}), workdir,
+      accept_config_change=True)
+  assert int(state.step) == 3

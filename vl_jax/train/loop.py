@@ -43,11 +43,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   `on_step` stopped the run early.
   """
   config_checks.check(config)
-  if run_config.has_checkpoints(workdir):
+  resuming = run_config.has_checkpoints(workdir)
+  if resuming:
     run_config.check_resume(config, workdir, accept_config_change)
   mesh, tokenizer, model = setup(config, workdir)
   sharding.check_batch_size(config.batch_size, mesh)
-  imported = init_from.imports(config)
+  # Imported weights are read (and checked against the config) before anything compiles, but not
+  # by a run that resumes: its checkpoints hold them already.
+  imported = None if resuming else init_from.imports(config)
   tx, schedule = state_lib.make_optimizer(config.optimizer, config.total_steps)
   # Made (and its objectives validated) before the state is initialised: a bad objective setting
   # is one line, not an error after the initialisation compiled.
@@ -64,6 +67,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ckpt.enforce_keep()
   else:
     start = 0
+    if imported is None:  # no checkpoint restored: the run starts over from its source
+      imported = init_from.imports(config)
     if config.init_from.workdir or imported:
       state = state_lib.with_params(state, init_from.load(
           config.init_from, state.params,
