@@ -32,6 +32,12 @@ def symmetric_infonce(video_emb, text_emb, inverse_temperature, directions: str 
   return 0.5 * (v2t.mean() + t2v.mean())
 
 
+def _ring(mesh: Mesh, axis: str | tuple[str, ...]) -> tuple[int, list[tuple[int, int]]]:
+  """(n, ppermute's pairs) of the ring of the n devices on `axis` (a mesh axis or axes)."""
+  n = int(np.prod([mesh.shape[a] for a in ((axis,) if isinstance(axis, str) else axis)]))
+  return n, [(i, (i + 1) % n) for i in range(n)]
+
+
 def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Mesh,
                               axis: str | tuple[str, ...] = "data", directions: str = "both"):
   """`symmetric_infonce` (of the same `directions`), equal in value and gradients, in `shard_map`
@@ -49,8 +55,7 @@ def chunked_symmetric_infonce(video_emb, text_emb, inverse_temperature, mesh: Me
   batch, where the [B, B] matrix of the global form (even partitioned by XLA into [b, B] rows)
   grows with n. `video_emb` and `text_emb` [B, D] are sharded along `axis` of `mesh`.
   """
-  n = int(np.prod([mesh.shape[a] for a in ((axis,) if isinstance(axis, str) else axis)]))
-  ring = [(i, (i + 1) % n) for i in range(n)]
+  n, ring = _ring(mesh, axis)
   hi = jax.lax.Precision.HIGHEST
 
   def direction(queries, candidates, inv):
@@ -104,8 +109,7 @@ def chunked_sigmoid_loss(video_emb, text_emb, inverse_temperature, bias, mesh: M
   own captions' block holds the positives). No device holds more than a [b, b] block, and no
   step needs a reduction over the batch: the loss is a plain sum over pairs.
   """
-  n = int(np.prod([mesh.shape[a] for a in ((axis,) if isinstance(axis, str) else axis)]))
-  ring = [(i, (i + 1) % n) for i in range(n)]
+  n, ring = _ring(mesh, axis)
 
   def block(video, text, inv, b):
     def step(carry, k):

@@ -61,11 +61,6 @@ OPEN_CLIP_NAMES = {
 }
 
 
-def _depth(names, prefix: str) -> int:
-  found = {int(m[1]) for n in names if (m := re.match(re.escape(prefix) + r"(\d+)\.", n))}
-  return max(found) + 1 if found else 0
-
-
 def _expected(depths: dict[str, int]) -> set[str]:
   """The Hugging Face names of a CLIPModel with these tower depths."""
   names = {"logit_scale", "visual_projection.weight", "text_projection.weight",
@@ -85,7 +80,7 @@ def _expected(depths: dict[str, int]) -> set[str]:
 
 def _from_open_clip(t: dict, path: str) -> dict:
   """Hugging Face's names and layouts of an open_clip state dict."""
-  depths = [_depth(t, theirs) for theirs, _ in OPEN_CLIP_PREFIXES]
+  depths = [files.block_count(t, theirs) for theirs, _ in OPEN_CLIP_PREFIXES]
   expected = set(OPEN_CLIP_NAMES) | {"visual.proj", "text_projection"}
   for (theirs, _), depth in zip(OPEN_CLIP_PREFIXES, depths):
     for i in range(depth):
@@ -142,15 +137,13 @@ def _check_config(model_cfg, data_cfg, t: dict, configs: dict, path: str) -> Non
     cfg, hf = model_cfg[tower], {**DEFAULTS, **configs[tower]}
     fc1 = t[f"{prefix}encoder.layers.0.mlp.fc1.weight"]
     required += [(f"{tower}.width", cfg.width, fc1.shape[1]),
-                 (f"{tower}.depth", cfg.depth, _depth(t, f"{prefix}encoder.layers.")),
+                 (f"{tower}.depth", cfg.depth, files.block_count(t, f"{prefix}encoder.layers.")),
                  (f"{tower}.mlp_dim", cfg.mlp_dim, fc1.shape[0])]
     if configs[tower]:  # what an open_clip file does not store
       required += [(f"{tower}.num_heads", cfg.num_heads, hf["num_attention_heads"]),
                    (f"{tower}.activation", cfg.get("activation"), hf["hidden_act"]),
                    (f"{tower}.norm_epsilon", cfg.get("norm_epsilon"), hf["layer_norm_eps"])]
-  for field, ours, theirs in required:
-    if ours != theirs and theirs is not None:
-      raise ConfigError(f"config.model.{field}={ours!r} but {path} needs {theirs!r}")
+  files.require(required, path)
   positions = len(t["text_model.embeddings.position_embedding.weight"])
   if positions < data_cfg.max_text_len:
     raise ConfigError(f"config.data.max_text_len={data_cfg.max_text_len} but {path} has only "
@@ -161,9 +154,10 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   """{path: array} of the CLIP checkpoint in `directory` for the model of `model_cfg` on the data
   shapes of `data_cfg`, blocks unrolled (files.to_model_layout)."""
   t, configs, path = _read(directory)
-  depths = {tower: _depth(t, f"{prefix}encoder.layers.") for tower, prefix in TOWERS}
-  files.check_names(set(t), _expected(depths), IGNORED, path)
-  for name in sorted(_expected(depths)):
+  depths = {tower: files.block_count(t, f"{prefix}encoder.layers.") for tower, prefix in TOWERS}
+  expected = _expected(depths)
+  files.check_names(set(t), expected, IGNORED, path)
+  for name in sorted(expected):
     files.check_values(name, t[name], path)
   _check_config(model_cfg, data_cfg, t, configs, path)
   tokenizer = tokenizer_lib.HuggingFace(os.path.join(directory, TOKENIZER))

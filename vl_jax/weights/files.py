@@ -8,7 +8,7 @@ import numpy as np
 import safetensors.numpy
 from etils import epath
 
-from input_pipeline.errors import DataError
+from input_pipeline.errors import ConfigError, DataError
 
 # A block of an unrolled stack and the same block in a scanned one (models/layers.run_blocks).
 _UNROLLED = re.compile(r"^(.*?)/([A-Za-z]+)_(\d+)/(.*)$")
@@ -81,6 +81,22 @@ def fit(flat: dict[str, np.ndarray], model_shapes: dict[str, tuple], source: str
       raise DataError(f"{source}: parameter {name} has shape {tuple(value.shape)}, the model of "
                       f"this config {tuple(model_shapes[name])} (another model size?)")
     check_values(name, value, source)
+
+
+def block_count(names, prefix: str) -> int:
+  """How many blocks `prefix`0, `prefix`1, ... the tensor `names` hold ("encoder.layers." for
+  PyTorch's names, "Transformer/encoderblock_" for big_vision's)."""
+  found = {int(m[1]) for n in names if (m := re.match(re.escape(prefix) + r"(\d+)[./]", n))}
+  return max(found) + 1 if found else 0
+
+
+def require(settings, path: str) -> None:
+  """ConfigError naming the first config.model field of `settings` ((field, ours, the
+  checkpoint's) triples; the checkpoint's None: it does not say) that differs from the
+  checkpoint at `path`."""
+  for field, ours, theirs in settings:
+    if theirs is not None and ours != theirs:
+      raise ConfigError(f"config.model.{field}={ours!r} but {path} needs {theirs!r}")
 
 
 def torch_attention(weights: dict[str, tuple[np.ndarray, np.ndarray]],

@@ -48,32 +48,18 @@ def checkpoint_path(directory: str) -> str:
   return found[0] if found else None
 
 
-def _leaves(ours: str, norm: bool, source: dict, theirs: str) -> dict:
-  """Our {ours/leaf: array} of a big_vision Dense or LayerNorm `theirs` in `source`."""
-  return {f"{ours}/{leaf}": source[f"{theirs}/{leaf}"]
-          for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
-
-
 def _tree(path: str) -> tuple[dict, dict, dict]:
   """(image, text, top-level) subtrees of a big_vision SigLIP checkpoint, scanned stacks
   unrolled."""
   t = files.read_tensors(path)
   for name in sorted(t):
     files.check_values(name, t[name], path)
-  t = {k.removeprefix("params/"): v for k, v in t.items()}
-  for k in [k for k in t if "/encoderblock/" in k]:  # a scanned stack
-    stacked = t.pop(k)
-    t |= {k.replace("encoderblock/", f"encoderblock_{i}/"): v for i, v in enumerate(stacked)}
+  t = vit.unrolled({k.removeprefix("params/"): v for k, v in t.items()})
   if not any(k.startswith("img/") for k in t) or not any(k.startswith("txt/") for k in t):
     raise DataError(f"{path}: no img/ and txt/ parameters: not a big_vision SigLIP checkpoint")
   sub = lambda prefix: {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
   rest = {k: v for k, v in t.items() if not k.startswith(("img/", "txt/"))}
   return sub("img/"), sub("txt/"), rest
-
-
-def _depth(names, prefix: str) -> int:
-  found = {int(m[1]) for n in names if (m := re.match(re.escape(prefix) + r"(\d+)/", n))}
-  return max(found) + 1 if found else 0
 
 
 def _check_config(model_cfg, data_cfg, img: dict, txt: dict, path: str) -> None:
@@ -84,14 +70,14 @@ def _check_config(model_cfg, data_cfg, img: dict, txt: dict, path: str) -> None:
       ("video.cls_token", v.get("cls_token"), False), ("video.pre_norm", v.get("pre_norm"), False),
       ("video.pool", v.get("pool"), "map"), ("text.arch", t.get("arch"), "siglip"),
       ("video.width", v.width, width),
-      ("video.depth", v.depth, _depth(img, "Transformer/encoderblock_")),
+      ("video.depth", v.depth, files.block_count(img, "Transformer/encoderblock_")),
       ("video.num_heads", v.num_heads,
        img["Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel"].shape[1]),
       ("video.mlp_dim", v.mlp_dim,
        img["Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel"].shape[1]),
       ("video.patch_size", v.patch_size, img["embedding/kernel"].shape[0]),
       ("text.width", t.width, text_fc1.shape[0]),
-      ("text.depth", t.depth, _depth(txt, "Encoder_0/encoderblock_")),
+      ("text.depth", t.depth, files.block_count(txt, "Encoder_0/encoderblock_")),
       ("text.num_heads", t.num_heads,
        txt["Encoder_0/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel"].shape[1]),
       ("text.mlp_dim", t.mlp_dim, text_fc1.shape[1]),
@@ -101,9 +87,7 @@ def _check_config(model_cfg, data_cfg, img: dict, txt: dict, path: str) -> None:
       ("video.norm_epsilon", v.get("norm_epsilon"), 1e-6),
       ("text.norm_epsilon", t.get("norm_epsilon"), 1e-6),
       ("embed_dim", model_cfg.embed_dim, width)]
-  for field, ours, theirs in required:
-    if ours != theirs:
-      raise ConfigError(f"config.model.{field}={ours!r} but {path} needs {theirs!r}")
+  files.require(required, path)
   if (out := txt["head/kernel"].shape[1]) != width:
     raise DataError(f"{path}: a text head of {out} outputs for a {width}-wide image embedding")
   positions = txt["pos_embedding"].reshape(-1, t.width).shape[0]
@@ -120,18 +104,15 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   if "head/kernel" in img:
     raise DataError(f"{path}: an image head (img/head), which SigLIP's image embedding lacks and "
                     f"the import does not read")
-  depth = _depth(txt, "Encoder_0/encoderblock_")
-  expected = {"Embed_0/embedding", "pos_embedding", "head/kernel", "head/bias",
-              "Encoder_0/encoder_norm/scale", "Encoder_0/encoder_norm/bias"}
-  for i in range(depth):
-    expected |= {f"Encoder_0/encoderblock_{i}/{theirs}/{leaf}" for theirs, _, norm in TEXT_BLOCK
-                 for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
-  files.check_names(set(txt), expected, re.compile("$^"), f"{path} (txt/)")
-  map_expected = {"MAPHead_0/probe"} | {
-      f"MAPHead_0/{theirs}/{leaf}" for theirs, _, norm in MAP_HEAD
-      for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
-  files.check_names({k for k in img if k.startswith("MAPHead_0/")}, map_expected, re.compile("$^"),
-                    f"{path} (img/)")
+  text_names = {}
+  for i in range(files.block_count(txt, "Encoder_0/encoderblock_")):
+    text_names |= vit.big_vision_names(TEXT_BLOCK, f"Encoder_0/encoderblock_{i}/", f"layer_{i}/")
+  files.check_names(set(txt), {"Embed_0/embedding", "pos_embedding", "head/kernel", "head/bias",
+                               "Encoder_0/encoder_norm/scale", "Encoder_0/encoder_norm/bias"}
+                    | text_names.keys(), re.compile("$^"), f"{path} (txt/)")
+  map_names = vit.big_vision_names(MAP_HEAD, "MAPHead_0/", "map_head/")
+  files.check_names({k for k in img if k.startswith("MAPHead_0/")},
+                    {"MAPHead_0/probe"} | map_names.keys(), re.compile("$^"), f"{path} (img/)")
   files.check_names(set(top), {"t", "b"}, re.compile("$^"), path)
   _check_config(model_cfg, data_cfg, img, txt, path)
   tokenizer = tokenizer_lib.load(os.path.join(directory, TOKENIZER))
@@ -141,16 +122,12 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
 
   video = vit.big_vision_image(img, model_cfg.video.depth, path)
   video |= {"map_head/probe": img["MAPHead_0/probe"]}
-  for theirs, ours, norm in MAP_HEAD:
-    video |= _leaves(f"map_head/{ours}", norm, img, f"MAPHead_0/{theirs}")
+  video |= {ours: img[theirs] for theirs, ours in map_names.items()}
   result = vit.video_tower(video, model_cfg.video, data_cfg.num_frames, data_cfg.image_size, path)
   width = model_cfg.embed_dim
   result |= {"video_proj/kernel": np.eye(width), "video_proj/bias": np.zeros(width)}
 
-  text = {}
-  for i in range(depth):
-    for theirs, ours, norm in TEXT_BLOCK:
-      text |= _leaves(f"layer_{i}/{ours}", norm, txt, f"Encoder_0/encoderblock_{i}/{theirs}")
+  text = {ours: txt[theirs] for theirs, ours in text_names.items()}
   positions = txt["pos_embedding"].reshape(-1, model_cfg.text.width)
   text |= {"word_embeddings/embedding": files.word_embeddings(txt["Embed_0/embedding"],
                                                               tokenizer, path),

@@ -36,21 +36,37 @@ TIMM = (("norm1", "norm_spatial", True), ("norm2", "norm_mlp", True), ("mlp.fc1"
         ("mlp.fc2", "mlp/fc2", False), ("attn.proj", "attn_spatial/out", False))
 
 
+def big_vision_names(parts, theirs: str, ours: str) -> dict[str, str]:
+  """{their leaf: our leaf} of big_vision modules `parts` ((theirs, ours, whether it is a
+  LayerNorm) triples, a Dense's leaves kernel and bias, a LayerNorm's scale and bias) under the
+  prefixes `theirs` and `ours`."""
+  return {f"{theirs}{their}/{leaf}": f"{ours}{our}/{leaf}" for their, our, norm in parts
+          for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
+
+
+def unrolled(t: dict) -> dict:
+  """`t` with big_vision's scanned stacks (`.../encoderblock/...`, a leading axis of blocks)
+  unrolled into `.../encoderblock_{i}/...`."""
+  t = dict(t)
+  for k in [k for k in t if "encoderblock/" in k]:
+    stacked = t.pop(k)
+    t |= {k.replace("encoderblock/", f"encoderblock_{i}/"): v for i, v in enumerate(stacked)}
+  return t
+
+
 def big_vision_image(t: dict, depth: int, path: str) -> dict:
   """Ours (before the position embeddings are placed: video_tower) of a big_vision /
   vision_transformer image tree."""
   for prefix in ("params/", "opt/target/"):
     if t and all(k.startswith(prefix) for k in t):
       t = {k[len(prefix):]: v for k, v in t.items()}
-  for k in [k for k in t if k.startswith("Transformer/encoderblock/")]:  # a scanned stack
-    stacked = t.pop(k)
-    t |= {k.replace("encoderblock/", f"encoderblock_{i}/"): v for i, v in enumerate(stacked)}
+  t = unrolled(t)
   pos = "pos_embedding" if "pos_embedding" in t else "Transformer/posembed_input/pos_embedding"
-  expected = {"embedding/kernel", "embedding/bias", pos, "Transformer/encoder_norm/scale",
-              "Transformer/encoder_norm/bias"} | ({"cls"} & set(t))
+  blocks = {}
   for i in range(depth):
-    expected |= {f"Transformer/encoderblock_{i}/{theirs}/{leaf}" for theirs, _, norm in BIG_VISION
-                 for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
+    blocks |= big_vision_names(BIG_VISION, f"Transformer/encoderblock_{i}/", f"block_{i}/")
+  expected = {"embedding/kernel", "embedding/bias", pos, "Transformer/encoder_norm/scale",
+              "Transformer/encoder_norm/bias"} | ({"cls"} & set(t)) | blocks.keys()
   files.check_names(set(t), expected, IGNORED, path)
   out = {"embedding/kernel": t["embedding/kernel"], "embedding/bias": t["embedding/bias"],
          "pos_embedding": t[pos].reshape(-1, t[pos].shape[-1]),
@@ -58,11 +74,7 @@ def big_vision_image(t: dict, depth: int, path: str) -> dict:
          "encoder_norm/bias": t["Transformer/encoder_norm/bias"]}
   if "cls" in t:
     out["cls_token"] = t["cls"].reshape(-1)
-  for i in range(depth):
-    for theirs, ours, norm in BIG_VISION:
-      for leaf in ("scale", "bias") if norm else ("kernel", "bias"):
-        out[f"block_{i}/{ours}/{leaf}"] = t[f"Transformer/encoderblock_{i}/{theirs}/{leaf}"]
-  return out
+  return out | {ours: t[theirs] for theirs, ours in blocks.items()}
 
 
 def _timm(t: dict, depth: int, num_heads: int, path: str) -> dict:
