@@ -53,7 +53,7 @@ def test_masked_video_settings_are_checked_before_the_step_is_traced():
     bad = config.objectives.masked_video.copy_and_resolve_references()
     bad[field] = value
     with pytest.raises(ConfigError, match=message):
-      objectives.REGISTRY["masked_video"].validate(bad, config, model)
+      objectives.REGISTRY["masked_video"].check("masked_video", bad, config, model)
 
 
 def reference_regression(p, y, m, loss):

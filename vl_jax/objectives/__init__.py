@@ -53,7 +53,7 @@ def validate(config, model) -> None:
     raise ConfigError(f"config.objectives: unknown {unknown}; known: {sorted(REGISTRY)}")
   views.validate(config, model)
   for name, cfg in config.objectives.items():
-    REGISTRY[name].validate(cfg, config, model)
+    REGISTRY[name].check(name, cfg, config, model)
 
 
 def named_key(rng, name: str):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from input_pipeline.contract import PAD_ID
 from vl_jax.losses.classification import cross_entropy_with_ignored
 from vl_jax.models import heads
-from vl_jax.objectives.objective import Objective, require_head
+from vl_jax.objectives.objective import Objective
 
 
 def loss(ctx, outputs, batch, cfg, rng):
@@ -24,10 +24,5 @@ def loss(ctx, outputs, batch, cfg, rng):
   return value, {"accuracy": accuracy}
 
 
-def validate(cfg, config, model):
-  del cfg, config
-  require_head(model, "decoder", "caption",
-               "the caption decoder: set config.model.decoder.depth > 0")
-
-
-OBJECTIVE = Objective(loss, dict(weight=1.0), validate)
+OBJECTIVE = Objective(loss, dict(weight=1.0),
+                      head=("decoder", "the caption decoder: set config.model.decoder.depth > 0"))

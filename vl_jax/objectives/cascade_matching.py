@@ -18,7 +18,7 @@ from input_pipeline.errors import ConfigError
 from vl_jax.losses.cascade_matching import candidate_infonce, cascade_scores, hardest_negatives
 from vl_jax.losses.token_contrastive import content_token_weights, content_tokens
 from vl_jax.models import heads
-from vl_jax.objectives.objective import Objective, check_choice, require_head
+from vl_jax.objectives.objective import Objective
 from vl_jax.objectives.token_contrastive import CONTENT_TOKENS, validate_content_tokens
 
 SAMPLING = ("cascade", "random")
@@ -51,15 +51,15 @@ def loss(ctx, outputs, batch, cfg, rng):
 
 
 def validate(cfg, config, model):
-  require_head(model, "fusion_score", "cascade_matching",
-               "a fusion encoder: set config.model.fusion.depth > 0")
+  del model
   b, k = config.batch_size, cfg.num_negatives
   if not 0 < k < b:
     raise ConfigError(f"config.objectives.cascade_matching.num_negatives={k} must be in "
                       f"[1, {b}): the other pairs of the global batch of {b}")
-  check_choice("cascade_matching", cfg, "sampling", SAMPLING)
   validate_content_tokens("cascade_matching", cfg)
 
 
 OBJECTIVE = Objective(loss, dict(weight=1.0, num_negatives=8, sampling="cascade", **CONTENT_TOKENS),
-                      validate)
+                      validate, head=("fusion_score", "a fusion encoder: set "
+                                      "config.model.fusion.depth > 0"),
+                      choices={"sampling": SAMPLING})

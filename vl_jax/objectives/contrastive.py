@@ -8,7 +8,7 @@ gradients, with each device's share of the [B, B] similarity matrix shrinking as
 """
 
 from vl_jax.losses.contrastive import DIRECTIONS, chunked_symmetric_infonce, symmetric_infonce
-from vl_jax.objectives.objective import Objective, check_choice
+from vl_jax.objectives.objective import Objective
 from vl_jax.sharding import BATCH_AXES
 
 
@@ -22,9 +22,5 @@ def loss(ctx, outputs, batch, cfg, rng):
   return value, {"temperature": 1.0 / inv}
 
 
-def validate(cfg, config, model):
-  del config, model
-  check_choice("contrastive", cfg, "directions", DIRECTIONS)
-
-
-OBJECTIVE = Objective(loss, dict(weight=1.0, chunked=False, directions="both"), validate)
+OBJECTIVE = Objective(loss, dict(weight=1.0, chunked=False, directions="both"),
+                      choices={"directions": DIRECTIONS})

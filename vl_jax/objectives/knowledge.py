@@ -16,15 +16,9 @@ import jax.numpy as jnp
 from input_pipeline.errors import ConfigError
 from vl_jax.losses import knowledge
 from vl_jax.models import heads
-from vl_jax.objectives.objective import Objective, check_choice, require_head
+from vl_jax.objectives.objective import Objective
 
 LOSSES = {"softmax": knowledge.multilabel_softmax, "bce": knowledge.multilabel_bce}
-
-
-def _require_knowledge(config, objective: str) -> None:
-  if not config.data.knowledge.size:
-    raise ConfigError(f"config.objectives.{objective} needs the captions' knowledge: set "
-                      "config.data.knowledge.size > 0")
 
 
 def skp_loss(ctx, outputs, batch, cfg, rng):
@@ -37,13 +31,6 @@ def skp_loss(ctx, outputs, batch, cfg, rng):
     metrics[f"{name}_loss"] = losses[-1]
     metrics[f"{name}_r_precision"] = knowledge.r_precision(logits, present)
   return sum(losses) / len(losses), metrics
-
-
-def validate_skp(cfg, config, model):
-  _require_knowledge(config, "skp")
-  check_choice("skp", cfg, "loss", LOSSES)
-  require_head(model, "knowledge_head", "skp", "the knowledge head: set "
-               "config.model.knowledge_head.inputs, e.g. ('video', 'text')")
 
 
 def kcl_loss(ctx, outputs, batch, cfg, rng):
@@ -64,13 +51,17 @@ def kcl_loss(ctx, outputs, batch, cfg, rng):
 
 def validate_kcl(cfg, config, model):
   del model
-  _require_knowledge(config, "kcl")
-  check_choice("kcl", cfg, "similarity", knowledge.SIMILARITIES)
-  check_choice("kcl", cfg, "negatives", knowledge.NEGATIVES)
+  if not config.data.knowledge.size:
+    raise ConfigError("config.objectives.kcl needs the captions' knowledge: set "
+                      "config.data.knowledge.size > 0")
   if cfg.negatives == "sample" and cfg.num_negatives < 1:
     raise ConfigError(f"config.objectives.kcl.num_negatives={cfg.num_negatives}: must be >= 1")
 
 
-SKP = Objective(skp_loss, dict(weight=1.0, loss="softmax"), validate_skp)
+# The knowledge head needs the knowledge classes (models/builder.py checks), so SKP needs them too.
+SKP = Objective(skp_loss, dict(weight=1.0, loss="softmax"), choices={"loss": LOSSES},
+                head=("knowledge_head", "the knowledge head: set "
+                      "config.model.knowledge_head.inputs, e.g. ('video', 'text')"))
 KCL = Objective(kcl_loss, dict(weight=1.0, similarity="jaccard", idf=True, negatives="weight",
-                               beta=2.0, num_negatives=8), validate_kcl)
+                               beta=2.0, num_negatives=8), validate_kcl,
+                choices={"similarity": knowledge.SIMILARITIES, "negatives": knowledge.NEGATIVES})

@@ -15,7 +15,7 @@ import jax
 from vl_jax.losses.masked_modeling import frame_nce, masked_regression
 from vl_jax.models import heads
 from vl_jax.objectives import views
-from vl_jax.objectives.objective import Objective, check_choice
+from vl_jax.objectives.objective import Objective
 
 LOSSES = ("l2", "contrastive")
 
@@ -36,8 +36,9 @@ def loss(ctx, outputs, batch, cfg, rng):
 
 
 def validate(cfg, config, model):
-  views.require(config, model, "masked_frames", "frames.rate")
-  check_choice("masked_frames", cfg, "loss", LOSSES)
+  del cfg, model
+  views.require(config, "masked_frames", "frames")
 
 
-OBJECTIVE = Objective(loss, dict(weight=1.0, loss="l2", temperature=0.07), validate)
+OBJECTIVE = Objective(loss, dict(weight=1.0, loss="l2", temperature=0.07), validate,
+                      head=("frame_head", views.MASKED_HEADS), choices={"loss": LOSSES})

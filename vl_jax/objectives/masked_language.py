@@ -27,8 +27,8 @@ def loss(ctx, outputs, batch, cfg, rng):
 
 
 def validate(cfg, config, model):
-  del cfg
-  views.require(config, model, "masked_language", "words.rate")
+  del cfg, model
+  views.require(config, "masked_language", "words")
 
 
-OBJECTIVE = Objective(loss, dict(weight=1.0), validate)
+OBJECTIVE = Objective(loss, dict(weight=1.0), validate, head=("word_head", views.MASKED_HEADS))

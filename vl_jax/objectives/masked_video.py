@@ -24,7 +24,7 @@ from input_pipeline.errors import ConfigError
 from vl_jax.losses.masked_modeling import LOSSES, masked_regression, normalize_targets
 from vl_jax.models import heads
 from vl_jax.objectives.masks import PATTERNS, space_time_mask
-from vl_jax.objectives.objective import Objective, check_choice, require_head
+from vl_jax.objectives.objective import Objective
 
 
 def loss(ctx, outputs, batch, cfg, rng):
@@ -39,16 +39,12 @@ def loss(ctx, outputs, batch, cfg, rng):
 
 
 def validate(cfg, config, model):
-  require_head(model, "predictor", "masked_video", "a predictor head: set "
-               "config.model.masked_video.predictor_hidden > 0")
   if not model.video.use_mask_token:
     raise ConfigError("config.objectives.masked_video needs the video tower's mask token: set "
                       "config.model.video.mask_token=True")
   if "video" not in config.ema.modules:
     raise ConfigError("config.objectives.masked_video needs the snapshot encoder: "
                       "config.ema.modules must hold 'video'")
-  check_choice("masked_video", cfg, "pattern", PATTERNS)
-  check_choice("masked_video", cfg, "loss", LOSSES)
   if not 0.0 < cfg.mask_ratio < 1.0:
     raise ConfigError(f"config.objectives.masked_video.mask_ratio={cfg.mask_ratio}: must be in "
                       "(0, 1)")
@@ -59,4 +55,6 @@ def validate(cfg, config, model):
 
 OBJECTIVE = Objective(loss, dict(weight=1.0, mask_ratio=0.5, pattern="tube", block_size=(2, 2, 2),
                                  target_layer=-1, normalize_targets=True, loss="smooth_l1"),
-                      validate)
+                      validate, head=("predictor", "a predictor head: set "
+                                      "config.model.masked_video.predictor_hidden > 0"),
+                      choices={"pattern": PATTERNS, "loss": LOSSES})

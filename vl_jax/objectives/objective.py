@@ -24,25 +24,26 @@ class Context:
   momentum_keys: dict | None = None
 
 
-def check_choice(objective: str, cfg, field: str, allowed) -> None:
-  """ConfigError unless config.objectives.<objective>.<field> is one of `allowed`."""
-  if cfg[field] not in allowed:
-    raise ConfigError(f"config.objectives.{objective}.{field}={cfg[field]!r}: expected one of "
-                      f"{sorted(allowed)}")
-
-
-def require_head(model, head: str, objective: str, what: str) -> None:
-  """ConfigError unless `model` has `head`; `what` names it and the config that builds it."""
-  if head not in model.head_names():
-    raise ConfigError(f"config.objectives.{objective} needs {what}")
-
-
 @dataclasses.dataclass(frozen=True)
 class Objective:
   """`loss(ctx, outputs, batch, cfg, rng) -> (loss, metrics)`, traced in the train step;
-  `defaults`, its config block (`weight` included); `validate(cfg, config, model)`, the one-line
-  ConfigErrors of a block, a config or a model it cannot work with, run once before the step is
-  traced."""
+  `defaults`, its config block (`weight` included). Checked once before the step is traced, each
+  with a one-line ConfigError: `head` = (name, what builds it), the model's head that the loss
+  applies; `choices` = {field: allowed values} of its block; `validate(cfg, config, model)`, the
+  other checks of a block, a config or a model it cannot work with."""
   loss: Callable[..., tuple[Any, dict]]
   defaults: dict
-  validate: Callable[..., None]
+  validate: Callable[..., None] | None = None
+  head: tuple[str, str] | None = None
+  choices: dict = dataclasses.field(default_factory=dict)
+
+  def check(self, name: str, cfg, config, model) -> None:
+    """The checks above, of config.objectives.<name> = `cfg`."""
+    if self.head and self.head[0] not in model.head_names():
+      raise ConfigError(f"config.objectives.{name} needs {self.head[1]}")
+    for field, allowed in self.choices.items():
+      if cfg[field] not in allowed:
+        raise ConfigError(f"config.objectives.{name}.{field}={cfg[field]!r}: expected one of "
+                          f"{sorted(allowed)}")
+    if self.validate:
+      self.validate(cfg, config, model)

@@ -2,7 +2,7 @@
 
 from vl_jax.losses.classification import cross_entropy_with_ignored
 from vl_jax.models import heads
-from vl_jax.objectives.objective import Objective, require_head
+from vl_jax.objectives.objective import Objective
 
 
 def loss(ctx, outputs, batch, cfg, rng):
@@ -12,10 +12,6 @@ def loss(ctx, outputs, batch, cfg, rng):
   return value, {"accuracy": accuracy}
 
 
-def validate(cfg, config, model):
-  del cfg, config
-  require_head(model, "answer_head", "qa", "a model with an answer head: set "
-               "config.data.text='question' and config.data.num_answers")
-
-
-OBJECTIVE = Objective(loss, dict(weight=1.0), validate)
+OBJECTIVE = Objective(loss, dict(weight=1.0),
+                      head=("answer_head", "a model with an answer head: set "
+                            "config.data.text='question' and config.data.num_answers"))

@@ -9,7 +9,7 @@ shard_map: the same value and gradients.
 
 from vl_jax.losses.contrastive import chunked_sigmoid_loss, sigmoid_loss
 from vl_jax.models import heads
-from vl_jax.objectives.objective import Objective, require_head
+from vl_jax.objectives.objective import Objective
 from vl_jax.sharding import BATCH_AXES
 
 
@@ -24,10 +24,5 @@ def loss(ctx, outputs, batch, cfg, rng):
   return value, {"temperature": 1.0 / inv, "bias": bias}
 
 
-def validate(cfg, config, model):
-  del cfg, config
-  require_head(model, "sigmoid_bias", "sigmoid_contrastive",
-               "the loss's bias: set config.model.sigmoid_bias=True")
-
-
-OBJECTIVE = Objective(loss, dict(weight=1.0, chunked=False), validate)
+OBJECTIVE = Objective(loss, dict(weight=1.0, chunked=False),
+                      head=("sigmoid_bias", "the loss's bias: set config.model.sigmoid_bias=True"))

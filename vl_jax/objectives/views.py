@@ -41,16 +41,17 @@ def validate(config, model) -> None:
                       "config.model.video.mask_token=True")
 
 
-def require(config, model, objective: str, rate_field: str) -> None:
-  """The one-line errors of an objective that fuses masked views: the cross-modal encoder's
-  masked heads and the views of `rate_field` ("words.rate" or "frames.rate") must be there."""
-  if not {"word_head", "frame_head"} <= set(model.head_names()):
-    raise ConfigError(f"config.objectives.{objective} needs the cross-modal encoder's masked "
-                      "heads: set config.model.fusion.depth > 0 and masked_heads=True")
-  part, _ = rate_field.split(".")
+# What builds the heads of the objectives that fuse masked views (their Objective.head).
+MASKED_HEADS = ("the cross-modal encoder's masked heads: set config.model.fusion.depth > 0 and "
+                "masked_heads=True")
+
+
+def require(config, objective: str, part: str) -> None:
+  """The one-line error of an objective that fuses the masked views of `part` ("words",
+  "frames") when there are none."""
   if not config.masking[part].rate > 0:
     raise ConfigError(f"config.objectives.{objective} needs masked views: set "
-                      f"config.masking.{rate_field} > 0")
+                      f"config.masking.{part}.rate > 0")
 
 
 def encode(ctx, batch, outputs, masking_cfg, rng) -> dict:
