@@ -2,9 +2,9 @@
 
     config.evals.<name> = dict(type="retrieval", every_steps=..., ...)
 
-Each is built as `Evaluator(name, cfg, *, predict, mesh, data_cfg, tokenizer)`, `predict` being the
-model's functions of the parameters (models/predict.py) that its driver (the train loop,
-vl_jax/evaluate.py) passes, and has `every_steps` and
+Each is an encode.Evaluator, built as `Evaluator(name, cfg, *, predict, mesh, data_cfg,
+tokenizer)`, `predict` being the model's functions of the parameters (models/predict.py) that its
+driver (the train loop, vl_jax/evaluate.py) passes, and has `every_steps` and
 `run(params, artifacts_dir=None) -> {metric: value}`.
 """
 

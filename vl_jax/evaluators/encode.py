@@ -149,3 +149,24 @@ class Encoder:
                         {"tokens": tokens})
     check_finite(out, f"{len(texts)} texts ({texts[0]!r}, ...)")
     return out["text"]
+
+
+class Evaluator:
+  """What every evaluator holds: its name and config (`config.evals.<name>`), `every_steps`, the
+  data config and tokenizer, and an Encoder of the model's predict functions at the config's
+  batch size."""
+
+  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
+    self.name, self.cfg, self.data_cfg, self.tokenizer = name, cfg, data_cfg, tokenizer
+    self.every_steps = cfg.every_steps
+    self.encoder = Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
+                           f"config.evals.{name}.batch_size")
+
+  def read_field(self, field: str, task: str) -> list:
+    """The task field `field` of every record of the split, in record order (read_field)."""
+    return pipeline.read_field(self.data_cfg.dir, self.cfg.split, field,
+                               f"evaluator {self.name!r} ({task})")
+
+  def videos(self, params) -> np.ndarray:
+    """The split's clip embeddings in record order, each video's `num_clips` clips averaged."""
+    return self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]

@@ -4,7 +4,6 @@ one."""
 
 import numpy as np
 
-from input_pipeline import pipeline
 from input_pipeline.errors import DataError
 from vl_jax.evaluators import encode
 
@@ -17,19 +16,17 @@ def choice_accuracy(video: np.ndarray, options: np.ndarray, answers: np.ndarray)
   return float(100.0 * np.mean((scores >= right).sum(axis=1) == 1))
 
 
-class MultipleChoiceEvaluator:
+class MultipleChoiceEvaluator(encode.Evaluator):
   """Accuracy (percent) of picking each clip's right caption among its candidates.
 
   Config: `split`, `batch_size`, `num_clips`, `every_steps`.
   """
 
   def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
-    self.name, self.cfg = name, cfg
-    self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
-                                  f"config.evals.{name}.batch_size")
+    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
+                     tokenizer=tokenizer)
     # The candidates do not change between runs: read (and checked) once.
-    mc = pipeline.read_field(data_cfg.dir, cfg.split, "mc", f"evaluator {name!r} (multiple choice)")
+    mc = self.read_field("mc", "multiple choice")
     k = len(mc[0]["options"])
     bad = [i for i, m in enumerate(mc) if len(m["options"]) != k or not 0 <= m["answer"] < k]
     if bad:
@@ -40,6 +37,6 @@ class MultipleChoiceEvaluator:
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     del artifacts_dir
-    video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
+    video = self.videos(params)
     options = self.encoder.texts(params, self.options).reshape(len(video), -1, video.shape[1])
     return {"accuracy": choice_accuracy(video, options, self.answers)}

@@ -5,13 +5,13 @@ among the classes counts as wrong, as in the published numbers."""
 import jax
 import numpy as np
 
-from input_pipeline import pipeline, text_annotations
+from input_pipeline import text_annotations
 from input_pipeline.errors import ConfigError, DataError
 from vl_jax import sharding
 from vl_jax.evaluators import encode
 
 
-class QAEvaluator:
+class QAEvaluator(encode.Evaluator):
   """Accuracy (percent) over all questions of `split`.
 
   Config: `split`, `batch_size`, `num_clips`, `every_steps`; the model must have an answer head
@@ -23,10 +23,8 @@ class QAEvaluator:
     if predict.answer_logits is None:
       raise ConfigError(f"config.evals.{name}: the QA evaluator needs a model with an answer head "
                         f"(config.data.text='question', config.data.num_answers > 0)")
-    self.name, self.cfg = name, cfg
-    self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
-                                  f"config.evals.{name}.batch_size")
+    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
+                     tokenizer=tokenizer)
     self.fused = predict.answer_fused
     if self.fused:  # the question's tokens fused with the clip's frame tokens
       def answer(params, b):
@@ -38,7 +36,7 @@ class QAEvaluator:
     self._predict = jax.jit(lambda params, b: {"answer": answer(params, b).argmax(-1)},
                             out_shardings=sharding.replicated(mesh))
     # The questions do not change between runs: read once, with each one's clip and answer class.
-    qa = pipeline.read_field(data_cfg.dir, cfg.split, "qa", f"evaluator {name!r} (open-ended QA)")
+    qa = self.read_field("qa", "open-ended QA")
     self.clip = np.asarray([i for i, questions in enumerate(qa) for _ in questions])
     self.questions = [q["question"] for questions in qa for q in questions]
     if not self.questions:
@@ -51,8 +49,7 @@ class QAEvaluator:
     clips = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips, tokens=self.fused)[0]
     if self.fused:
       inputs = {"frame_tokens": clips["frame_tokens"][self.clip],
-                "tokens": self.encoder.tokenizer.encode(self.questions,
-                                                        self.encoder.data_cfg.max_text_len)}
+                "tokens": self.tokenizer.encode(self.questions, self.data_cfg.max_text_len)}
     else:
       inputs = {"video": clips["video"][self.clip],
                 "text": self.encoder.texts(params, self.questions)}

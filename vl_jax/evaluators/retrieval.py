@@ -49,7 +49,7 @@ def retrieval_metrics(text: np.ndarray, video: np.ndarray, text_video: np.ndarra
   return out
 
 
-class RetrievalEvaluator:
+class RetrievalEvaluator(encode.Evaluator):
   """Encodes a split with the model's two towers and ranks every caption against every clip.
 
   `captions`: "first" queries with each clip's first caption; "all" with every caption of every
@@ -72,10 +72,8 @@ class RetrievalEvaluator:
     if not terms or set(terms) - set(rerank.TERMS):
       raise ConfigError(f"config.evals.{name}.rerank_terms={terms}: a non-empty selection of "
                         f"{rerank.TERMS}")
-    self.name, self.cfg, self.data_cfg, self.tokenizer = name, cfg, data_cfg, tokenizer
-    self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
-                                  f"config.evals.{name}.batch_size")
+    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
+                     tokenizer=tokenizer)
     # Per direction; None where no term is left (v2t of a token-only selection): not re-ranked.
     self._pair_scores = {
         direction: jax.jit(functools.partial(rerank.pair_scores, predict, terms=kept),

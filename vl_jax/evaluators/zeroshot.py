@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 
-from input_pipeline import pipeline
 from input_pipeline.errors import ConfigError, DataError
 from vl_jax.evaluators import encode
 from vl_jax.models import layers
@@ -39,7 +38,7 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
   return float(100.0 * np.mean((scores > true).sum(axis=1) + (scores == true).sum(axis=1) - 1 < k))
 
 
-class ZeroShotEvaluator:
+class ZeroShotEvaluator(encode.Evaluator):
   """Top-1 and top-5 accuracy (percent) of zero-shot classification of `split`'s clips.
 
   Config: `labels` (a shipped list name or a file), `templates` (strings with one `{}`),
@@ -47,19 +46,16 @@ class ZeroShotEvaluator:
   """
 
   def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
-    self.name, self.cfg = name, cfg
-    self.every_steps = cfg.every_steps
+    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
+                     tokenizer=tokenizer)
     self.classes = load_labels(cfg.labels)
     bad = [t for t in cfg.templates if t.count("{}") != 1]
     if not cfg.templates or bad:
       raise ConfigError(f"config.evals.{name}.templates: each must hold one '{{}}' "
                         f"(got {list(cfg.templates)!r})")
-    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
-                                  f"config.evals.{name}.batch_size")
     # The clips' classes do not change between runs: read (and checked) once.
     index = {label: i for i, (label, _) in enumerate(self.classes)}
-    labels = pipeline.read_field(data_cfg.dir, cfg.split, "label",
-                                 f"evaluator {name!r} (zero-shot classification)")
+    labels = self.read_field("label", "zero-shot classification")
     unknown = sorted(set(labels) - index.keys())
     if unknown:
       raise DataError(f"{data_cfg.dir}/{cfg.split}: labels {unknown[:3]} are not in the "
@@ -73,7 +69,6 @@ class ZeroShotEvaluator:
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:
     del artifacts_dir
-    video = self.encoder.clips(params, self.cfg.split, self.cfg.num_clips)[0]["video"]
-    scores = video @ self.class_embeddings(params).T
+    scores = self.videos(params) @ self.class_embeddings(params).T
     return {"top1": topk_accuracy(scores, self.labels, 1),
             "top5": topk_accuracy(scores, self.labels, min(5, len(self.classes)))}
