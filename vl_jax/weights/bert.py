@@ -97,18 +97,7 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
   prefix = hf["model_type"] + "."  # task models (BertForMaskedLM, ...) nest the encoder
   if any(k.startswith(prefix) for k in tensors):
     tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-  expected = {f"embeddings.{n}" for n in ("word_embeddings.weight", "position_embeddings.weight",
-                                          "LayerNorm.weight", "LayerNorm.bias")}
-  if flavour["token_type"]:
-    expected.add("embeddings.token_type_embeddings.weight")
-  for i in range(text_cfg.depth):
-    for part in flavour["parts"].values():
-      expected |= {flavour["layer"].format(i=i) + part + s for s in (".weight", ".bias")}
-  files.check_names(set(tensors), expected, IGNORED, path)
-  for name in sorted(expected):
-    files.check_values(name, tensors[name], path)
-
+  tensors = files.Tensors(tensors, path)
   positions = tensors["embeddings.position_embeddings.weight"][:max_len]
   if flavour["token_type"]:
     positions = positions + tensors["embeddings.token_type_embeddings.weight"][0]
@@ -130,4 +119,5 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
     for norm in ("attention_norm", "output_norm"):
       out[ours + norm + "/scale"] = get(norm, ".weight")
       out[ours + norm + "/bias"] = get(norm, ".bias")
+  tensors.check_all_read(IGNORED)
   return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}

@@ -61,32 +61,10 @@ OPEN_CLIP_NAMES = {
 }
 
 
-def _expected(depths: dict[str, int]) -> set[str]:
-  """The Hugging Face names of a CLIPModel with these tower depths."""
-  names = {"logit_scale", "visual_projection.weight", "text_projection.weight",
-           "vision_model.embeddings.patch_embedding.weight",
-           "vision_model.embeddings.class_embedding",
-           "vision_model.embeddings.position_embedding.weight",
-           "text_model.embeddings.token_embedding.weight",
-           "text_model.embeddings.position_embedding.weight"}
-  names |= {f"{n}.{s}" for n in ("vision_model.pre_layrnorm", "vision_model.post_layernorm",
-                                 "text_model.final_layer_norm") for s in ("weight", "bias")}
-  for tower, prefix in TOWERS:
-    for i in range(depths[tower]):
-      parts = [p[0] for p in BLOCK] + [f"self_attn.{p[0]}" for p in ATTENTION]
-      names |= {f"{prefix}encoder.layers.{i}.{p}.{s}" for p in parts for s in ("weight", "bias")}
-  return names
-
-
 def _from_open_clip(t: dict, path: str) -> dict:
   """Hugging Face's names and layouts of an open_clip state dict."""
   depths = [files.block_count(t, theirs) for theirs, _ in OPEN_CLIP_PREFIXES]
-  expected = set(OPEN_CLIP_NAMES) | {"visual.proj", "text_projection"}
-  for (theirs, _), depth in zip(OPEN_CLIP_PREFIXES, depths):
-    for i in range(depth):
-      expected |= {f"{theirs}{i}.{p}{s}" for p in [f"{p[0]}." for p in OPEN_CLIP_PARTS]
-                   + ["attn.in_proj_"] for s in ("weight", "bias")}
-  files.check_names(set(t), expected, IGNORED, path)
+  t = files.Tensors(t, path)
   out = {hf: t[oc] for oc, hf in OPEN_CLIP_NAMES.items()}
   out["visual_projection.weight"] = t["visual.proj"].T  # open_clip's [in, out]
   out["text_projection.weight"] = t["text_projection"].T
@@ -98,6 +76,7 @@ def _from_open_clip(t: dict, path: str) -> dict:
       for s in ("weight", "bias"):  # q, k, v stacked on the rows
         for j, q in enumerate(np.split(t[f"{theirs}{i}.attn.in_proj_{s}"], 3)):
           out[f"{ours}{i}.self_attn.{ATTENTION[j][0]}.{s}"] = q
+  t.check_all_read(IGNORED)
   return out
 
 
@@ -154,11 +133,8 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   """{path: array} of the CLIP checkpoint in `directory` for the model of `model_cfg` on the data
   shapes of `data_cfg`, blocks unrolled (files.to_model_layout)."""
   t, configs, path = _read(directory)
+  t = files.Tensors(t, path)
   depths = {tower: files.block_count(t, f"{prefix}encoder.layers.") for tower, prefix in TOWERS}
-  expected = _expected(depths)
-  files.check_names(set(t), expected, IGNORED, path)
-  for name in sorted(expected):
-    files.check_values(name, t[name], path)
   _check_config(model_cfg, data_cfg, t, configs, path)
   tokenizer = tokenizer_lib.HuggingFace(os.path.join(directory, TOKENIZER))
   if tokenizer.specials[2:4] != ("<|startoftext|>", "<|endoftext|>"):
@@ -202,6 +178,8 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   for ours, theirs in (("video_proj", "visual_projection"), ("text_proj", "text_projection")):
     weight = t[f"{theirs}.weight"]
     result |= {f"{ours}/kernel": weight.T, f"{ours}/bias": np.zeros(weight.shape[0])}
+  log_inv_temperature = t["logit_scale"].reshape(())  # read (and checked) either way
   if model_cfg.temperature.learn:
-    result["log_inv_temperature"] = t["logit_scale"].reshape(())
+    result["log_inv_temperature"] = log_inv_temperature
+  t.check_all_read(IGNORED)
   return {k: np.array(v, np.float32, order="C") for k, v in result.items()}  # 0-d stays 0-d

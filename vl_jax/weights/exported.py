@@ -55,10 +55,6 @@ def locate(path: str) -> Location:
                   f"checkpoint directory, or an exported model ({WEIGHTS} with {CONFIG})")
 
 
-def model_dir(path: str) -> str:
-  return locate(path).directory
-
-
 def read_config(directory: str) -> ml_collections.ConfigDict:
   """{model, data} of a workdir's resolved config or an export's config."""
   path = epath.Path(directory) / CONFIG

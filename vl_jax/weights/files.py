@@ -30,17 +30,31 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   raise DataError(f"{path}: expected a .safetensors or .npz weight file")
 
 
-def check_names(found: set[str], expected: set[str], ignored: re.Pattern, path: str) -> None:
-  """One-line errors for a tensor `expected` that the file lacks, or one that it holds and no
-  parameter takes (except names matching `ignored`: heads and buffers of the source model)."""
-  missing = sorted(expected - found)
-  if missing:
-    raise DataError(f"{path}: no tensor {missing[0]!r} ({len(missing)} missing), which the "
-                    f"import needs")
-  extra = sorted(n for n in found - expected if not ignored.search(n))
-  if extra:
-    raise DataError(f"{path}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected): not the "
-                    f"layout this importer reads, or another architecture")
+class Tensors(dict):
+  """A checkpoint's tensors as an importer reads them, by name: one the file lacks is a DataError
+  naming it, each is checked when first read (check_values), and `check_all_read` names one that
+  the import did not read (another layout or architecture), so the conversion itself says which
+  tensors a layout has."""
+
+  def __init__(self, tensors: dict[str, np.ndarray], path: str):
+    super().__init__(tensors)
+    self.path, self.read = path, set()
+
+  def __getitem__(self, name: str) -> np.ndarray:
+    if name not in self:
+      raise DataError(f"{self.path}: no tensor {name!r}, which the import needs")
+    if name not in self.read:
+      check_values(name, super().__getitem__(name), self.path)
+      self.read.add(name)
+    return super().__getitem__(name)
+
+  def check_all_read(self, ignored: re.Pattern) -> None:
+    """DataError naming a tensor that nothing read, except names matching `ignored` (heads and
+    buffers of the source model)."""
+    extra = sorted(n for n in self.keys() - self.read if not ignored.search(n))
+    if extra:
+      raise DataError(f"{self.path}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected): "
+                      f"not the layout this importer reads, or another architecture")
 
 
 def to_model_layout(flat: dict[str, np.ndarray], model_names) -> dict[str, np.ndarray]:

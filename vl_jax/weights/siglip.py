@@ -48,18 +48,16 @@ def checkpoint_path(directory: str) -> str:
   return found[0] if found else None
 
 
-def _tree(path: str) -> tuple[dict, dict, dict]:
+def _tree(path: str) -> tuple[dict, files.Tensors, files.Tensors]:
   """(image, text, top-level) subtrees of a big_vision SigLIP checkpoint, scanned stacks
-  unrolled."""
+  unrolled; the image's is read by vit.big_vision_image."""
   t = files.read_tensors(path)
-  for name in sorted(t):
-    files.check_values(name, t[name], path)
   t = vit.unrolled({k.removeprefix("params/"): v for k, v in t.items()})
   if not any(k.startswith("img/") for k in t) or not any(k.startswith("txt/") for k in t):
     raise DataError(f"{path}: no img/ and txt/ parameters: not a big_vision SigLIP checkpoint")
   sub = lambda prefix: {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
   rest = {k: v for k, v in t.items() if not k.startswith(("img/", "txt/"))}
-  return sub("img/"), sub("txt/"), rest
+  return sub("img/"), files.Tensors(sub("txt/"), f"{path} (txt/)"), files.Tensors(rest, path)
 
 
 def _check_config(model_cfg, data_cfg, img: dict, txt: dict, path: str) -> None:
@@ -104,16 +102,6 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   if "head/kernel" in img:
     raise DataError(f"{path}: an image head (img/head), which SigLIP's image embedding lacks and "
                     f"the import does not read")
-  text_names = {}
-  for i in range(files.block_count(txt, "Encoder_0/encoderblock_")):
-    text_names |= vit.big_vision_names(TEXT_BLOCK, f"Encoder_0/encoderblock_{i}/", f"layer_{i}/")
-  files.check_names(set(txt), {"Embed_0/embedding", "pos_embedding", "head/kernel", "head/bias",
-                               "Encoder_0/encoder_norm/scale", "Encoder_0/encoder_norm/bias"}
-                    | text_names.keys(), re.compile("$^"), f"{path} (txt/)")
-  map_names = vit.big_vision_names(MAP_HEAD, "MAPHead_0/", "map_head/")
-  files.check_names({k for k in img if k.startswith("MAPHead_0/")},
-                    {"MAPHead_0/probe"} | map_names.keys(), re.compile("$^"), f"{path} (img/)")
-  files.check_names(set(top), {"t", "b"}, re.compile("$^"), path)
   _check_config(model_cfg, data_cfg, img, txt, path)
   tokenizer = tokenizer_lib.load(os.path.join(directory, TOKENIZER))
   if not getattr(tokenizer, "siglip", False):
@@ -121,13 +109,19 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
                     f"{' '.join(tokenizer_lib.SentencePiece.SIGLIP_PIECES)})")
 
   video = vit.big_vision_image(img, model_cfg.video.depth, path)
-  video |= {"map_head/probe": img["MAPHead_0/probe"]}
-  video |= {ours: img[theirs] for theirs, ours in map_names.items()}
+  head = files.Tensors({k: v for k, v in img.items() if k.startswith("MAPHead_0/")},
+                       f"{path} (img/)")
+  video |= {"map_head/probe": head["MAPHead_0/probe"]}
+  video |= {ours: head[theirs]
+            for theirs, ours in vit.big_vision_names(MAP_HEAD, "MAPHead_0/", "map_head/").items()}
   result = vit.video_tower(video, model_cfg.video, data_cfg.num_frames, data_cfg.image_size, path)
   width = model_cfg.embed_dim
   result |= {"video_proj/kernel": np.eye(width), "video_proj/bias": np.zeros(width)}
 
-  text = {ours: txt[theirs] for theirs, ours in text_names.items()}
+  text = {}
+  for i in range(model_cfg.text.depth):
+    text |= {ours: txt[theirs] for theirs, ours in vit.big_vision_names(
+        TEXT_BLOCK, f"Encoder_0/encoderblock_{i}/", f"layer_{i}/").items()}
   positions = txt["pos_embedding"].reshape(-1, model_cfg.text.width)
   text |= {"word_embeddings/embedding": files.word_embeddings(txt["Embed_0/embedding"],
                                                               tokenizer, path),
@@ -137,8 +131,11 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
            "final_norm/bias": txt["Encoder_0/encoder_norm/bias"]}
   result |= {f"text/{k}": v for k, v in text.items()}
   result |= {"text_proj/kernel": txt["head/kernel"], "text_proj/bias": txt["head/bias"]}
+  t, b = top["t"].reshape(()), top["b"].reshape(())  # read (and checked) either way
   if model_cfg.temperature.learn:
-    result["log_inv_temperature"] = top["t"].reshape(())
+    result["log_inv_temperature"] = t
   if model_cfg.get("sigmoid_bias", False):
-    result["sigmoid_bias/bias"] = top["b"].reshape(())
+    result["sigmoid_bias/bias"] = b
+  for read in (txt, top, head):
+    read.check_all_read(re.compile("$^"))
   return {k: np.array(v, np.float32, order="C") for k, v in result.items()}  # 0-d stays 0-d

@@ -27,13 +27,13 @@ from vl_jax.weights import files
 
 IGNORED = re.compile(r"^(head[./]|fc_norm\.|pre_logits[./]|MAPHead_0/)")
 # Block parts: (theirs, ours, whether it is a norm). big_vision / vision_transformer's, then timm's
-# (whose q, k, v are one stacked `attn.qkv`).
+# but the attention (q, k, v stacked in `attn.qkv`, then `attn.proj`).
 BIG_VISION = (("LayerNorm_0", "norm_spatial", True), ("LayerNorm_1", "norm_mlp", True),
               ("MlpBlock_0/Dense_0", "mlp/fc1", False), ("MlpBlock_0/Dense_1", "mlp/fc2", False),
               *((f"MultiHeadDotProductAttention_0/{p}", f"attn_spatial/{p}", False)
                 for p in ("query", "key", "value", "out")))
 TIMM = (("norm1", "norm_spatial", True), ("norm2", "norm_mlp", True), ("mlp.fc1", "mlp/fc1", False),
-        ("mlp.fc2", "mlp/fc2", False), ("attn.proj", "attn_spatial/out", False))
+        ("mlp.fc2", "mlp/fc2", False))
 
 
 def big_vision_names(parts, theirs: str, ours: str) -> dict[str, str]:
@@ -60,31 +60,24 @@ def big_vision_image(t: dict, depth: int, path: str) -> dict:
   for prefix in ("params/", "opt/target/"):
     if t and all(k.startswith(prefix) for k in t):
       t = {k[len(prefix):]: v for k, v in t.items()}
-  t = unrolled(t)
+  t = files.Tensors(unrolled(t), path)
   pos = "pos_embedding" if "pos_embedding" in t else "Transformer/posembed_input/pos_embedding"
-  blocks = {}
-  for i in range(depth):
-    blocks |= big_vision_names(BIG_VISION, f"Transformer/encoderblock_{i}/", f"block_{i}/")
-  expected = {"embedding/kernel", "embedding/bias", pos, "Transformer/encoder_norm/scale",
-              "Transformer/encoder_norm/bias"} | ({"cls"} & set(t)) | blocks.keys()
-  files.check_names(set(t), expected, IGNORED, path)
   out = {"embedding/kernel": t["embedding/kernel"], "embedding/bias": t["embedding/bias"],
          "pos_embedding": t[pos].reshape(-1, t[pos].shape[-1]),
          "encoder_norm/scale": t["Transformer/encoder_norm/scale"],
          "encoder_norm/bias": t["Transformer/encoder_norm/bias"]}
   if "cls" in t:
     out["cls_token"] = t["cls"].reshape(-1)
-  return out | {ours: t[theirs] for theirs, ours in blocks.items()}
+  for i in range(depth):
+    names = big_vision_names(BIG_VISION, f"Transformer/encoderblock_{i}/", f"block_{i}/")
+    out |= {ours: t[theirs] for theirs, ours in names.items()}
+  t.check_all_read(IGNORED)
+  return out
 
 
 def _timm(t: dict, depth: int, num_heads: int, path: str) -> dict:
   """Ours (before the position embeddings are placed) of a timm VisionTransformer state dict."""
-  expected = {"patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", "norm.weight",
-              "norm.bias"} | ({"cls_token"} & set(t))
-  for i in range(depth):
-    expected |= {f"blocks.{i}.{p}.{s}" for p in (*(x[0] for x in TIMM), "attn.qkv")
-                 for s in ("weight", "bias")}
-  files.check_names(set(t), expected, IGNORED, path)
+  t = files.Tensors(t, path)
   w = t["patch_embed.proj.weight"]  # [D, 3, p, p] -> [p, p, 3, D]
   width = w.shape[0]
   out = {"embedding/kernel": w.transpose(2, 3, 1, 0), "embedding/bias": t["patch_embed.proj.bias"],
@@ -94,39 +87,27 @@ def _timm(t: dict, depth: int, num_heads: int, path: str) -> dict:
     out["cls_token"] = t["cls_token"].reshape(-1)
   for i in range(depth):
     b = lambda n: t[f"blocks.{i}.{n}"]
-    for theirs, ours, norm in TIMM:
+    for theirs, ours, norm in TIMM:  # torch's [out, in] kernels -> [in, out]
       weight = b(theirs + ".weight")
-      if norm:
-        out[f"block_{i}/{ours}/scale"] = weight
-      elif theirs == "attn.proj":  # [D, D] -> [heads, head_dim, D]
-        out[f"block_{i}/{ours}/kernel"] = weight.T.reshape(num_heads, -1, width)
-      else:  # torch's [out, in] -> [in, out]
-        out[f"block_{i}/{ours}/kernel"] = weight.T
+      out[f"block_{i}/{ours}/" + ("scale" if norm else "kernel")] = weight if norm else weight.T
       out[f"block_{i}/{ours}/bias"] = b(theirs + ".bias")
-    qkv_w, qkv_b = b("attn.qkv.weight"), b("attn.qkv.bias")  # q, k, v stacked on the rows
-    for j, part in enumerate(("query", "key", "value")):
-      rows = slice(j * width, (j + 1) * width)
-      out[f"block_{i}/attn_spatial/{part}/kernel"] = qkv_w[rows].T.reshape(width, num_heads, -1)
-      out[f"block_{i}/attn_spatial/{part}/bias"] = qkv_b[rows].reshape(num_heads, -1)
+    qkv = zip(np.split(b("attn.qkv.weight"), 3), np.split(b("attn.qkv.bias"), 3))
+    attention = files.torch_attention(
+        {**dict(zip(("query", "key", "value"), qkv)),
+         "out": (b("attn.proj.weight"), b("attn.proj.bias"))}, num_heads)
+    out |= {f"block_{i}/attn_spatial/{k}": v for k, v in attention.items()}
+  t.check_all_read(IGNORED)
   return out
-
-
-def _depth(t: dict, timm: bool) -> int:
-  if not timm and (scanned := [v for k, v in t.items() if "encoderblock/" in k]):
-    return len(scanned[0])
-  pattern = r"blocks\.(\d+)\." if timm else r"(?:.*/)?encoderblock_(\d+)/"
-  found = {int(m[1]) for n in t if (m := re.match(pattern, n))}
-  return max(found) + 1 if found else 0
 
 
 def load(path: str, video_cfg, num_frames: int, image_size: int) -> dict[str, np.ndarray]:
   """{"video/...": array} of the ViT checkpoint at `path`, unrolled (files.to_model_layout), for
   the tower of `video_cfg` on `num_frames` frames of `image_size`."""
   t = files.read_tensors(path)
-  for name in sorted(t):  # a ViT checkpoint holds weights only
-    files.check_values(name, t[name], path)
   timm = "patch_embed.proj.weight" in t
-  depth = _depth(t, timm)
+  # Block names after any prefix ("params/Transformer/..."), of a scanned stack once unrolled.
+  depth = files.block_count(t if timm else [n.split("Transformer/", 1)[-1] for n in unrolled(t)],
+                            "blocks." if timm else "encoderblock_")
   if depth != video_cfg.depth:
     raise ConfigError(f"config.model.video.depth={video_cfg.depth} but {path} has {depth} blocks")
   ours = _timm(t, depth, video_cfg.num_heads, path) if timm else big_vision_image(t, depth, path)
@@ -154,10 +135,9 @@ def video_tower(ours: dict, video_cfg, num_frames: int, image_size: int,
     raise ConfigError(f"config.model.video.cls_token={video_cfg.cls_token} but {path} "
                       f"{'has a' if has_cls else 'has no'} class token: set it to {has_cls}")
   pos = ours.pop("pos_embedding")
-  if has_cls and math.isqrt(len(pos) - 1) ** 2 == len(pos) - 1:  # the class token's row first
-    ours["cls_token"] = (ours["cls_token"] + pos[0]).reshape(1, 1, 1, width)
-    pos = pos[1:]
-  elif has_cls:
+  if has_cls:
+    if math.isqrt(len(pos) - 1) ** 2 == len(pos) - 1:  # the class token's row first
+      ours["cls_token"], pos = ours["cls_token"] + pos[0], pos[1:]
     ours["cls_token"] = ours["cls_token"].reshape(1, 1, 1, width)
   side, grid = math.isqrt(len(pos)), image_size // patch
   if side * side != len(pos):
