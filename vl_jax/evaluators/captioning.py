@@ -7,7 +7,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from input_pipeline import files, pipeline
+from input_pipeline import files
 from input_pipeline.errors import ConfigError
 from vl_jax import sharding
 from vl_jax.evaluators import encode
@@ -18,15 +18,13 @@ def generate(predict, params, frames, max_len: int, beam: int, alpha: float):
   """[B, max_len] generated tokens ([CLS] caption [SEP] PAD...) for clips `frames` [B, T, H, W, 3];
   beam 1 is greedy decoding."""
   video = predict.encode_video(params, frames)["video_tokens"]
-  if beam > 1:  # every hypothesis reads its clip: [B * beam, ...], the beams of a clip adjacent
-    video = jnp.repeat(video, beam, axis=0)
-  logits_fn = lambda tokens: predict.caption_logits(params, video, tokens)
-  if beam == 1:
-    return decoding.greedy(logits_fn, frames.shape[0], max_len)
-  return decoding.beam_search(logits_fn, frames.shape[0], max_len, beam, alpha)
+  # Every hypothesis reads its clip: [B * beam, ...], the beams of a clip adjacent.
+  video = jnp.repeat(video, beam, axis=0)
+  return decoding.beam_search(lambda tokens: predict.caption_logits(params, video, tokens),
+                              frames.shape[0], max_len, beam, alpha)
 
 
-class CaptioningEvaluator:
+class CaptioningEvaluator(encode.Evaluator):
   """Caption metrics (x100) over every clip of `split`; writes the captions to
   `captions_{split}.json` (clip id -> caption) in the artifacts directory.
 
@@ -43,19 +41,15 @@ class CaptioningEvaluator:
                         "(config.model.decoder.depth > 0)")
     if cfg.beam < 1:
       raise ConfigError(f"config.evals.{name}.beam={cfg.beam}: must be 1 (greedy) or more")
-    self.name, self.cfg, self.tokenizer = name, cfg, tokenizer
-    self.every_steps = cfg.every_steps
-    self.encoder = encode.Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
-                                  f"config.evals.{name}.batch_size")
+    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
+                     tokenizer=tokenizer)
     self._generate = jax.jit(
         lambda params, b: {"tokens": generate(predict, params, b["frames"][:, 0],
                                               data_cfg.max_text_len, cfg.beam,
                                               cfg.length_penalty)},
         out_shardings=sharding.replicated(mesh))
-    where = f"evaluator {name!r} (captioning)"
-    self.clip_ids = [str(c) for c in pipeline.read_field(data_cfg.dir, cfg.split, "clip_id", where)]
-    captions = pipeline.read_field(data_cfg.dir, cfg.split, "captions", where)
-    self.references = dict(zip(self.clip_ids, captions))
+    self.clip_ids = [str(c) for c in self.read_field("clip_id", "captioning")]
+    self.references = dict(zip(self.clip_ids, self.read_field("captions", "captioning")))
 
   def captions(self, params) -> dict[str, str]:
     """{clip id: generated caption} of every clip of the split."""

@@ -1,6 +1,7 @@
-"""Greedy and beam-search caption generation with static shapes, jit-compiled end to end.
+"""Beam-search caption generation (a beam of 1: greedy decoding) with static shapes, jit-compiled
+end to end.
 
-Both take `logits_fn(tokens [N, L]) -> [N, L, V]`, a causal next-token model (the logits at
+It takes `logits_fn(tokens [N, L]) -> [N, L, V]`, a causal next-token model (the logits at
 position i depend on tokens 0 .. i only: CaptionDecoder), and fill a fixed [.., L] buffer that
 starts as [CLS] PAD ...; step t writes position t from the logits at t - 1. A sequence ends at its
 [SEP], after which it holds padding. The loop is a `lax.while_loop` that stops once every sequence
@@ -25,24 +26,6 @@ def _next_log_probs(logits_fn, tokens, t):
   return jax.nn.log_softmax(logits, axis=-1)
 
 
-def _start(shape):
-  return jnp.full(shape, PAD_ID, jnp.int32).at[..., 0].set(CLS_ID)
-
-
-def greedy(logits_fn, batch_size: int, max_len: int):
-  """[B, L] tokens: at each step the most likely next token."""
-
-  def body(carry):
-    t, tokens, done = carry
-    nxt = _next_log_probs(logits_fn, tokens, t).argmax(-1).astype(jnp.int32)
-    nxt = jnp.where(done, PAD_ID, nxt)
-    return t + 1, tokens.at[:, t].set(nxt), done | (nxt == SEP_ID)
-
-  cond = lambda carry: (carry[0] < max_len) & ~carry[2].all()
-  init = (jnp.int32(1), _start((batch_size, max_len)), jnp.zeros((batch_size,), bool))
-  return jax.lax.while_loop(cond, body, init)[1]
-
-
 def length_normalized(scores, lengths, alpha: float):
   """GNMT's length penalty: score / ((5 + length) / 6)^alpha (alpha 0: the summed log-prob)."""
   return scores / ((5.0 + lengths) / 6.0) ** alpha
@@ -52,7 +35,8 @@ def beam_search(logits_fn, batch_size: int, max_len: int, beam: int, alpha: floa
   """[B, L] tokens: the best of `beam` hypotheses kept per clip by summed log-probability; at the
   end they are ranked by `length_normalized` (their length counts the generated tokens, [SEP]
   included). An ended hypothesis keeps its score and extends only with padding, so it competes
-  with the live ones until the end. With beam 1 this is greedy decoding."""
+  with the live ones until the end. With beam 1 this is greedy decoding: at each step the most
+  likely next token."""
   b, k = batch_size, beam
 
   def body(carry):
@@ -72,7 +56,8 @@ def beam_search(logits_fn, batch_size: int, max_len: int, beam: int, alpha: floa
   # Only the first hypothesis is live at the start: k copies of it would fill the beam with
   # duplicates.
   scores = jnp.full((b, k), -jnp.inf).at[:, 0].set(0.0)
-  init = (jnp.int32(1), _start((b, k, max_len)), scores, jnp.zeros((b, k), bool))
+  start = jnp.full((b, k, max_len), PAD_ID, jnp.int32).at[..., 0].set(CLS_ID)
+  init = (jnp.int32(1), start, scores, jnp.zeros((b, k), bool))
   _, tokens, scores, _ = jax.lax.while_loop(cond, body, init)
   lengths = ((tokens != PAD_ID) & (tokens != CLS_ID)).sum(-1)
   best = length_normalized(scores, lengths, alpha).argmax(-1)
