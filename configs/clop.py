@@ -46,6 +46,5 @@ def get_config(arg=None):
                                          train_split="train", weight=1.0))
   if not args.contrastive:
     common.add_knowledge(config, size=1000, min_count=5)
-    common.add_skp(config)
     common.add_kcl(config, "sample" if args.sample else "weight", num_negatives=16)
   return config.lock()

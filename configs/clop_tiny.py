@@ -25,7 +25,6 @@ def get_config(arg=None):
   if variant != "contrastive":
     # 256 classes: all entries of the synthetic captions in 2 or more of them.
     common.add_knowledge(config, size=256, min_count=2)
-    common.add_skp(config)
   if variant in (None, "sample"):
     common.add_kcl(config, "sample" if variant else "weight", num_negatives=8)
   config.evals.multiple_choice = downstream.evaluator("multiple_choice", "val", batch_size=64,

@@ -17,6 +17,10 @@ CLIP_SIZES = {
 }
 CLIP_PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_TOWERS = dict(
+    video=dict(cls_token=True, frame_cls=True, pre_norm=True, activation="quick_gelu",
+               norm_epsilon=1e-5, pool="cls", pixel_mean=CLIP_PIXEL_MEAN, pixel_std=CLIP_PIXEL_STD),
+    text=dict(arch="clip", activation="quick_gelu", norm_epsilon=1e-5))
 # SigLIP's (vl_jax/weights/siglip.py): big_vision's B/16 at 224 (webli_en_b16_224), and the tiny
 # size. Its text is 64 tokens, one more here for the [CLS] its tower masks out.
 SIGLIP_SIZES = {
@@ -27,6 +31,10 @@ SIGLIP_SIZES = {
                  text=dict(width=64, depth=2, num_heads=4, mlp_dim=256), embed_dim=64,
                  max_text_len=17),
 }
+SIGLIP_TOWERS = dict(
+    video=dict(cls_token=False, frame_cls=False, pre_norm=False, activation="gelu_tanh",
+               norm_epsilon=1e-6, pool="map", pixel_mean=(0.5,) * 3, pixel_std=(0.5,) * 3),
+    text=dict(arch="siglip", activation="gelu_tanh", norm_epsilon=1e-6))
 
 
 def parse_arg(arg: str | None, config_file: str, **spec) -> ml_collections.ConfigDict:
@@ -67,6 +75,16 @@ def one_of(args: ml_collections.ConfigDict, names: tuple[str, ...], config_file:
   return on[0] if on else None
 
 
+def _image_text_towers(config, sizes: dict, towers: dict, size: str, temporal: bool):
+  """The towers of an image-text family at `sizes`, with its `towers` settings, on `config`, and
+  the import they start from: required at size "b16" ("" for random weights), none at "tiny"."""
+  for tower in ("video", "text"):
+    config.model[tower].update(sizes[tower] | towers[tower])
+  config.model.video.temporal = temporal
+  config.model.embed_dim = sizes["embed_dim"]
+  config.init_from.image_text = config_dict.placeholder(str) if size == "b16" else ""
+
+
 def use_clip(config, size: str, temporal: bool = True):
   """CLIP's towers of `size` (CLIP_SIZES) on a dual-encoder config, as config.init_from.image_text
   imports them: each frame the image model (its own class token; the embedding the mean of the
@@ -74,17 +92,9 @@ def use_clip(config, size: str, temporal: bool = True):
   blocks starting at zero (`temporal` False: none, frames encoded independently), CLIP's causal
   text tower, quick_gelu, CLIP's pixel statistics. The ViT-B/16 size requires
   config.init_from.image_text ("" for random weights); the tiny one starts random."""
-  sizes = CLIP_SIZES[size]
-  config.model.video.update(sizes["video"])
-  config.model.video.update(dict(
-      cls_token=True, frame_cls=True, pre_norm=True, temporal=temporal, activation="quick_gelu",
-      norm_epsilon=1e-5, pool="cls", pixel_mean=CLIP_PIXEL_MEAN, pixel_std=CLIP_PIXEL_STD))
-  config.model.text.update(sizes["text"])
-  config.model.text.update(dict(arch="clip", activation="quick_gelu", norm_epsilon=1e-5))
-  config.model.embed_dim = sizes["embed_dim"]
+  _image_text_towers(config, CLIP_SIZES[size], CLIP_TOWERS, size, temporal)
   # CLIP's learned logit scale replaces the initial temperature when it is imported.
   config.model.temperature = dict(init=0.07, learn=True)
-  config.init_from.image_text = config_dict.placeholder(str) if size == "b16" else ""
 
 
 def use_siglip(config, size: str, temporal: bool = True):
@@ -94,22 +104,13 @@ def use_siglip(config, size: str, temporal: bool = True):
   (no mask, pooled at the last position), tanh GELU, [-1, 1] pixels; the learned temperature
   and bias of the sigmoid loss (replacing the contrastive loss). The B/16 size requires
   config.init_from.image_text ("" for random weights); the tiny one starts random."""
-  sizes = SIGLIP_SIZES[size]
-  config.model.video.update(sizes["video"])
-  config.model.video.update(dict(
-      cls_token=False, frame_cls=False, pre_norm=False, temporal=temporal,
-      activation="gelu_tanh", norm_epsilon=1e-6, pool="map", pixel_mean=(0.5, 0.5, 0.5),
-      pixel_std=(0.5, 0.5, 0.5)))
-  config.model.text.update(sizes["text"])
-  config.model.text.update(dict(arch="siglip", activation="gelu_tanh", norm_epsilon=1e-6))
-  config.model.embed_dim = sizes["embed_dim"]
-  config.data.max_text_len = sizes["max_text_len"]
+  _image_text_towers(config, SIGLIP_SIZES[size], SIGLIP_TOWERS, size, temporal)
+  config.data.max_text_len = SIGLIP_SIZES[size]["max_text_len"]
   # SigLIP's starting temperature and bias (10 and -10), replaced by the checkpoint's.
   config.model.temperature = dict(init=0.1, learn=True)
   config.model.sigmoid_bias = True
   del config.objectives["contrastive"]
   config.objectives.sigmoid_contrastive = objectives.block("sigmoid_contrastive")
-  config.init_from.image_text = config_dict.placeholder(str) if size == "b16" else ""
 
 
 def add_coco_bert(config, depth: int, decoder_depth: int, coco: bool = True,
@@ -151,14 +152,11 @@ def add_masked_modeling(config, predictor_hidden: int, momentum: float, final_mo
 
 
 def add_knowledge(config, size: int, min_count: int):
-  """CLOP's knowledge classes (of the kinds configs/tiny.py sets: all four) and the knowledge head
-  on both embeddings."""
+  """CLOP's knowledge classes (of the kinds configs/tiny.py sets: all four), the knowledge head
+  on both embeddings and its prediction, SKP."""
   config.data.knowledge.size = size
   config.data.knowledge.min_count = min_count
   config.model.knowledge_head = dict(inputs=("video", "text"), hidden=0)
-
-
-def add_skp(config):
   config.objectives.skp = objectives.block("skp")
 
 
