@@ -137,15 +137,12 @@ def check_items(items: list[formats.Item], videos_dir: str):
   for item in items:
     good = []
     for c in item.captions:
-      if not isinstance(c, str):
-        notes.append(_skip(item, "caption dropped", f"not a string: {c!r}"))
-        continue
-      if not formats.is_utf8(c):
-        notes.append(_skip(item, "caption dropped", "not valid UTF-8"))
-        continue
-      c = " ".join(c.split())
-      if c:
-        good.append(c)
+      bad = (f"not a string: {c!r}" if not isinstance(c, str) else
+             None if formats.is_utf8(c) else "not valid UTF-8")
+      if bad:
+        notes.append(_skip(item, "caption dropped", bad))
+      elif c.split():
+        good.append(" ".join(c.split()))
     item.captions = good
     # Free-form metadata keeps what it can: bytes that are not UTF-8 become U+FFFD.
     item.meta = json.loads(json.dumps(item.meta, ensure_ascii=False)
@@ -399,7 +396,7 @@ def finish(plan: Plan, driver: dict[str, Any], vocab_split: str, vocab_size: int
     skipped += part["skipped"]
     notes += part["notes"]
     captions += part["captions"]
-    stats.merge(text_annotations.TextStats.from_json(part["stats"]))
+    stats.merge(part["stats"])
   elapsed = time.time() - t_start
   report = {"settings": dataclasses.asdict(settings), "num_items": len(plan.items),
             "num_clips": num_clips, "num_skipped": len(skipped),

@@ -8,3 +8,10 @@ class ConfigError(ValueError):
 
 class DataError(OSError):
   """A dataset directory or file is missing or malformed; the message names the path."""
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+  """Another library's exception in one short line, for a message of ours: its type and the
+  first line of its message (tensorstore's and msgpack's run over several)."""
+  lines = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {lines[0][:limit] if lines else ''}"

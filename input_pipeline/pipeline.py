@@ -25,7 +25,7 @@ import numpy as np
 
 from input_pipeline import (contract, shards, text_annotations, tfds_source,
                             tokenizer as tokenizer_lib)
-from input_pipeline.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError, one_line
 
 # grain runs transforms on its own threads; OpenCV's thread pool on top of them costs more in
 # hand-offs than it gains on frames this small (measured: 15% more CPU per clip).
@@ -239,10 +239,6 @@ def make_clip_transform(data_cfg, tokenizer, train: bool, source_dir: str | None
                        knowledge=knowledge_vocab(data_cfg) if train else None)
 
 
-def num_records(data_dir: str, split: str) -> int:
-  return len(records(data_dir, split))
-
-
 class _ShardRecords:
   """The records of a split's shard files as one random-access source: a record that cannot be
   read or decoded is named by its shard file and its index in that file, in one line."""
@@ -260,9 +256,7 @@ class _ShardRecords:
       data = self._source[index]
       shards.decode_record(data)  # checked here, where the record's file and position are known
     except Exception as e:  # pylint: disable=broad-except  # any bad record: named, raised
-      reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-      if not isinstance(e, DataError):
-        reason = f"unreadable ({type(e).__name__}: {reason})"
+      reason = str(e) if isinstance(e, DataError) else f"unreadable ({one_line(e, 200)})"
       raise DataError(f"{self._where(index)}: {reason}") from e
     return data
 

@@ -35,7 +35,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from etils import epath
 
 from input_pipeline import files
-from input_pipeline.errors import DataError
+from input_pipeline.errors import DataError, one_line
 
 FORMAT_VERSION = 2
 # group_size:1 keeps every record individually addressable for random access; JPEG frames do not
@@ -60,7 +60,7 @@ def decode_record(data: bytes) -> dict[str, Any]:
   try:
     record = msgpack.unpackb(data, raw=False)
   except (ValueError, msgpack.exceptions.UnpackException) as e:
-    raise DataError(f"corrupt ({type(e).__name__}: {str(e)[:200]})") from e
+    raise DataError(f"corrupt ({one_line(e, 200)})") from e
   if not isinstance(record, dict) or "clip_id" not in record:
     raise DataError("corrupt (not a clip record)")
   return record

@@ -28,7 +28,6 @@ classes are weighted by the smoothed form (our choice: CLOP states none).
 """
 
 import collections
-import json
 import math
 import os
 from typing import Any, Iterable
@@ -115,11 +114,11 @@ class TextStats:
   """Counts over a split: document frequency of caption words and knowledge entries, and the
   answers of its questions."""
 
+  COUNTERS = ("word_df", "knowledge_df", "answers")
+
   def __init__(self):
     self.num_captions = 0
-    self.word_df: collections.Counter = collections.Counter()
-    self.knowledge_df: collections.Counter = collections.Counter()
-    self.answers: collections.Counter = collections.Counter()
+    self.word_df, self.knowledge_df, self.answers = (collections.Counter() for _ in self.COUNTERS)
 
   def add(self, annotations: Iterable[dict[str, Any]]) -> None:
     for a in annotations:
@@ -131,23 +130,13 @@ class TextStats:
     self.answers.update(q["answer"] for q in qa)
 
   def to_json(self) -> dict[str, Any]:
-    return {"num_captions": self.num_captions, "word_df": dict(self.word_df),
-            "knowledge_df": dict(self.knowledge_df), "answers": dict(self.answers)}
+    return {"num_captions": self.num_captions, **{k: dict(getattr(self, k)) for k in self.COUNTERS}}
 
-  @classmethod
-  def from_json(cls, d: dict[str, Any]) -> "TextStats":
-    s = cls()
-    s.num_captions = d["num_captions"]
-    s.word_df.update(d["word_df"])
-    s.knowledge_df.update(d["knowledge_df"])
-    s.answers.update(d["answers"])
-    return s
-
-  def merge(self, other: "TextStats") -> None:
-    self.num_captions += other.num_captions
-    self.word_df.update(other.word_df)
-    self.knowledge_df.update(other.knowledge_df)
-    self.answers.update(other.answers)
+  def merge(self, counts: dict[str, Any]) -> None:
+    """Adds the counts of another part of the split, as its `to_json` gave them."""
+    self.num_captions += counts["num_captions"]
+    for k in self.COUNTERS:
+      getattr(self, k).update(counts[k])
 
   def write(self, data_dir: str) -> None:
     """Writes idf.json, knowledge_vocab.json and, if there were questions, answer_vocab.json (the
@@ -164,6 +153,17 @@ class TextStats:
                         {"num_questions": sum(self.answers.values()), "answers": answers})
 
 
+def _read_statistics(data_dir: str, name: str, missing: str) -> tuple[str, Any]:
+  """(path, body) of the statistics file `name` of `data_dir`; DataError saying `missing`."""
+  path = os.path.join(data_dir, name)
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: missing; {missing}")
+  return path, files.read_json(path)
+
+
+_NOT_CONVERTED = "the dataset's training split has not been converted yet"
+
+
 class IdfTable:
   """Word -> idf by `formula` (IDF_FORMULAS), from a dataset's idf.json; unseen words get the idf
   of df = 0."""
@@ -171,11 +171,7 @@ class IdfTable:
   def __init__(self, data_dir: str, formula: str = "smooth"):
     if formula not in IDF_FORMULAS:
       raise ConfigError(f"config.data.idf={formula!r}: one of {sorted(IDF_FORMULAS)}")
-    path = os.path.join(data_dir, IDF_FILE)
-    if not os.path.isfile(path):
-      raise DataError(f"{path}: missing; the dataset's training split has not been converted yet")
-    with open(path) as f:
-      body = json.load(f)
+    _, body = _read_statistics(data_dir, IDF_FILE, _NOT_CONVERTED)
     n = body["num_captions"]
     if "df" in body:
       df = body["df"]
@@ -200,11 +196,7 @@ class KnowledgeVocab:
     if unknown or not kinds:
       raise ConfigError(f"config.data.knowledge.kinds={tuple(kinds)}: expected a non-empty subset "
                         f"of {KNOWLEDGE_KINDS}")
-    path = os.path.join(data_dir, KNOWLEDGE_FILE)
-    if not os.path.isfile(path):
-      raise DataError(f"{path}: missing; the dataset's training split has not been converted yet")
-    with open(path) as f:
-      body = json.load(f)
+    path, body = _read_statistics(data_dir, KNOWLEDGE_FILE, _NOT_CONVERTED)
     kept = [(e, df) for e, df in body["entries"]
             if df >= min_count and e.split(":", 1)[0] in kinds][:size]
     if not kept:
@@ -239,12 +231,10 @@ class AnswerVocab:
   open-ended QA convention: MSRVTT-QA heads keep the top 1000); any other answer maps to -1."""
 
   def __init__(self, data_dir: str, size: int):
-    path = os.path.join(data_dir, ANSWER_FILE)
-    if not os.path.isfile(path):
-      raise DataError(f"{path}: missing; QA needs a dataset whose training split has questions "
-                      f"(a record field 'qa', e.g. converted with --format msrvtt_qa)")
-    with open(path) as f:
-      self.answers = [a for a, _ in json.load(f)["answers"][:size]]
+    _, body = _read_statistics(data_dir, ANSWER_FILE, "QA needs a dataset whose training split "
+                               "has questions (a record field 'qa', e.g. converted with --format "
+                               "msrvtt_qa)")
+    self.answers = [a for a, _ in body["answers"][:size]]
     self._ids = {a: i for i, a in enumerate(self.answers)}
 
   def __call__(self, answer: str) -> int:

@@ -30,7 +30,7 @@ from absl import logging
 from etils import epath
 
 from input_pipeline import files, formats, shards, text_annotations, tokenizer as tokenizer_lib
-from input_pipeline.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError, one_line
 
 INFO_FILE = "dataset_info.json"  # TFDS's, in its prepared folder
 _CHUNK = 256  # examples annotated per spaCy batch
@@ -268,7 +268,7 @@ class TfdsRecords:
       record["frames"] = parse(self._examples[index])[self._video]
     except Exception as e:  # pylint: disable=broad-except  # any bad record: named, raised
       raise DataError(f"TFDS dataset {self._dir}: {split} example {i}: unreadable "
-                      f"({type(e).__name__}: {str(e)[:200]})") from e
+                      f"({one_line(e, 200)})") from e
     if not record["frames"]:
       raise DataError(f"TFDS dataset {self._dir}: {split} example {i}: no frames in feature "
                       f"{self._video!r}")

@@ -107,7 +107,23 @@ def _canonical(text: str) -> str:
   return " ".join(text.lower().translate(_PUNCTUATION).split())
 
 
-class SentencePiece:
+class _Renumbered:
+  """What both tokenizers share: the renumbered vocabulary (`to_theirs`, `to_ours`) and, since
+  grain's worker processes receive transforms by pickling, a state that is the file's path, not
+  the library's object."""
+
+  def __getstate__(self):
+    return {"model_path": self.model_path}
+
+  def __setstate__(self, state):
+    self.__init__(state["model_path"])
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self.to_theirs)
+
+
+class SentencePiece(_Renumbered):
   """A sentencepiece model: one this codebase trained ([MASK] at MASK_ID), or SigLIP's vocabulary
   (T5's layout: <pad> </s> <unk> first, no begin token). Encodes text as
   `[CLS] pieces [SEP] PAD...` of a fixed length. SigLIP's ids are renumbered as
@@ -134,10 +150,6 @@ class SentencePiece:
     theirs = [1, 2, -1, 1, -1] if self.siglip else [PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID]
     self.to_theirs, self.to_ours = _renumber(theirs, size)
 
-  @property
-  def vocab_size(self) -> int:
-    return len(self.to_theirs)
-
   def encode(self, texts: list[str], max_len: int) -> np.ndarray:
     """Returns int32 [len(texts), max_len]; long texts are truncated but keep their [SEP]."""
     texts = [_canonical(t) for t in texts] if self.siglip else texts
@@ -162,15 +174,8 @@ class SentencePiece:
     return [self._sp.decode([t for t in self.to_theirs[_content(row)].tolist() if t >= 0]).strip()
             for row in np.asarray(tokens).tolist()]
 
-  # grain worker processes receive transforms by pickling; ship the model path, not the C++ object.
-  def __getstate__(self):
-    return {"model_path": self.model_path}
 
-  def __setstate__(self, state):
-    self.__init__(state["model_path"])
-
-
-class HuggingFace:
+class HuggingFace(_Renumbered):
   """A Hugging Face `tokenizer.json` (BERT's WordPiece, CLIP's byte-level BPE) with the encoding of
   SentencePiece. Its ids are renumbered so that the special tokens have this codebase's fixed ids
   (SPECIALS: [PAD] [UNK] [CLS] [SEP] [MASK] become 0 .. 4; CLIP's begin and end of text are [CLS]
@@ -203,10 +208,6 @@ class HuggingFace:
     self.to_theirs, self.to_ours = _renumber(
         theirs, self._tok.get_vocab_size(with_added_tokens=True))
 
-  @property
-  def vocab_size(self) -> int:
-    return len(self.to_theirs)
-
   def encode(self, texts: list[str], max_len: int) -> np.ndarray:
     encodings = self._tok.encode_batch(list(texts), add_special_tokens=False)
     return _fixed_length([self.to_ours[e.ids] for e in encodings], max_len)
@@ -227,12 +228,6 @@ class HuggingFace:
     # CLIP's BPE marks a word's last piece with a suffix that its decoder keeps ("dog</w>").
     suffix = getattr(self._tok.model, "end_of_word_suffix", None)
     return [t.replace(suffix, " ").strip() for t in texts] if suffix else texts
-
-  def __getstate__(self):
-    return {"model_path": self.model_path}
-
-  def __setstate__(self, state):
-    self.__init__(state["model_path"])
 
 
 Tokenizer = SentencePiece | HuggingFace

@@ -34,7 +34,7 @@ def test_loaded_model_retrieves_as_evaluation_scored_it(pretrained):
   config, workdir, _, results = pretrained
   model = vl_pretrained.load(workdir)
   assert model.step == config.total_steps
-  clips, captions = val_clips(model, pipeline.num_records(config.data.dir, "val"))
+  clips, captions = val_clips(model, len(pipeline.records(config.data.dir, "val")))
   video, text = model.encode_clips(clips), model.encode_text(captions)
   np.testing.assert_allclose(np.linalg.norm(video, axis=1), 1, atol=1e-5)
   scores = model.similarity(video, text)  # [videos, texts]

@@ -9,6 +9,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from input_pipeline.errors import one_line
 from vl_jax.errors import USER_ERRORS
 from vl_jax.train import distributed, metrics, run_config, runtime
 
@@ -115,8 +116,7 @@ def run(main_fn, required=("config", "workdir")) -> None:
     except jax.errors.JaxRuntimeError as e:
       if not (jax.process_count() > 1 and _PEER_LOST.search(str(e))):
         raise
-      first = str(e).strip().splitlines()[0][:300]
       _exit_with(f"error: process {jax.process_index()} of {jax.process_count()}: a collective "
                  f"with the other processes failed, so one of them stopped or was killed "
-                 f"(its own output says why): {first}")
+                 f"(its own output says why): {one_line(e)}")
   app.run(wrapped, flags_parser=parse_flags)

@@ -48,47 +48,36 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None,
   source = workdir
   trained = (epath.Path(workdir) / "checkpoints").is_dir()
   if not trained and config.init_from.get("image_text"):
-    return _evaluate(config, workdir, evals_cfg, *_imported_params(config, workdir))
-  if not trained and config.init_from.workdir:
-    source = config.init_from.workdir
-    if step is None and config.init_from.step != -1:
-      step = config.init_from.step
-    logging.info("%s has no checkpoints: scoring the model of config.init_from.workdir", workdir)
-  try:
-    where = exported.locate(source)
-  except DataError as e:
-    raise DataError(f"--workdir={workdir!r} is no training workdir and config.init_from.workdir "
-                    f"names no model (nor config.init_from.image_text an image-text model): "
-                    f"{e}") from e
-  mesh, tokenizer, model = loop.setup(config, workdir)
-  abstract = state_lib.abstract_params(model, config, mesh)
-  try:
-    params, step = init_from.stored_params(source, abstract, step)
-  except ConfigError as e:
-    raise ConfigError(f"{e} (a different model size?)") from e
-  scored = (where.directory if where.exported else
-            os.path.join(where.directory, "checkpoints", str(step)))
-  return _evaluate(config, workdir, evals_cfg, (mesh, tokenizer, model),
-                   unflatten_dict(params, sep="/"), step, source, scored)
-
-
-def _imported_params(config, workdir: str):
-  """((mesh, tokenizer, model), params, 0, source, scored) of the image-text model that
-  config.init_from.image_text imports (the parameters it does not give at their
-  initialisation)."""
-  imported = init_from.imports(config)  # checked against the config before anything compiles
-  mesh, tokenizer, model = loop.setup(config, workdir)
-  abstract = state_lib.abstract_params(model, config, mesh)
-  fresh = state_lib.init_params(model, config.data, jax.random.key(config.seed))
-  params = init_from.load(config.init_from, fresh, abstract, imported)
-  source = config.init_from.image_text
-  return (mesh, tokenizer, model), params, 0, source, source
-
-
-def _evaluate(config, workdir, evals_cfg, setup, params, step, source, scored):
-  """Runs the evaluators of `evals_cfg` on `params` (the model of `setup`'s step `step`), logs
-  and records their metrics."""
-  mesh, tokenizer, model = setup
+    # The imported model (the parameters it does not give at their initialisation) as step 0;
+    # read and checked against the config before anything compiles.
+    imported = init_from.imports(config)
+    mesh, tokenizer, model = loop.setup(config, workdir)
+    fresh = state_lib.init_params(model, config.data, jax.random.key(config.seed))
+    params = init_from.load(config.init_from, fresh,
+                            state_lib.abstract_params(model, config, mesh), imported)
+    step = 0
+    source = scored = config.init_from.image_text
+  else:
+    if not trained and config.init_from.workdir:
+      source = config.init_from.workdir
+      if step is None and config.init_from.step != -1:
+        step = config.init_from.step
+      logging.info("%s has no checkpoints: scoring the model of config.init_from.workdir", workdir)
+    try:
+      where = exported.locate(source)
+    except DataError as e:
+      raise DataError(f"--workdir={workdir!r} is no training workdir and config.init_from.workdir "
+                      f"names no model (nor config.init_from.image_text an image-text model): "
+                      f"{e}") from e
+    mesh, tokenizer, model = loop.setup(config, workdir)
+    try:
+      params, step = init_from.stored_params(
+          source, state_lib.abstract_params(model, config, mesh), step)
+    except ConfigError as e:
+      raise ConfigError(f"{e} (a different model size?)") from e
+    params = unflatten_dict(params, sep="/")
+    scored = (where.directory if where.exported else
+              os.path.join(where.directory, "checkpoints", str(step)))
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   built = evaluators.build(evals_cfg, predict=predict_fns(model), mesh=mesh, data_cfg=config.data,
                            tokenizer=tokenizer)

@@ -19,7 +19,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from input_pipeline import convert, pipeline, tokenizer as tokenizer_lib, video_decode
-from input_pipeline.errors import ConfigError, DataError
+from input_pipeline.errors import ConfigError, DataError, one_line
 from vl_jax.models import builder
 from vl_jax.train import init_from, state as state_lib
 from vl_jax.weights import exported
@@ -125,9 +125,8 @@ def load(path: str, step: int | None = None) -> Model:
         jax.eval_shape(lambda rng: state_lib.init_params(module, config.data, rng),
                        jax.random.key(0)))
   except (AttributeError, KeyError, TypeError, ValueError) as e:
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise DataError(f"{where.directory}/{exported.CONFIG}: not a model config this version "
-                    f"reads ({type(e).__name__}: {reason[:200]})") from e
+                    f"reads ({one_line(e, 200)})") from e
   try:
     params, step = init_from.stored_params(path, abstract, step, strict=True)
   except ConfigError as e:

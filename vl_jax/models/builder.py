@@ -19,9 +19,18 @@ KNOWLEDGE_INPUTS = ("video", "text")
 
 def validate(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict) -> None:
   """One-line ConfigErrors naming the field of a model config that cannot be built."""
-  f, k = model_cfg.fusion, model_cfg.knowledge_head
-  if model_cfg.qa_head not in QA_HEADS:
-    raise ConfigError(f"config.model.qa_head={model_cfg.qa_head!r}: expected one of {QA_HEADS}")
+  f, k, v, t = model_cfg.fusion, model_cfg.knowledge_head, model_cfg.video, model_cfg.text
+  # .get: a workdir's or export's config from before the field (builds as it was trained).
+  for field, value, known in (("qa_head", model_cfg.qa_head, QA_HEADS),
+                              ("dtype", model_cfg.dtype, DTYPES),
+                              ("attention", model_cfg.get("attention", "flax"), ATTENTION),
+                              ("remat", model_cfg.remat, REMAT_POLICIES),
+                              ("video.pool", v.get("pool", "mean"), POOLS),
+                              ("video.activation", v.get("activation", "gelu"), ACTIVATIONS),
+                              ("text.arch", t.get("arch", "bert"), ARCHS),
+                              ("text.activation", t.get("activation", "gelu"), ACTIVATIONS)):
+    if value not in known:
+      raise ConfigError(f"config.model.{field}={value!r}: expected one of {tuple(known)}")
   num_answers = data_cfg.num_answers if data_cfg.text == "question" else 0
   if not f.depth and (f.masked_heads or (num_answers and model_cfg.qa_head == "fusion")):
     raise ConfigError("config.model.fusion.masked_heads and config.model.qa_head='fusion' need "
@@ -32,24 +41,9 @@ def validate(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.Conf
   if k.inputs and not data_cfg.knowledge.size:
     raise ConfigError("config.model.knowledge_head.inputs needs knowledge classes: set "
                       "config.data.knowledge.size > 0")
-  if model_cfg.dtype not in DTYPES:
-    raise ConfigError(f"config.model.dtype={model_cfg.dtype!r}: expected one of {tuple(DTYPES)}")
-  if model_cfg.get("attention", "flax") not in ATTENTION:
-    raise ConfigError(f"config.model.attention={model_cfg.attention!r}: expected one of "
-                      f"{ATTENTION}")
-  v, t = model_cfg.video, model_cfg.text
-  for field, value, known in (("video.pool", v.get("pool", "mean"), POOLS),
-                              ("video.activation", v.get("activation", "gelu"), ACTIVATIONS),
-                              ("text.arch", t.get("arch", "bert"), ARCHS),
-                              ("text.activation", t.get("activation", "gelu"), ACTIVATIONS)):
-    if value not in known:
-      raise ConfigError(f"config.model.{field}={value!r}: expected one of {tuple(known)}")
   if (v.get("pool") == "cls" or v.get("frame_cls")) and not v.get("cls_token"):
     raise ConfigError("config.model.video.pool='cls' and video.frame_cls need the class token: "
                       "set config.model.video.cls_token=True")
-  if model_cfg.remat not in REMAT_POLICIES:
-    raise ConfigError(f"config.model.remat={model_cfg.remat!r}: expected one of "
-                      f"{REMAT_POLICIES}")
 
 
 def build(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,

@@ -112,11 +112,9 @@ class AnswerHead(nn.Module):
     self.from_encodings(model, out, out)
 
 
-class FusedAnswerHead(nn.Module):
+class FusedAnswerHead(AnswerHead):
   """Open-ended QA through the cross-modal encoder: an MLP from the fused [CLS] of (question,
   clip) to one logit per answer class (the head of BERT-type video-language models)."""
-  num_answers: int
-  hidden: int
 
   @nn.compact
   def __call__(self, fused_cls):
@@ -126,10 +124,6 @@ class FusedAnswerHead(nn.Module):
   def from_encodings(self, model, video, text):
     return self(fuse_features(model, video["frame_tokens"], text["text_tokens"],
                               text["text_mask"])[:, 0])
-
-  def initialize(self, model, frames, tokens, out):
-    del frames, tokens
-    self.from_encodings(model, out, out)
 
 
 class WordHead(nn.Module):

@@ -17,17 +17,11 @@ from absl import logging
 from etils import epath
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from input_pipeline.errors import DataError
+from input_pipeline.errors import DataError, one_line
 from vl_jax.errors import CheckpointError
 from vl_jax.train import state as state_lib
 
 _is_finite = jax.jit(state_lib.is_finite)
-
-
-def _reason(e: BaseException) -> str:
-  """An exception in one short line (tensorstore's messages run over several)."""
-  lines = str(e).strip().splitlines()
-  return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
 
 
 class Checkpointer:
@@ -64,7 +58,7 @@ class Checkpointer:
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except  # the save's failure, reported below
-      cause = _reason(e)
+      cause = one_line(e)
     step, self._unconfirmed = self._unconfirmed, None
     if step is None:
       return
@@ -115,7 +109,7 @@ class Checkpointer:
       state = self.restore(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except
       # Whatever makes a checkpoint unreadable (orbax, tensorstore, the file system) skips it.
-      raise CheckpointError(f"{self.directory}/{step}: does not restore ({_reason(e)})") from e
+      raise CheckpointError(f"{self.directory}/{step}: does not restore ({one_line(e)})") from e
     if not bool(_is_finite(state)):
       raise CheckpointError(f"{self.directory}/{step}: its state holds NaN or Inf")
     return state
@@ -161,7 +155,7 @@ class Checkpointer:
       stored = flatten_dict(ocp.PyTreeCheckpointHandler().metadata(
           self.directory / str(step) / "state").tree["params"], sep="/")
     except Exception as e:  # pylint: disable=broad-except  # reported in one line, with the step
-      raise CheckpointError(f"{self.directory}/{step}: does not restore ({_reason(e)})") from e
+      raise CheckpointError(f"{self.directory}/{step}: does not restore ({one_line(e)})") from e
     wanted = flatten_dict(abstract_params, sep="/")
     names = stored.keys() & wanted.keys() if missing_ok else wanted.keys()
     shapes = {}
@@ -176,7 +170,7 @@ class Checkpointer:
           item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
           partial_restore=True)))["state"]["params"]
     except Exception as e:  # pylint: disable=broad-except  # reported in one line, with the step
-      raise CheckpointError(f"{self.directory}/{step}: does not restore ({_reason(e)})") from e
+      raise CheckpointError(f"{self.directory}/{step}: does not restore ({one_line(e)})") from e
     if not _is_finite(restored):
       raise CheckpointError(f"{self.directory}/{step}: its parameters hold NaN or Inf")
     return restored

@@ -17,26 +17,20 @@ from vl_jax.train import checkpoint
 from vl_jax.weights import bert, clip, exported, files, siglip, vit
 
 
-# What a config that must start from somewhere says when its source is not set (a placeholder).
-UNSET = {
-    ("workdir",): "config.init_from.workdir is not set: this config fine-tunes a pre-trained "
-                  "model; pass --config.init_from.workdir=PRETRAINING_WORKDIR ('' for random)",
-    ("image_text",): "config.init_from.image_text is not set: this config starts from an "
-                     "image-text model; pass --config.init_from.image_text=DIRECTORY (CLIP's or "
-                     "SigLIP's: docs/PRETRAINED.md; '' for random)",
-    ("workdir", "image_text"): "config.init_from.workdir and image_text are not set: this config "
-                               "starts from a pre-trained model (--config.init_from.workdir="
-                               "WORKDIR) or from CLIP (--config.init_from.image_text=DIRECTORY); "
-                               "'' for random",
-}
+# The sources a config may require (a placeholder), as its error says how to give them.
+REQUIRED = {"workdir": "a pre-trained model (--config.init_from.workdir=WORKDIR)",
+            "image_text": "an image-text model (--config.init_from.image_text=DIRECTORY, CLIP's or "
+                          "SigLIP's: docs/PRETRAINED.md)"}
 
 
 def check(init_cfg) -> None:
   """One source at most, and the one a config requires (a placeholder) set."""
-  unset = tuple(n for n in ("workdir", "image_text") if init_cfg.get(n, "") is None)
-  if unset and not any(init_cfg.get(n) for n in ("workdir", "image_text")):
-    raise ConfigError(UNSET[unset])
-  sources = [n for n in ("workdir", "image_text") if init_cfg.get(n)]
+  unset = [n for n in REQUIRED if init_cfg.get(n, "") is None]
+  if unset and not any(init_cfg.get(n) for n in REQUIRED):
+    raise ConfigError(f"config.init_from.{' and '.join(unset)} "
+                      f"{'is' if len(unset) == 1 else 'are'} not set: this config starts from "
+                      f"{' or from '.join(REQUIRED[n] for n in unset)}; '' for random weights")
+  sources = [n for n in REQUIRED if init_cfg.get(n)]
   if init_cfg.text or init_cfg.video:
     sources.append("text / video")
   if len(sources) > 1:
@@ -76,7 +70,7 @@ def tokenizer_path(config, workdir: str | None) -> str:
   check(config.init_from)
   source = config.init_from.workdir
   if source:
-    path = tokenizer_lib.find(exported.model_dir(source))
+    path = tokenizer_lib.find(exported.locate(source).directory)
     if path is None:
       raise DataError(f"config.init_from.workdir={source!r}: holds no tokenizer "
                       f"({' or '.join(tokenizer_lib.FILES)}); is it a training workdir or an "

@@ -92,24 +92,20 @@ class MetricWriter:
     self._tb.file_writer.add_summary(
         Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]), step)
     row = {"step": int(step), **scalars}
+    self._tb.flush()
     if self._remote:
       self._rows.append(row)
       files.write_json_lines(self._path, self._rows)
+      files.copy_folder(self._tb_local, self._tb_dir)
     else:
       self._jsonl.write(json.dumps(row) + "\n")
       self._jsonl.flush()
-    self._tb.flush()
-    self._upload_events()
-
-  def _upload_events(self) -> None:
-    if self._remote:
-      files.copy_folder(self._tb_local, self._tb_dir)
 
   def close(self) -> None:
     if self._enabled:
       self._tb.close()
-      self._upload_events()
       if self._remote:
+        files.copy_folder(self._tb_local, self._tb_dir)
         shutil.rmtree(self._tb_local)
       else:
         self._jsonl.close()

@@ -15,6 +15,7 @@ import os
 
 import ml_collections
 from etils import epath
+from flax.traverse_util import flatten_dict
 
 from input_pipeline import files
 from input_pipeline.errors import ConfigError
@@ -29,16 +30,6 @@ RUNTIME_FIELDS = frozenset({"data.num_threads", "data.prefetch", "data.worker_co
 def _plain(config) -> dict:
   """The config as JSON values (tuples as lists): what config.json holds."""
   return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict) and v:
-      out |= _flat(v, f"{prefix}{k}.")
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
 
 
 def recorded(workdir: str) -> dict | None:
@@ -115,7 +106,7 @@ def with_defaults(config: ml_collections.ConfigDict, record: dict,
 def changed_fields(config: ml_collections.ConfigDict, record: dict) -> list[str]:
   """The data and model fields whose values differ between `config` and `record`. A field only
   one side has is a field this version added or dropped, not a change of the run's."""
-  now, then = _flat(_plain(config)), _flat(record)
+  now, then = (flatten_dict(c, sep=".") for c in (_plain(config), record))
   names = sorted(k for k in now.keys() & then.keys()
                  if k.startswith(("data.", "model.")) and k not in RUNTIME_FIELDS)
   return [f"{k}: {then[k]!r} -> {now[k]!r}" for k in names if now[k] != then[k]]
