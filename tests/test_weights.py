@@ -279,6 +279,8 @@ def test_tensors_are_checked_as_the_import_reads_them():
                         ("c", r"ckpt.npz: tensor c is int32, not floating point")):
     with pytest.raises(DataError, match=message):
       t[name]  # noqa: B018
+  with pytest.raises(DataError, match=r"unexpected tensor 'b' \(4 unexpected\)"):
+    t.check_all_read()
   with pytest.raises(DataError, match=r"unexpected tensor 'b' \(3 unexpected\)"):
     t.check_all_read(re.compile(r"^head\."))
   t["z"]  # noqa: B018

@@ -48,10 +48,10 @@ class Tensors(dict):
       self.read.add(name)
     return super().__getitem__(name)
 
-  def check_all_read(self, ignored: re.Pattern) -> None:
+  def check_all_read(self, ignored: re.Pattern | None = None) -> None:
     """DataError naming a tensor that nothing read, except names matching `ignored` (heads and
     buffers of the source model)."""
-    extra = sorted(n for n in self.keys() - self.read if not ignored.search(n))
+    extra = sorted(n for n in self.keys() - self.read if not (ignored and ignored.search(n)))
     if extra:
       raise DataError(f"{self.path}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected): "
                       f"not the layout this importer reads, or another architecture")

@@ -18,7 +18,6 @@ cc_en.32000/sentencepiece.model).
 """
 
 import os
-import re
 
 import numpy as np
 from etils import epath
@@ -137,5 +136,5 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   if model_cfg.get("sigmoid_bias", False):
     result["sigmoid_bias/bias"] = b
   for read in (txt, top, head):
-    read.check_all_read(re.compile("$^"))
+    read.check_all_read()
   return {k: np.array(v, np.float32, order="C") for k, v in result.items()}  # 0-d stays 0-d
