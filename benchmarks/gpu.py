@@ -51,6 +51,7 @@ from absl import app, flags
 from benchmarks.common import bench_step, best_time
 from input_pipeline import (convert, formats, pipeline, shards, tokenizer as tokenizer_lib,
                             video_decode)
+from input_pipeline.errors import one_line
 from vl_jax.train import loop, runtime
 
 # Dense bfloat16 tensor-core peaks, TFLOP/s, from the vendors' data sheets (without sparsity).
@@ -196,7 +197,7 @@ def main(argv):
         row = bench_step(name, FLAGS.steps, batch, model_overrides=row_overrides)
     except Exception as e:  # pylint: disable=broad-except  # the row says why; the next one runs
       row = {"config": item, "batch": batch,
-             "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"}
+             "error": one_line(e)}
     else:
       if not e2e:
         row["mfu" if row_overrides["remat"] == "none" else "hfu"] = (row["achieved_GFLOPs"] * 1e9
