@@ -45,6 +45,9 @@ FLAVOURS = {
                    out="attention.out_lin", attention_norm="sa_layer_norm", fc1="ffn.lin1",
                    fc2="ffn.lin2", output_norm="output_layer_norm")),
 }
+# A layer's Linear and LayerNorm parts: (the flavour's name, ours, whether it is a norm).
+PARTS = (("fc1", "mlp/fc1", False), ("fc2", "mlp/fc2", False),
+         ("attention_norm", "attention_norm", True), ("output_norm", "output_norm", True))
 # Tensors of the source model that the tower has no use for: the pooler, pre-training heads,
 # buffers.
 IGNORED = re.compile(r"^(pooler\.|cls\.|vocab_|embeddings\.position_ids$)")
@@ -94,10 +97,8 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
   tokenizer = tokenizer_lib.HuggingFace(os.path.join(directory, TOKENIZER))
   path = os.path.join(directory, WEIGHTS)
   tensors = files.read_tensors(path)
-  prefix = hf["model_type"] + "."  # task models (BertForMaskedLM, ...) nest the encoder
-  if any(k.startswith(prefix) for k in tensors):
-    tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-  tensors = files.Tensors(tensors, path)
+  # Task models (BertForMaskedLM, ...) nest the encoder.
+  tensors = files.Tensors(files.under(tensors, hf["model_type"] + ".") or tensors, path)
   positions = tensors["embeddings.position_embeddings.weight"][:max_len]
   if flavour["token_type"]:
     positions = positions + tensors["embeddings.token_type_embeddings.weight"][0]
@@ -106,18 +107,10 @@ def load(directory: str, text_cfg, max_len: int) -> dict[str, np.ndarray]:
          "text/position_embeddings": positions,
          "text/embeddings_norm/scale": tensors["embeddings.LayerNorm.weight"],
          "text/embeddings_norm/bias": tensors["embeddings.LayerNorm.bias"]}
-  heads = text_cfg.num_heads
   for i in range(text_cfg.depth):
-    get = lambda part, s: tensors[flavour["layer"].format(i=i) + flavour["parts"][part] + s]
-    ours = f"text/layer_{i}/"
-    attention = files.torch_attention(
-        {p: (get(p, ".weight"), get(p, ".bias")) for p in ("query", "key", "value", "out")}, heads)
-    out |= {ours + "attention/" + k: v for k, v in attention.items()}
-    for part, name in (("fc1", "mlp/fc1"), ("fc2", "mlp/fc2")):
-      out[ours + name + "/kernel"] = get(part, ".weight").T
-      out[ours + name + "/bias"] = get(part, ".bias")
-    for norm in ("attention_norm", "output_norm"):
-      out[ours + norm + "/scale"] = get(norm, ".weight")
-      out[ours + norm + "/bias"] = get(norm, ".bias")
+    get = lambda part: tensors.module(flavour["layer"].format(i=i) + flavour["parts"][part])
+    out |= files.torch_attention({p: get(p) for p in ("query", "key", "value", "out")},
+                                 text_cfg.num_heads, f"text/layer_{i}/attention/")
+    out |= files.torch_parts(get, PARTS, f"text/layer_{i}/")
   tensors.check_all_read(IGNORED)
   return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}

@@ -95,9 +95,7 @@ def _read(directory: str) -> tuple[dict, dict, str]:
   if hf.get("model_type") != "clip":
     raise DataError(f"{config_path}: model_type {hf.get('model_type')!r}, not 'clip'")
   t = files.read_tensors(hf_path)
-  prefix = "clip."  # a task model nesting the CLIPModel
-  if any(k.startswith(prefix) for k in t):
-    t = {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
+  t = files.under(t, "clip.") or t  # a task model nesting the CLIPModel
   # Early hub files of OpenAI's models keep the towers' settings under *_config_dict.
   section = lambda name: hf.get(f"{name}_config") or hf.get(f"{name}_config_dict") or {}
   return t, {"video": section("vision"), "text": section("text")}, hf_path
@@ -142,20 +140,15 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
                     f"{tokenizer.specials[2]} and {tokenizer.specials[3]}: not CLIP's tokenizer")
   out = {}
   for tower, prefix in TOWERS:
-    heads = model_cfg[tower].num_heads
+    video = tower == "video"
+    parts = [(theirs, v if video else txt, "norm" in theirs) for theirs, v, txt in BLOCK]
     for i in range(depths[tower]):
-      block = f"{prefix}encoder.layers.{i}."
-      get = lambda part: (t[f"{block}{part}.weight"], t[f"{block}{part}.bias"])
-      ours = f"block_{i}/" if tower == "video" else f"layer_{i}/"
-      attention = files.torch_attention({q: get(f"self_attn.{p}") for p, q in ATTENTION}, heads)
-      out |= {ours + ("attn_spatial/" if tower == "video" else "attention/") + k: v
-              for k, v in attention.items()}
-      for theirs, video_name, text_name in BLOCK:
-        weight, bias = get(theirs)
-        name = ours + (video_name if tower == "video" else text_name)
-        out[name + ("/scale" if "norm" in theirs else "/kernel")] = \
-            weight if "norm" in theirs else weight.T
-        out[name + "/bias"] = bias
+      get = lambda part: t.module(f"{prefix}encoder.layers.{i}.{part}")
+      ours = f"block_{i}/" if video else f"layer_{i}/"
+      out |= files.torch_attention({q: get(f"self_attn.{p}") for p, q in ATTENTION},
+                                   model_cfg[tower].num_heads,
+                                   ours + ("attn_spatial/" if video else "attention/"))
+      out |= files.torch_parts(get, parts, ours)
   video = {k: v for k, v in out.items() if k.startswith("block_")}
   patch = t["vision_model.embeddings.patch_embedding.weight"]  # [D, 3, p, p] -> [p, p, 3, D]
   width = patch.shape[0]

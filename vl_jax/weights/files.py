@@ -30,6 +30,11 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   raise DataError(f"{path}: expected a .safetensors or .npz weight file")
 
 
+def under(tensors: dict, prefix: str) -> dict:
+  """The tensors whose names start with `prefix`, named without it."""
+  return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 class Tensors(dict):
   """A checkpoint's tensors as an importer reads them, by name: one the file lacks is a DataError
   naming it, each is checked when first read (check_values), and `check_all_read` names one that
@@ -47,6 +52,10 @@ class Tensors(dict):
       check_values(name, super().__getitem__(name), self.path)
       self.read.add(name)
     return super().__getitem__(name)
+
+  def module(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of the PyTorch module `name`."""
+    return self[f"{name}.weight"], self[f"{name}.bias"]
 
   def check_all_read(self, ignored: re.Pattern | None = None) -> None:
     """DataError naming a tensor that nothing read, except names matching `ignored` (heads and
@@ -113,19 +122,39 @@ def require(settings, path: str) -> None:
       raise ConfigError(f"config.model.{field}={ours!r} but {path} needs {theirs!r}")
 
 
-def torch_attention(weights: dict[str, tuple[np.ndarray, np.ndarray]],
-                    num_heads: int) -> dict[str, np.ndarray]:
-  """flax MultiHeadDotProductAttention's {query,key,value,out}/{kernel,bias} of PyTorch Linear
-  layers' (weight [out, in], bias [out]), keyed by those four names."""
+def torch_attention(weights: dict[str, tuple[np.ndarray, np.ndarray]], num_heads: int,
+                    ours: str) -> dict[str, np.ndarray]:
+  """flax MultiHeadDotProductAttention's `ours`{query,key,value,out}/{kernel,bias} of PyTorch
+  Linear layers' (weight [out, in], bias [out]), keyed by those four names."""
   out = {}
   for part in ("query", "key", "value"):  # [out, in] -> [in, heads, head_dim]
     weight, bias = weights[part]
-    out[f"{part}/kernel"] = weight.T.reshape(weight.shape[1], num_heads, -1)
-    out[f"{part}/bias"] = bias.reshape(num_heads, -1)
+    out[f"{ours}{part}/kernel"] = weight.T.reshape(weight.shape[1], num_heads, -1)
+    out[f"{ours}{part}/bias"] = bias.reshape(num_heads, -1)
   weight, bias = weights["out"]  # [out, in] -> [heads, head_dim, out]
-  out["out/kernel"] = weight.T.reshape(num_heads, -1, weight.shape[0])
-  out["out/bias"] = bias
+  out[f"{ours}out/kernel"] = weight.T.reshape(num_heads, -1, weight.shape[0])
+  out[f"{ours}out/bias"] = bias
   return out
+
+
+def torch_parts(get, parts, ours: str) -> dict[str, np.ndarray]:
+  """Ours of PyTorch Linear and LayerNorm modules `parts` ((theirs, ours, whether it is a norm)
+  triples; `get(theirs)` gives the module's (weight, bias)) under the prefix `ours`: a Linear's
+  weight [out, in] becomes the kernel [in, out], a LayerNorm's the scale."""
+  out = {}
+  for their, our, norm in parts:
+    weight, bias = get(their)
+    out |= {f"{ours}{our}/" + ("scale" if norm else "kernel"): weight if norm else weight.T,
+            f"{ours}{our}/bias": bias}
+  return out
+
+
+def big_vision_parts(t, parts, theirs: str, ours: str) -> dict[str, np.ndarray]:
+  """Ours of the big_vision modules `parts` of `t` ((theirs, ours, whether it is a LayerNorm)
+  triples; a Dense's leaves kernel and bias, a LayerNorm's scale and bias) under the prefixes
+  `theirs` and `ours`."""
+  return {f"{ours}{our}/{leaf}": t[f"{theirs}{their}/{leaf}"] for their, our, norm in parts
+          for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
 
 
 def word_embeddings(table: np.ndarray, tokenizer, path: str) -> np.ndarray:

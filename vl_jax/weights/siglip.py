@@ -52,11 +52,11 @@ def _tree(path: str) -> tuple[dict, files.Tensors, files.Tensors]:
   unrolled; the image's is read by vit.big_vision_image."""
   t = files.read_tensors(path)
   t = vit.unrolled({k.removeprefix("params/"): v for k, v in t.items()})
-  if not any(k.startswith("img/") for k in t) or not any(k.startswith("txt/") for k in t):
+  img, txt = files.under(t, "img/"), files.under(t, "txt/")
+  if not img or not txt:
     raise DataError(f"{path}: no img/ and txt/ parameters: not a big_vision SigLIP checkpoint")
-  sub = lambda prefix: {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
   rest = {k: v for k, v in t.items() if not k.startswith(("img/", "txt/"))}
-  return sub("img/"), files.Tensors(sub("txt/"), f"{path} (txt/)"), files.Tensors(rest, path)
+  return img, files.Tensors(txt, f"{path} (txt/)"), files.Tensors(rest, path)
 
 
 def _check_config(model_cfg, data_cfg, img: dict, txt: dict, path: str) -> None:
@@ -110,17 +110,14 @@ def load(directory: str, model_cfg, data_cfg) -> dict[str, np.ndarray]:
   video = vit.big_vision_image(img, model_cfg.video.depth, path)
   head = files.Tensors({k: v for k, v in img.items() if k.startswith("MAPHead_0/")},
                        f"{path} (img/)")
-  video |= {"map_head/probe": head["MAPHead_0/probe"]}
-  video |= {ours: head[theirs]
-            for theirs, ours in vit.big_vision_names(MAP_HEAD, "MAPHead_0/", "map_head/").items()}
+  video |= {"map_head/probe": head["MAPHead_0/probe"],
+            **files.big_vision_parts(head, MAP_HEAD, "MAPHead_0/", "map_head/")}
   result = vit.video_tower(video, model_cfg.video, data_cfg.num_frames, data_cfg.image_size, path)
   width = model_cfg.embed_dim
   result |= {"video_proj/kernel": np.eye(width), "video_proj/bias": np.zeros(width)}
 
-  text = {}
-  for i in range(model_cfg.text.depth):
-    text |= {ours: txt[theirs] for theirs, ours in vit.big_vision_names(
-        TEXT_BLOCK, f"Encoder_0/encoderblock_{i}/", f"layer_{i}/").items()}
+  text = {k: v for i in range(model_cfg.text.depth) for k, v in files.big_vision_parts(
+      txt, TEXT_BLOCK, f"Encoder_0/encoderblock_{i}/", f"layer_{i}/").items()}
   positions = txt["pos_embedding"].reshape(-1, model_cfg.text.width)
   text |= {"word_embeddings/embedding": files.word_embeddings(txt["Embed_0/embedding"],
                                                               tokenizer, path),

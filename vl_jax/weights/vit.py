@@ -36,14 +36,6 @@ TIMM = (("norm1", "norm_spatial", True), ("norm2", "norm_mlp", True), ("mlp.fc1"
         ("mlp.fc2", "mlp/fc2", False))
 
 
-def big_vision_names(parts, theirs: str, ours: str) -> dict[str, str]:
-  """{their leaf: our leaf} of big_vision modules `parts` ((theirs, ours, whether it is a
-  LayerNorm) triples, a Dense's leaves kernel and bias, a LayerNorm's scale and bias) under the
-  prefixes `theirs` and `ours`."""
-  return {f"{theirs}{their}/{leaf}": f"{ours}{our}/{leaf}" for their, our, norm in parts
-          for leaf in (("scale", "bias") if norm else ("kernel", "bias"))}
-
-
 def unrolled(t: dict) -> dict:
   """`t` with big_vision's scanned stacks (`.../encoderblock/...`, a leading axis of blocks)
   unrolled into `.../encoderblock_{i}/...`."""
@@ -69,8 +61,7 @@ def big_vision_image(t: dict, depth: int, path: str) -> dict:
   if "cls" in t:
     out["cls_token"] = t["cls"].reshape(-1)
   for i in range(depth):
-    names = big_vision_names(BIG_VISION, f"Transformer/encoderblock_{i}/", f"block_{i}/")
-    out |= {ours: t[theirs] for theirs, ours in names.items()}
+    out |= files.big_vision_parts(t, BIG_VISION, f"Transformer/encoderblock_{i}/", f"block_{i}/")
   t.check_all_read(IGNORED)
   return out
 
@@ -86,16 +77,11 @@ def _timm(t: dict, depth: int, num_heads: int, path: str) -> dict:
   if "cls_token" in t:
     out["cls_token"] = t["cls_token"].reshape(-1)
   for i in range(depth):
-    b = lambda n: t[f"blocks.{i}.{n}"]
-    for theirs, ours, norm in TIMM:  # torch's [out, in] kernels -> [in, out]
-      weight = b(theirs + ".weight")
-      out[f"block_{i}/{ours}/" + ("scale" if norm else "kernel")] = weight if norm else weight.T
-      out[f"block_{i}/{ours}/bias"] = b(theirs + ".bias")
-    qkv = zip(np.split(b("attn.qkv.weight"), 3), np.split(b("attn.qkv.bias"), 3))
-    attention = files.torch_attention(
-        {**dict(zip(("query", "key", "value"), qkv)),
-         "out": (b("attn.proj.weight"), b("attn.proj.bias"))}, num_heads)
-    out |= {f"block_{i}/attn_spatial/{k}": v for k, v in attention.items()}
+    get = lambda n: t.module(f"blocks.{i}.{n}")
+    out |= files.torch_parts(get, TIMM, f"block_{i}/")
+    qkv = zip(*(np.split(x, 3) for x in get("attn.qkv")))  # q, k, v stacked on the rows
+    out |= files.torch_attention({**dict(zip(("query", "key", "value"), qkv)),
+                                  "out": get("attn.proj")}, num_heads, f"block_{i}/attn_spatial/")
   t.check_all_read(IGNORED)
   return out
 
