@@ -26,8 +26,6 @@ CLOP's multiple-choice task, on any checkpoint of this config:
         --config.data.dir=data/msrvtt_mc --config.init_from.workdir=runs/clop
 """
 
-from ml_collections import config_dict
-
 from configs import common, vit_b16_bert_base
 
 
@@ -37,13 +35,10 @@ def get_config(arg=None):
   if args.sample and args.contrastive:
     raise ValueError(f"configs/clop.py:{arg}: 'sample' chooses KCL's negatives, which "
                      f"'contrastive' drops")
-  config = vit_b16_bert_base.get_config().unlock()
-  if args.clip:
-    common.use_clip(config, "b16")
+  config = common.base(vit_b16_bert_base, "b16" if args.clip else None)
   config.data.name = "webvid"
   if args.cc3m:
-    config.data.mixture = dict(cc3m=dict(name="cc3m", dir=config_dict.placeholder(str),
-                                         train_split="train", weight=1.0))
+    config.data.mixture = dict(cc3m=common.placeholder_source("cc3m"))
   if not args.contrastive:
     common.add_knowledge(config, size=1000, min_count=5)
     common.add_kcl(config, "sample" if args.sample else "weight", num_negatives=16)

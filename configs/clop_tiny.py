@@ -19,9 +19,7 @@ def get_config(arg=None):
   args = common.parse_arg(arg, "configs/clop_tiny.py", clip=False,
                           **dict.fromkeys(VARIANTS, False))
   variant = common.one_of(args, VARIANTS, f"configs/clop_tiny.py:{arg}")
-  config = tiny.get_config().unlock()
-  if args.clip:
-    common.use_clip(config, "tiny")
+  config = common.base(tiny, "tiny" if args.clip else None)
   if variant != "contrastive":
     # 256 classes: all entries of the synthetic captions in 2 or more of them.
     common.add_knowledge(config, size=256, min_count=2)

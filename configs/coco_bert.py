@@ -22,8 +22,6 @@ Fine-tune for captioning and QA with configs/downstream.py:msrvtt_captioning and
 :msrvtt_qa_fusion, which build these parts' sizes.
 """
 
-from ml_collections import config_dict
-
 from configs import common, vit_b16_bert_base
 
 FUSION_DEPTH = 4
@@ -33,13 +31,10 @@ DECODER_DEPTH = 3
 def get_config(arg=None):
   args = common.parse_arg(arg, "configs/coco_bert.py", action=False, queue=False,
                           contrastive=False, clip=False)
-  config = vit_b16_bert_base.get_config().unlock()
-  if args.clip:
-    common.use_clip(config, "b16")
+  config = common.base(vit_b16_bert_base, "b16" if args.clip else None)
   config.data.name = "tv"
   if args.action:
-    config.data.mixture = dict(action=dict(name="action", dir=config_dict.placeholder(str),
-                                           train_split="train", weight=1.0))
+    config.data.mixture = dict(action=common.placeholder_source("action"))
   common.add_coco_bert(config, FUSION_DEPTH, DECODER_DEPTH, coco=not args.contrastive,
                        queue=(4096, 0.999) if args.queue else None)
   config.evals.captioning = common.captioning_eval(batch_size=96, every_steps=5000)

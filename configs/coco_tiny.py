@@ -22,9 +22,7 @@ DECODER_DEPTH = 2
 
 def get_config(arg=None):
   args = common.parse_arg(arg, "configs/coco_tiny.py", contrastive=False, queue=False, clip=False)
-  config = tiny.get_config().unlock()
-  if args.clip:
-    common.use_clip(config, "tiny")
+  config = common.base(tiny, "tiny" if args.clip else None)
   common.add_coco_bert(config, FUSION_DEPTH, DECODER_DEPTH, coco=not args.contrastive,
                        queue=(1024, 0.99) if args.queue else None)
   config.evals.captioning = common.captioning_eval(batch_size=64, every_steps=500)

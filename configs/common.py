@@ -85,6 +85,21 @@ def _image_text_towers(config, sizes: dict, towers: dict, size: str, temporal: b
   config.init_from.image_text = config_dict.placeholder(str) if size == "b16" else ""
 
 
+def base(config_module, clip_size: str | None = None):
+  """The config of `config_module` (tiny, vit_b16_bert_base), unlocked, with CLIP's towers of
+  `clip_size` (use_clip) if given."""
+  config = config_module.get_config().unlock()
+  if clip_size:
+    use_clip(config, clip_size)
+  return config
+
+
+def placeholder_source(name: str) -> dict:
+  """A training source of config.data.mixture at equal weight, its folder given on the command
+  line (--config.data.mixture.NAME.dir)."""
+  return dict(name=name, dir=config_dict.placeholder(str), train_split="train", weight=1.0)
+
+
 def use_clip(config, size: str, temporal: bool = True):
   """CLIP's towers of `size` (CLIP_SIZES) on a dual-encoder config, as config.init_from.image_text
   imports them: each frame the image model (its own class token; the embedding the mean of the

@@ -36,9 +36,7 @@ def parse(arg: str | None, config_file: str, stages=STAGES) -> tuple[str, bool, 
 
 def get_config(arg=None):
   stage, masked, clip = parse(arg, "configs/miles_tiny.py")
-  config = tiny.get_config().unlock()
-  if clip:
-    common.use_clip(config, "tiny")
+  config = common.base(tiny, "tiny" if clip else None)
   if masked:
     # Over a 1,000-step run the snapshot trails the tower by ~1/(1 - 0.99) = 100 steps at first.
     common.add_masked_modeling(config, predictor_hidden=256, momentum=0.99, final_momentum=1.0)

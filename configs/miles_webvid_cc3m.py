@@ -40,8 +40,7 @@ def get_config(arg=None):
                                          ("frames4", "frames1"))
   config = vit_b16_bert_base.get_config().unlock()
   config.data.name = "webvid"
-  config.data.mixture = dict(cc3m=dict(name="cc3m", dir=config_dict.placeholder(str),
-                                       train_split="train", weight=1.0))
+  config.data.mixture = dict(cc3m=common.placeholder_source("cc3m"))
   config.model.text.update(dict(width=768, depth=6, num_heads=12, mlp_dim=3072))  # DistilBERT
   if clip:
     common.use_clip(config, "b16")

@@ -29,9 +29,7 @@ from configs import common, vit_b16_bert_base
 
 def get_config(arg=None):
   args = common.parse_arg(arg, "configs/taco_howto100m.py", clip=False)
-  config = vit_b16_bert_base.get_config().unlock()
-  if args.clip:
-    common.use_clip(config, "b16")
+  config = common.base(vit_b16_bert_base, "b16" if args.clip else None)
   config.model.fusion.depth = 2
   config.model.temperature = dict(init=0.07, learn=True)
   common.add_taco(config)

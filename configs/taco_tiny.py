@@ -20,9 +20,7 @@ def get_config(arg=None):
   args = common.parse_arg(arg, "configs/taco_tiny.py", clip=False,
                           **dict.fromkeys(VARIANTS, False))
   variant = common.one_of(args, VARIANTS, f"configs/taco_tiny.py:{arg}") or "full"
-  config = tiny.get_config().unlock()
-  if args.clip:
-    common.use_clip(config, "tiny")
+  config = common.base(tiny, "tiny" if args.clip else None)
   config.model.fusion.depth = 2
   common.add_taco(config, variant)
   config.evals.retrieval.rerank_top_k = 16
