@@ -437,48 +437,40 @@ def summary(report: dict[str, Any], out: str) -> str:
 
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_enum("format", None, sorted(formats.READERS), "the annotation file's format",
-                  flag_values=FLAGS)
-flags.DEFINE_string("annotations", None, "the dataset's annotation file (hmdb51: the folder of "
-                    "split files)", flag_values=FLAGS)
-flags.DEFINE_string("videos", None, "folder the annotation's video paths are in",
-                    flag_values=FLAGS)
-flags.DEFINE_string("out", None, "dataset directory (created if missing; any location, e.g. "
-                    "gs://BUCKET/DIR)", flag_values=FLAGS)
-flags.DEFINE_string("split", None, "split name to write, e.g. train, val, test", flag_values=FLAGS)
-flags.DEFINE_integer("num_frames", None, f"frames stored per clip (default {DEFAULT_NUM_FRAMES})",
-                     lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float("fps", None, "store frames at this rate instead", flag_values=FLAGS)
-flags.DEFINE_integer("max_frames", DEFAULT_MAX_FRAMES, "cap on frames per clip with --fps",
-                     lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("size", DEFAULT_SIZE, "short side of stored frames (pixels; the default "
-                     "suits 224 x 224 training, as CLIP4Clip stores its videos)", lower_bound=1,
-                     flag_values=FLAGS)
-flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames", lower_bound=1,
-                     upper_bound=100, flag_values=FLAGS)
-flags.DEFINE_integer("clips_per_shard", 1000, "clips per ArrayRecord shard", lower_bound=1,
-                     flag_values=FLAGS)
-flags.DEFINE_integer("workers", os.cpu_count(), "decoding processes (with --runner "
-                     "DirectRunner: its worker processes)", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_string("runner", "local", "'local' (this machine's processes) or an Apache Beam "
-                    "runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...; Beam's "
-                    "pipeline options follow a '--' (input_pipeline/convert_beam.py)",
-                    flag_values=FLAGS)
-flags.DEFINE_string("split_list", None, "keep only these video ids: a text file of ids, or a CSV "
-                    "with a video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)",
-                    flag_values=FLAGS)
-flags.DEFINE_string("subset", None, "msrvtt: the JSON's split (train/validate/test); youcook2: "
-                    "training/validation; hmdb51: train1, test1, ..., test3", flag_values=FLAGS)
-flags.DEFINE_bool("sentences", False, "didemo, activitynet: one clip per sentence and its moment "
-                  "instead of a paragraph per video", flag_values=FLAGS)
-flags.DEFINE_float("merge_segments_to", 0.0, "howto100m: join consecutive ASR segments of a video "
-                   "until a clip lasts this many seconds", flag_values=FLAGS)
-flags.DEFINE_string("vocab_split", "train", "the split whose captions train the tokenizer and "
-                    "give idf.json and knowledge_vocab.json", flag_values=FLAGS)
-flags.DEFINE_integer("vocab_size", 16000, "the tokenizer's vocabulary size", lower_bound=1,
-                     flag_values=FLAGS)
-flags.DEFINE_string("name", None, "dataset name in dataset_info.json (default: the format)",
-                    flag_values=FLAGS)
+define = flag_parsing.definer(FLAGS)
+define.enum("format", None, sorted(formats.READERS), "the annotation file's format")
+define.string("annotations", None, "the dataset's annotation file (hmdb51: the folder of split "
+              "files)")
+define.string("videos", None, "folder the annotation's video paths are in")
+define.string("out", None, "dataset directory (created if missing; any location, e.g. "
+              "gs://BUCKET/DIR)")
+define.string("split", None, "split name to write, e.g. train, val, test")
+define.integer("num_frames", None, f"frames stored per clip (default {DEFAULT_NUM_FRAMES})",
+               lower_bound=1)
+define.float("fps", None, "store frames at this rate instead")
+define.integer("max_frames", DEFAULT_MAX_FRAMES, "cap on frames per clip with --fps", lower_bound=1)
+define.integer("size", DEFAULT_SIZE, "short side of stored frames (pixels; the default suits "
+               "224 x 224 training, as CLIP4Clip stores its videos)", lower_bound=1)
+define.integer("jpeg_quality", 90, "JPEG quality of the stored frames", lower_bound=1,
+               upper_bound=100)
+define.integer("clips_per_shard", 1000, "clips per ArrayRecord shard", lower_bound=1)
+define.integer("workers", os.cpu_count(), "decoding processes (with --runner DirectRunner: its "
+               "worker processes)", lower_bound=1)
+define.string("runner", "local", "'local' (this machine's processes) or an Apache Beam runner: "
+              "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...; Beam's pipeline "
+              "options follow a '--' (input_pipeline/convert_beam.py)")
+define.string("split_list", None, "keep only these video ids: a text file of ids, or a CSV with a "
+              "video_id column (and a sentence column, e.g. MSR-VTT 1k-A's test file)")
+define.string("subset", None, "msrvtt: the JSON's split (train/validate/test); youcook2: "
+              "training/validation; hmdb51: train1, test1, ..., test3")
+define.bool("sentences", False, "didemo, activitynet: one clip per sentence and its moment "
+            "instead of a paragraph per video")
+define.float("merge_segments_to", 0.0, "howto100m: join consecutive ASR segments of a video "
+             "until a clip lasts this many seconds")
+define.string("vocab_split", "train", "the split whose captions train the tokenizer and give "
+              "idf.json and knowledge_vocab.json")
+define.integer("vocab_size", 16000, "the tokenizer's vocabulary size", lower_bound=1)
+define.string("name", None, "dataset name in dataset_info.json (default: the format)")
 flags.mark_flags_as_required(["format", "annotations", "videos", "out", "split"],
                              flag_values=FLAGS)
 flags.mark_flags_as_mutual_exclusive(["num_frames", "fps"], flag_values=FLAGS)
@@ -490,15 +482,14 @@ def main(argv=None) -> None:
   beam_args = flag_parsing.parse(FLAGS, argv, __doc__, passthrough=True)
   if beam_args and FLAGS.runner == "local":
     flag_parsing.fail(f"Beam pipeline options {beam_args} need a Beam --runner")
-  num_frames = FLAGS.num_frames if FLAGS.num_frames or FLAGS.fps else DEFAULT_NUM_FRAMES
-  settings = Settings(
-      format=FLAGS.format, annotations=files.absolute(FLAGS.annotations),
-      videos=files.absolute(FLAGS.videos), split=FLAGS.split, num_frames=num_frames,
-      fps=FLAGS.fps, max_frames=FLAGS.max_frames, size=FLAGS.size,
-      jpeg_quality=FLAGS.jpeg_quality, clips_per_shard=FLAGS.clips_per_shard,
+  # A setting is the value of the flag of its name, except these:
+  settings = Settings(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(Settings)
+                         if f.name != "options"} | dict(
+      annotations=files.absolute(FLAGS.annotations), videos=files.absolute(FLAGS.videos),
+      num_frames=FLAGS.num_frames if FLAGS.num_frames or FLAGS.fps else DEFAULT_NUM_FRAMES,
       split_list=FLAGS.split_list and files.absolute(FLAGS.split_list),
       options=formats.Options(paragraph=not FLAGS.sentences, subset=FLAGS.subset,
-                              merge_segments_to=FLAGS.merge_segments_to))
+                              merge_segments_to=FLAGS.merge_segments_to)))
   try:
     if FLAGS.runner == "local":
       report = convert(settings, FLAGS.out, FLAGS.workers, FLAGS.vocab_split, FLAGS.vocab_size,

@@ -1,10 +1,21 @@
 """absl flags for the command-line tools that are also called in-process with an argument list
 (the converter, the synthetic generator, export, embed, the caption metrics). Each keeps its flags
-in its own FlagValues, so that two tools defining the same flag (--out) live in one process."""
+in its own FlagValues (defined through `definer`), so that two tools defining the same flag
+(--out) live in one process."""
 
+import functools
 import sys
+import types
 
 from absl import flags
+
+
+def definer(flag_values: flags.FlagValues) -> types.SimpleNamespace:
+  """absl's DEFINE_string, _integer, _float, _bool, _enum and _list into `flag_values`, by kind:
+  `define.integer(name, default, help, **kwargs)`."""
+  return types.SimpleNamespace(**{
+      kind: functools.partial(getattr(flags, f"DEFINE_{kind}"), flag_values=flag_values)
+      for kind in ("string", "integer", "float", "bool", "enum", "list")})
 
 
 def fail(message: str):

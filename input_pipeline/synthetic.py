@@ -55,8 +55,6 @@ MOTION_PHRASES = {
 SUBJECT_TEMPLATES = ("a {colour} {shape}", "the {colour} {shape}", "one {colour} {shape}")
 SCENE_TEMPLATES = ("{actions} on a {bg} background", "on a {bg} background, {actions}",
                    "{actions} over a {bg} background")
-# Words whose meaning a horizontal flip reverses; the pipeline swaps them when it flips a clip.
-
 TRAIN_SEED_OFFSET, VAL_SEED_OFFSET = 0, 1_000_003
 # The task fields draw from their own generator, so adding them changed no clip or caption.
 TASK_SEED_OFFSET = 7_919
@@ -237,18 +235,17 @@ def generate(out: str, num_train: int, num_val: int, seed: int, num_frames: int 
 
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("out", None, "output dataset directory (must not exist)", flag_values=FLAGS)
-flags.DEFINE_integer("num_train", 6000, "training clips", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("num_val", 256, "validation clips", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("seed", 0, "the generator's seed", flag_values=FLAGS)
-flags.DEFINE_integer("num_frames", 8, "frames stored per clip", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("size", 40, "frame height and width in pixels", lower_bound=1,
-                     flag_values=FLAGS)
-flags.DEFINE_integer("captions_per_clip", 3, "captions of each clip", lower_bound=1,
-                     flag_values=FLAGS)
+define = flag_parsing.definer(FLAGS)
+define.string("out", None, "output dataset directory (must not exist)")
+define.integer("num_train", 6000, "training clips", lower_bound=1)
+define.integer("num_val", 256, "validation clips", lower_bound=1)
+define.integer("seed", 0, "the generator's seed")
+define.integer("num_frames", 8, "frames stored per clip", lower_bound=1)
+define.integer("size", 40, "frame height and width in pixels", lower_bound=1)
+define.integer("captions_per_clip", 3, "captions of each clip", lower_bound=1)
 for _field in dataclasses.fields(Palette):
-  {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}[_field.type](
-      _field.name, _field.default, f"Palette.{_field.name}", flag_values=FLAGS)
+  {bool: define.bool, int: define.integer, float: define.float}[_field.type](
+      _field.name, _field.default, f"Palette.{_field.name}")
 flags.mark_flag_as_required("out", flag_values=FLAGS)
 flags.register_validator("out", lambda v: v is None or files.is_local(v), files.LOCAL_SHARDS,
                          flag_values=FLAGS)

@@ -90,12 +90,11 @@ def export(data_dir: str, out: str, splits: list[str], name: str) -> str:
 
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("data_dir", None, "the vl-jax dataset to export", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "TFDS data folder to write into (e.g. ~/tensorflow_datasets)",
-                    flag_values=FLAGS)
-flags.DEFINE_list("splits", None, "splits to export (default: all)", flag_values=FLAGS)
-flags.DEFINE_string("name", None, "the TFDS dataset's name (default: the dataset's name)",
-                    flag_values=FLAGS)
+define = flag_parsing.definer(FLAGS)
+define.string("data_dir", None, "the vl-jax dataset to export")
+define.string("out", None, "TFDS data folder to write into (e.g. ~/tensorflow_datasets)")
+define.list("splits", None, "splits to export (default: all)")
+define.string("name", None, "the TFDS dataset's name (default: the dataset's name)")
 flags.mark_flags_as_required(["data_dir", "out"], flag_values=FLAGS)
 
 

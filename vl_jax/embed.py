@@ -38,15 +38,13 @@ def embed_split(model: pretrained.Model, data_dir: str, split: str, batch_size: 
 
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("model", None, "a training workdir, a checkpoint directory or an exported "
-                    "model", flag_values=FLAGS)
-flags.DEFINE_string("data_dir", None, "a converted dataset (docs/DATA.md): embed its videos",
-                    flag_values=FLAGS)
-flags.DEFINE_string("texts", None, "a UTF-8 text file: embed each line", flag_values=FLAGS)
-flags.DEFINE_string("split", "val", "the dataset split (with --data_dir)", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "the .npy file to write (local or gs://)", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 64, "clips or texts per batch", lower_bound=1,
-                     flag_values=FLAGS)
+define = flag_parsing.definer(FLAGS)
+define.string("model", None, "a training workdir, a checkpoint directory or an exported model")
+define.string("data_dir", None, "a converted dataset (docs/DATA.md): embed its videos")
+define.string("texts", None, "a UTF-8 text file: embed each line")
+define.string("split", "val", "the dataset split (with --data_dir)")
+define.string("out", None, "the .npy file to write (local or gs://)")
+define.integer("batch_size", 64, "clips or texts per batch", lower_bound=1)
 flags.mark_flags_as_required(["model", "out"], flag_values=FLAGS)
 flags.mark_flags_as_mutual_exclusive(["data_dir", "texts"], required=True, flag_values=FLAGS)
 

@@ -13,11 +13,10 @@ from vl_jax import pretrained
 from vl_jax.errors import USER_ERRORS
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("model", None, "a training workdir, a checkpoint directory or an exported "
-                    "model", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "directory to write the export into", flag_values=FLAGS)
-flags.DEFINE_integer("step", None, "a workdir's checkpoint step (default: the latest)",
-                     flag_values=FLAGS)
+define = flag_parsing.definer(FLAGS)
+define.string("model", None, "a training workdir, a checkpoint directory or an exported model")
+define.string("out", None, "directory to write the export into")
+define.integer("step", None, "a workdir's checkpoint step (default: the latest)")
 flags.mark_flags_as_required(["model", "out"], flag_values=FLAGS)
 
 

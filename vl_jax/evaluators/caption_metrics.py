@@ -115,10 +115,10 @@ def _load(path: str, what: str):
 
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("predictions", None, "JSON: {video id: generated caption}", flag_values=FLAGS)
-flags.DEFINE_string("references", None, "JSON: {video id: [reference captions]}",
-                    flag_values=FLAGS)
-flags.DEFINE_string("out", None, "also write the metrics to this JSON file", flag_values=FLAGS)
+define = flag_parsing.definer(FLAGS)
+define.string("predictions", None, "JSON: {video id: generated caption}")
+define.string("references", None, "JSON: {video id: [reference captions]}")
+define.string("out", None, "also write the metrics to this JSON file")
 flags.mark_flags_as_required(["predictions", "references"], flag_values=FLAGS)
 
 
