@@ -27,12 +27,9 @@ def build(evals_cfg, **context):
   return out
 
 
-def dataset(ev_cfg, data_cfg) -> dict:
-  """What an evaluator of `ev_cfg` scores: {"dir", "split", "clips"}, recorded with its results."""
-  return {"dir": data_cfg.dir, "split": ev_cfg.split,
-          "clips": len(pipeline.records(data_cfg.dir, ev_cfg.split))}
-
-
 def entry(metrics: dict[str, float], checkpoint: str, ev_cfg, data_cfg) -> dict:
-  """An evaluator's results as eval_results.json records them (metrics.write_eval_results)."""
-  return {"metrics": metrics, "checkpoint": checkpoint, "dataset": dataset(ev_cfg, data_cfg)}
+  """An evaluator's results as eval_results.json records them (metrics.write_eval_results), with
+  what it scored: {"dir", "split", "clips"}."""
+  return {"metrics": metrics, "checkpoint": checkpoint, "dataset": {
+      "dir": data_cfg.dir, "split": ev_cfg.split,
+      "clips": len(pipeline.records(data_cfg.dir, ev_cfg.split))}}

@@ -32,20 +32,18 @@ class CaptioningEvaluator(encode.Evaluator):
   used by beam search). The model needs the caption decoder (config.model.decoder.depth > 0).
   """
 
-  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
+  def setup(self, predict, mesh):
     # Imported here: the metrics need pycocoevalcap, an optional extra that only captioning needs.
     from vl_jax.evaluators import caption_metrics  # noqa: PLC0415
-    self.metrics = caption_metrics.caption_metrics
+    self.metrics, cfg = caption_metrics.caption_metrics, self.cfg
     if predict.caption_logits is None:
-      raise ConfigError(f"config.evals.{name}: the captioning evaluator needs the caption decoder "
-                        "(config.model.decoder.depth > 0)")
+      raise ConfigError(f"config.evals.{self.name}: the captioning evaluator needs the caption "
+                        "decoder (config.model.decoder.depth > 0)")
     if cfg.beam < 1:
-      raise ConfigError(f"config.evals.{name}.beam={cfg.beam}: must be 1 (greedy) or more")
-    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
-                     tokenizer=tokenizer)
+      raise ConfigError(f"config.evals.{self.name}.beam={cfg.beam}: must be 1 (greedy) or more")
     self._generate = jax.jit(
         lambda params, b: {"tokens": generate(predict, params, b["frames"][:, 0],
-                                              data_cfg.max_text_len, cfg.beam,
+                                              self.data_cfg.max_text_len, cfg.beam,
                                               cfg.length_penalty)},
         out_shardings=sharding.replicated(mesh))
     self.clip_ids = [str(c) for c in self.read_field("clip_id", "captioning")]

@@ -154,13 +154,18 @@ class Encoder:
 class Evaluator:
   """What every evaluator holds: its name and config (`config.evals.<name>`), `every_steps`, the
   data config and tokenizer, and an Encoder of the model's predict functions at the config's
-  batch size."""
+  batch size. A subclass prepares the rest in `setup` and scores in `run`."""
 
   def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
     self.name, self.cfg, self.data_cfg, self.tokenizer = name, cfg, data_cfg, tokenizer
     self.every_steps = cfg.every_steps
     self.encoder = Encoder(predict, mesh, data_cfg, tokenizer, cfg.batch_size,
                            f"config.evals.{name}.batch_size")
+    self.setup(predict, mesh)
+
+  def setup(self, predict, mesh) -> None:
+    """What the evaluator prepares once: its checks (one-line ConfigErrors naming
+    config.evals.<name>), its jitted functions and the task fields it reads."""
 
   def read_field(self, field: str, task: str) -> list:
     """The task field `field` of every record of the split, in record order (read_field)."""

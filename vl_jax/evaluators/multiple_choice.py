@@ -22,16 +22,14 @@ class MultipleChoiceEvaluator(encode.Evaluator):
   Config: `split`, `batch_size`, `num_clips`, `every_steps`.
   """
 
-  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
-    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
-                     tokenizer=tokenizer)
+  def setup(self, predict, mesh):
     # The candidates do not change between runs: read (and checked) once.
     mc = self.read_field("mc", "multiple choice")
     k = len(mc[0]["options"])
     bad = [i for i, m in enumerate(mc) if len(m["options"]) != k or not 0 <= m["answer"] < k]
     if bad:
-      raise DataError(f"{data_cfg.dir}/{cfg.split}: record {bad[0]}'s 'mc' field has other "
-                      f"than {k} options or an answer outside them")
+      raise DataError(f"{self.data_cfg.dir}/{self.cfg.split}: record {bad[0]}'s 'mc' field has "
+                      f"other than {k} options or an answer outside them")
     self.options = [o for m in mc for o in m["options"]]
     self.answers = np.asarray([m["answer"] for m in mc])
 

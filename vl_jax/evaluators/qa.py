@@ -19,12 +19,10 @@ class QAEvaluator(encode.Evaluator):
   through the cross-modal encoder (config.model.qa_head).
   """
 
-  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
+  def setup(self, predict, mesh):
     if predict.answer_logits is None:
-      raise ConfigError(f"config.evals.{name}: the QA evaluator needs a model with an answer head "
-                        f"(config.data.text='question', config.data.num_answers > 0)")
-    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
-                     tokenizer=tokenizer)
+      raise ConfigError(f"config.evals.{self.name}: the QA evaluator needs a model with an answer "
+                        f"head (config.data.text='question', config.data.num_answers > 0)")
     self.fused = predict.answer_fused
     if self.fused:  # the question's tokens fused with the clip's frame tokens
       def answer(params, b):
@@ -40,8 +38,8 @@ class QAEvaluator(encode.Evaluator):
     self.clip = np.asarray([i for i, questions in enumerate(qa) for _ in questions])
     self.questions = [q["question"] for questions in qa for q in questions]
     if not self.questions:
-      raise DataError(f"{data_cfg.dir}/{cfg.split}: no record has a question")
-    answers = text_annotations.AnswerVocab(data_cfg.dir, data_cfg.num_answers)
+      raise DataError(f"{self.data_cfg.dir}/{self.cfg.split}: no record has a question")
+    answers = text_annotations.AnswerVocab(self.data_cfg.dir, self.data_cfg.num_answers)
     self.truth = np.asarray([answers(q["answer"]) for questions in qa for q in questions])
 
   def run(self, params, artifacts_dir: str | None = None) -> dict[str, float]:

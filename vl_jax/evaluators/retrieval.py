@@ -62,18 +62,16 @@ class RetrievalEvaluator(encode.Evaluator):
   synthetic set: v2t R@1 36.3% by sentence + fusion, 21.5% with the token term added).
   """
 
-  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
+  def setup(self, predict, mesh):
+    cfg, field = self.cfg, f"config.evals.{self.name}"
     if cfg.captions not in ("first", "all"):
-      raise ConfigError(f"config.evals.{name}.captions={cfg.captions!r}: expected 'first' or 'all'")
+      raise ConfigError(f"{field}.captions={cfg.captions!r}: expected 'first' or 'all'")
     if cfg.rerank_top_k and predict.fuse is None:
-      raise ConfigError(f"config.evals.{name}.rerank_top_k={cfg.rerank_top_k} needs a model with "
-                        f"a fusion encoder (config.model.fusion.depth > 0)")
+      raise ConfigError(f"{field}.rerank_top_k={cfg.rerank_top_k} needs a model with a fusion "
+                        f"encoder (config.model.fusion.depth > 0)")
     terms = tuple(cfg.rerank_terms)
     if not terms or set(terms) - set(rerank.TERMS):
-      raise ConfigError(f"config.evals.{name}.rerank_terms={terms}: a non-empty selection of "
-                        f"{rerank.TERMS}")
-    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
-                     tokenizer=tokenizer)
+      raise ConfigError(f"{field}.rerank_terms={terms}: a non-empty selection of {rerank.TERMS}")
     # Per direction; None where no term is left (v2t of a token-only selection): not re-ranked.
     self._pair_scores = {
         direction: jax.jit(functools.partial(rerank.pair_scores, predict, terms=kept),

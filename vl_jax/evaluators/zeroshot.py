@@ -45,21 +45,20 @@ class ZeroShotEvaluator(encode.Evaluator):
   `num_clips` (clips per video, embeddings averaged), `batch_size`, `split`, `every_steps`.
   """
 
-  def __init__(self, name, cfg, *, predict, mesh, data_cfg, tokenizer):
-    super().__init__(name, cfg, predict=predict, mesh=mesh, data_cfg=data_cfg,
-                     tokenizer=tokenizer)
+  def setup(self, predict, mesh):
+    cfg = self.cfg
     self.classes = load_labels(cfg.labels)
     bad = [t for t in cfg.templates if t.count("{}") != 1]
     if not cfg.templates or bad:
-      raise ConfigError(f"config.evals.{name}.templates: each must hold one '{{}}' "
+      raise ConfigError(f"config.evals.{self.name}.templates: each must hold one '{{}}' "
                         f"(got {list(cfg.templates)!r})")
     # The clips' classes do not change between runs: read (and checked) once.
     index = {label: i for i, (label, _) in enumerate(self.classes)}
     labels = self.read_field("label", "zero-shot classification")
     unknown = sorted(set(labels) - index.keys())
     if unknown:
-      raise DataError(f"{data_cfg.dir}/{cfg.split}: labels {unknown[:3]} are not in the "
-                      f"class list {cfg.labels!r} of evaluator {name!r}")
+      raise DataError(f"{self.data_cfg.dir}/{cfg.split}: labels {unknown[:3]} are not in the "
+                      f"class list {cfg.labels!r} of evaluator {self.name!r}")
     self.labels = np.asarray([index[l] for l in labels])
 
   def class_embeddings(self, params) -> np.ndarray:
