@@ -46,10 +46,7 @@ def write(path: PathLike, data: str | bytes) -> None:
   through a rename; an object store writes an object whole)."""
   path = epath.Path(path)
   target = epath.Path(temporary_name(path)) if is_local(path) else path
-  if isinstance(data, bytes):
-    target.write_bytes(data)
-  else:
-    target.write_text(data)
+  target.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
   if target != path:
     target.replace(path)
 

@@ -107,10 +107,15 @@ def _csv_rows(path: str, delimiter: str, required: tuple[str, ...]) -> Iterator[
     yield reader.line_num, row
 
 
-def _tsv_lines(path: str, columns: int, what: str) -> Iterator[tuple[int, list[str]]]:
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+  """(line number, line) of each non-blank line of a text file."""
   for n, line in enumerate(read_text(path).splitlines(), start=1):
-    if not line.strip():
-      continue
+    if line.strip():
+      yield n, line
+
+
+def _tsv_lines(path: str, columns: int, what: str) -> Iterator[tuple[int, list[str]]]:
+  for n, line in _lines(path):
     fields = line.split("\t")
     _expect(len(fields) == columns, path, n,
             f"expected {columns} tab-separated fields ({what}), got {len(fields)}")
@@ -119,12 +124,11 @@ def _tsv_lines(path: str, columns: int, what: str) -> Iterator[tuple[int, list[s
 
 def _json_lines(path: str) -> Iterator[tuple[int, object]]:
   """(line number, parsed value) of each non-blank line of a JSON-lines file."""
-  for n, line in enumerate(read_text(path).splitlines(), start=1):
-    if line.strip():
-      try:
-        yield n, json.loads(line)
-      except json.JSONDecodeError as e:
-        raise FormatError(f"{path}:{n}: not a JSON object ({e.msg})") from e
+  for n, line in _lines(path):
+    try:
+      yield n, json.loads(line)
+    except json.JSONDecodeError as e:
+      raise FormatError(f"{path}:{n}: not a JSON object ({e.msg})") from e
 
 
 def webvid(path: str, opts: Options) -> Iterator[Item]:
@@ -162,8 +166,8 @@ def msvd(path: str, opts: Options) -> Iterator[Item]:
   """AllVideoDescriptions.txt: '<video> <caption>' per line, '#' comments;
   YouTubeClips/<video>.avi."""
   first_line, captions = {}, collections.defaultdict(list)
-  for n, line in enumerate(read_text(path).splitlines(), start=1):
-    if not line.strip() or line.startswith("#"):
+  for n, line in _lines(path):
+    if line.startswith("#"):
       continue
     m = _MSVD_LINE.match(line)
     _expect(m is not None and re.fullmatch(r"[\w\-.]+", m.group(1)) is not None, path, n,
@@ -335,9 +339,7 @@ def class_caption(label: str) -> str:
 def ucf101(path: str, opts: Options) -> Iterator[Item]:
   """trainlist01.txt / testlist01.txt: '<Class>/<video>.avi[ <class index>]'; the label is the
   folder, the caption the class name in words."""
-  for n, line in enumerate(read_text(path).splitlines(), start=1):
-    if not line.strip():
-      continue
+  for n, line in _lines(path):
     video = line.split()[0]
     _expect(video.count("/") == 1, path, n, f"expected '<Class>/<video>.avi', got {line[:60]!r}")
     label, name = video.split("/")

@@ -313,8 +313,7 @@ def train_dataset(data_cfg, tokenizer, global_batch_size: int, seed: int,
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
   # Local batches p, p + P, p + 2P, ...: rows [p·B/P, (p+1)·B/P) of global batches 0, 1, 2, ...
   ds = ds[jax.process_index()::jax.process_count()][start_step:]
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
-                                            prefetch_buffer_size=data_cfg.prefetch))
+  it = ds.to_iter_dataset(_read_options(data_cfg))
   if data_cfg.worker_count:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.worker_count))
   return it
@@ -326,10 +325,7 @@ def eval_dataset(data_cfg, tokenizer, split: str, global_batch_size: int,
   are [B, num_views, T, H, W, 3] (see ClipTransform.views)."""
   ds = records(data_cfg.dir, split)[jax.process_index()::jax.process_count()]
   transform = make_clip_transform(data_cfg, tokenizer, train=False)
-  ds = ds.map(lambda x: transform.views(x, num_views))
-  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
-  return ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
-                                              prefetch_buffer_size=data_cfg.prefetch))
+  return _in_order(ds.map(lambda x: transform.views(x, num_views)), data_cfg, global_batch_size)
 
 
 def caption_dataset(data_cfg, tokenizer, split: str,
@@ -343,9 +339,17 @@ def caption_dataset(data_cfg, tokenizer, split: str,
   ds = grain.MapDataset.source(items).map(
       lambda x: {**transform.text_features(x[1]["words"], x[1]["spaces"], x[1]["pos"]),
                  "index": np.int32(x[0])})
+  return _in_order(ds, data_cfg, global_batch_size), len(items)
+
+
+def _in_order(ds: grain.MapDataset, data_cfg, global_batch_size: int) -> grain.IterDataset:
+  """`ds` in batches of this process's share of `global_batch_size`, the last one short."""
   ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=False)
-  return ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.num_threads,
-                                              prefetch_buffer_size=data_cfg.prefetch)), len(items)
+  return ds.to_iter_dataset(_read_options(data_cfg))
+
+
+def _read_options(data_cfg) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=data_cfg.num_threads, prefetch_buffer_size=data_cfg.prefetch)
 
 
 def read_field(data_dir: str, split: str, field: str, needed_by: str) -> list[Any]:

@@ -219,11 +219,8 @@ class KnowledgeVocab:
 def mirror_knowledge(entries: list[str], mirror: dict[str, str]) -> list[str]:
   """Knowledge entries of a mirrored caption: each word of an entry through `mirror`
   ("rel:left/to/move" -> "rel:right/to/move")."""
-  out = []
-  for e in entries:
-    kind, value = e.split(":", 1)
-    out.append(kind + ":" + "/".join(mirror.get(w, w) for w in value.split("/")))
-  return out
+  return [kind + ":" + "/".join(mirror.get(w, w) for w in value.split("/"))
+          for kind, value in (e.split(":", 1) for e in entries)]
 
 
 class AnswerVocab:

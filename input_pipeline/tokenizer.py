@@ -108,9 +108,9 @@ def _canonical(text: str) -> str:
 
 
 class _Renumbered:
-  """What both tokenizers share: the renumbered vocabulary (`to_theirs`, `to_ours`) and, since
-  grain's worker processes receive transforms by pickling, a state that is the file's path, not
-  the library's object."""
+  """What both tokenizers share: the renumbered vocabulary (`to_theirs`, `to_ours`; the file's ids
+  of token rows for decoding) and, since grain's worker processes receive transforms by pickling,
+  a state that is the file's path, not the library's object."""
 
   def __getstate__(self):
     return {"model_path": self.model_path}
@@ -121,6 +121,11 @@ class _Renumbered:
   @property
   def vocab_size(self) -> int:
     return len(self.to_theirs)
+
+  def _file_ids(self, tokens: np.ndarray) -> list[list[int]]:
+    """The file's ids of each row's content (_content), without the specials the file lacks."""
+    return [[t for t in self.to_theirs[_content(row)].tolist() if t >= 0]
+            for row in np.asarray(tokens).tolist()]
 
 
 class SentencePiece(_Renumbered):
@@ -171,8 +176,7 @@ class SentencePiece(_Renumbered):
 
   def decode(self, tokens: np.ndarray) -> list[str]:
     """Text of each row up to its first [SEP] (generated rows continue with padding)."""
-    return [self._sp.decode([t for t in self.to_theirs[_content(row)].tolist() if t >= 0]).strip()
-            for row in np.asarray(tokens).tolist()]
+    return [self._sp.decode(ids).strip() for ids in self._file_ids(tokens)]
 
 
 class HuggingFace(_Renumbered):
@@ -222,9 +226,7 @@ class HuggingFace(_Renumbered):
     return _word_tokens(self.to_ours[encoding.ids], spans, owner, max_len)
 
   def decode(self, tokens: np.ndarray) -> list[str]:
-    rows = [[t for t in self.to_theirs[_content(row)].tolist() if t >= 0]
-            for row in np.asarray(tokens).tolist()]
-    texts = self._tok.decode_batch(rows, skip_special_tokens=True)
+    texts = self._tok.decode_batch(self._file_ids(tokens), skip_special_tokens=True)
     # CLIP's BPE marks a word's last piece with a suffix that its decoder keeps ("dog</w>").
     suffix = getattr(self._tok.model, "end_of_word_suffix", None)
     return [t.replace(suffix, " ").strip() for t in texts] if suffix else texts

@@ -60,10 +60,7 @@ def sample_times(start: float, end: float, num_frames: int | None, fps: float | 
                  max_frames: int) -> np.ndarray:
   """Times (seconds from the video's start) of the frames to store from [start, end)."""
   length = end - start
-  if num_frames:
-    n = num_frames
-  else:
-    n = min(max(1, math.floor(length * fps)), max_frames)
+  n = num_frames or min(max(1, math.floor(length * fps)), max_frames)
   return start + (np.arange(n) + 0.5) * (length / n)
 
 
