@@ -118,7 +118,7 @@ def get_config(arg: str):
   kinds = sorted(REAL) + sorted(SYNTHETIC)
   if task in REAL:
     kind, dataset, split, settings = REAL[task]
-    config = vit_b16_bert_base.get_config().unlock()
+    config = common.base(vit_b16_bert_base, "b16" if clip else None)
     config.data.name = dataset
     if task.endswith("_tfds"):
       config.data.source = "tfds"
@@ -128,12 +128,10 @@ def get_config(arg: str):
   elif task in SYNTHETIC:
     kind, settings = SYNTHETIC[task]
     split = "val"
-    config = tiny.get_config().unlock()
+    config = common.base(tiny, "tiny" if clip else None)
     steps, lr, batch = 300, 3e-4, 64
   else:
     raise ValueError(f"configs/downstream.py:{task}: unknown task; one of {kinds}")
-  if clip:
-    common.use_clip(config, "b16" if task in REAL else "tiny")
   # CoCo-BERT's parts, at the sizes of the pre-training config they come from
   coco = coco_bert if task in REAL else coco_tiny
   if task.endswith("_qa_fusion"):
