@@ -51,7 +51,7 @@ def big_vision_image(t: dict, depth: int, path: str) -> dict:
   vision_transformer image tree."""
   for prefix in ("params/", "opt/target/"):
     if t and all(k.startswith(prefix) for k in t):
-      t = {k[len(prefix):]: v for k, v in t.items()}
+      t = files.under(t, prefix)
   t = files.Tensors(unrolled(t), path)
   pos = "pos_embedding" if "pos_embedding" in t else "Transformer/posembed_input/pos_embedding"
   out = {"embedding/kernel": t["embedding/kernel"], "embedding/bias": t["embedding/bias"],
