@@ -36,8 +36,8 @@ def parse(flag_values: flags.FlagValues, argv: list[str] | None, description: st
   flag_values.unparse_flags()
   try:
     rest = flag_values([sys.argv[0], *argv])
-  except flags.Error as e:
-    fail(str(e))
+  except flags.Error as e:  # several required flags missing: a line each, joined
+    fail("; ".join(line.strip() for line in str(e).splitlines() if line.strip()))
   if len(rest) > 1 and not (passthrough and "--" in argv):
     fail(f"unexpected arguments {rest[1:]}")
   return rest[1:]

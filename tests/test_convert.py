@@ -508,6 +508,8 @@ def test_tiny_config_trains_on_a_converted_dataset(videos, tmp_path):
 
 @pytest.mark.parametrize("replace, message", [
     ({"--annotations": None}, "flag --annotations=None: Flag --annotations must have a value"),
+    ({"--annotations": None, "--split": None},
+     "flag --annotations=None: .*; flag --split=None: Flag --split must have a value"),
     ({"--format": None, "--fromat": "jsonl"}, "Unknown command line flag 'fromat'"),
     ({"--format": "json"}, "flag --format=json: value should be one of"),
     ({"--num_frames": "4", "--fps": "2"}, r"At most one of \(num_frames, fps\)"),
